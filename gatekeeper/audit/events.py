@@ -1,0 +1,95 @@
+"""Decision events: one per request, in a layout OPA decision-log consumers can read.
+
+OPA's ``EventV1`` keys (``labels``, ``decision_id``, ``bundles``, ``path``, ``input``,
+``result``, ``requested_by``, ``timestamp``, ``metrics``, ``erased``, ``masked``) carry their OPA
+meaning; everything gatekeeper adds lives under the ``gatekeeper`` key (enforcement: the status
+sent, quota state, reasoning shaping, latency).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+EVENT_VERSION = 1
+DECISION_PATH = "gatekeeper/decision"
+_INSTANCE_ID = str(uuid.uuid4())
+
+
+def rfc3339_ns(unix_ns: int) -> str:
+    """RFC 3339 UTC with nanoseconds, trailing zeros trimmed (Go's formatting, as OPA writes)."""
+    seconds, nanos = divmod(unix_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if nanos:
+        stamp += "." + f"{nanos:09d}".rstrip("0")
+    return stamp + "Z"
+
+
+def new_decision_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(slots=True)
+class DecisionRecord:
+    """Everything known about one request's decision, filled in as the request proceeds."""
+
+    decision_id: str
+    unix_ns: int = field(default_factory=time.time_ns)
+    path: str = ""
+    method: str = ""
+    requested_by: str | None = None
+    revision: str | None = None
+    input: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    decided_by: str = "policy"
+    status: int | None = None
+    quotas: list[dict[str, Any]] = field(default_factory=list)
+    reasoning: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    metrics: dict[str, int] = field(default_factory=dict)
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+    erased: list[str] = field(default_factory=list)
+
+    def to_event(self, labels: dict[str, str]) -> dict[str, Any]:
+        """The decision event (a plain JSON-serialisable dict)."""
+        event: dict[str, Any] = {
+            "labels": {"id": _INSTANCE_ID, "version": _version(), **labels},
+            "decision_id": self.decision_id,
+            "path": DECISION_PATH,
+            "timestamp": rfc3339_ns(self.unix_ns),
+        }
+        if self.revision is not None:
+            event["bundles"] = {"gatekeeper": {"revision": self.revision}}
+        if self.input is not None:
+            event["input"] = self.input
+        if self.result is not None:
+            event["result"] = self.result
+        if self.requested_by:
+            event["requested_by"] = self.requested_by
+        if self.erased:
+            event["erased"] = list(self.erased)
+        if self.error is not None:
+            event["error"] = self.error
+        event["metrics"] = dict(self.metrics)
+        event["gatekeeper"] = {
+            "version": EVENT_VERSION,
+            "decided_by": self.decided_by,
+            "request": {"method": self.method, "path": self.path},
+            "enforcement": {
+                "status": self.status,
+                "quotas": self.quotas,
+                "reasoning": self.reasoning,
+                "latency_ns": time.perf_counter_ns() - self.started_ns,
+            },
+        }
+        return event
+
+
+def _version() -> str:
+    from gatekeeper import __version__
+
+    return os.environ.get("GATEKEEPER_VERSION_LABEL", __version__)

@@ -1,0 +1,230 @@
+"""The two contracts between gatekeeper and its policies.
+
+``Input`` is the document every policy sees as ``input``; ``Decision`` is the value of the one
+rule gatekeeper queries (``data.gatekeeper.decision`` by default). Both are versioned: a policy
+can read ``input.version`` and a decision may carry ``version``. Everything before the policy
+only gathers facts into an ``Input``; everything after it only enforces a ``Decision``.
+
+A decision that does not validate against ``Decision`` is treated as a policy error and the
+request is refused (fail closed).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CONTRACT_VERSION = 1
+
+
+class KycLevel(StrEnum):
+    """How strongly a subject's identity was verified, weakest first."""
+
+    NONE = "none"
+    EMAIL = "email"
+    PHONE = "phone"
+    PAYMENT = "payment"
+    GOVERNMENT_ID = "government_id"
+    BUSINESS = "business"
+
+    @property
+    def rank(self) -> int:
+        """Position in the order ``none < email < phone < payment < government_id < business``."""
+        return _KYC_ORDER.index(self)
+
+
+_KYC_ORDER = list(KycLevel)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Subject(_Model):
+    """Who is calling: resolved from the API key or token by the identity stage."""
+
+    id: str
+    org: str | None = None
+    tier: str = "free"
+    kyc_level: KycLevel = KycLevel.NONE
+    kyc_rank: int = 0
+    account_created: str | None = None
+    account_age_days: float | None = None
+    flags: list[str] = Field(default_factory=list)
+    payment_fingerprint: str | None = None
+
+    @model_validator(mode="after")
+    def _rank_follows_level(self) -> Subject:
+        self.kyc_rank = self.kyc_level.rank
+        return self
+
+
+class Network(_Model):
+    """Where the request comes from, after trusted-proxy resolution and GeoIP lookup."""
+
+    client_ip: str | None = None
+    peer_ip: str | None = None
+    forwarded: bool = False
+    country: str | None = None
+    registered_country: str | None = None
+    asn: int | None = None
+    as_org: str | None = None
+    is_hosting: bool = False
+    is_proxy: bool = False
+    jurisdiction_tags: list[str] = Field(default_factory=list)
+
+
+class PromptFeatures(_Model):
+    """Cheap facts about the prompt; the text itself never reaches the policy or the log."""
+
+    messages: int = 0
+    chars: int = 0
+    has_tools: bool = False
+    has_tool_results: bool = False
+
+
+class RequestInfo(_Model):
+    """What is being asked, as read from the HTTP request and its body by the dialect."""
+
+    method: str
+    path: str
+    dialect: str | None = None
+    model: str | None = None
+    stream: bool = False
+    reasoning_requested: bool = False
+    max_tokens: int | None = None
+    estimated_tokens: int = 0
+    user_agent: str | None = None
+    prompt_features: PromptFeatures = Field(default_factory=PromptFeatures)
+
+
+class Signals(_Model):
+    """Distillation signals computed before the policy. Empty until a signal stage is enabled."""
+
+    subject: dict[str, Any] = Field(default_factory=dict)
+    cluster: dict[str, Any] = Field(default_factory=dict)
+    cot_elicitation: float = 0.0
+    template_repetition: float = 0.0
+
+
+class TimeInfo(_Model):
+    """The request's arrival time, so policies need no non-deterministic builtins."""
+
+    unix_ns: int
+    rfc3339: str
+    weekday: int = Field(description="0 = Monday")
+    hour_utc: int
+
+
+class Input(_Model):
+    """The policy input document (``input`` in Rego)."""
+
+    version: int = CONTRACT_VERSION
+    subject: Subject
+    network: Network
+    request: RequestInfo
+    signals: Signals = Field(default_factory=Signals)
+    time: TimeInfo
+
+
+class Reason(_Model):
+    """Why a decision was taken; ``code`` is machine-readable and stable."""
+
+    code: str
+    message: str = ""
+
+
+QuotaKind = Literal["token_bucket", "window"]
+QuotaUnit = Literal["requests", "tokens", "reasoning_tokens"]
+StoreErrorMode = Literal["deny", "allow", "local"]
+
+
+class QuotaSpec(_Model):
+    """One quota the request must fit in, chosen and parameterised by the policy.
+
+    A token bucket holds ``capacity`` units and gains ``rate`` units every ``period`` seconds.
+    A window quota (``kind = "window"``) allows ``capacity`` units per calendar ``window``
+    (a `limits` expression such as ``"1/day"``'s period: ``"day"`` or ``"month"``).
+    """
+
+    name: str
+    key: str
+    kind: QuotaKind = "token_bucket"
+    unit: QuotaUnit = "requests"
+    capacity: int = Field(ge=0)
+    rate: float = Field(default=0.0, ge=0)
+    period: float = Field(default=1.0, gt=0)
+    window: str | None = None
+    cost: int = Field(default=1, ge=0)
+    on_store_error: StoreErrorMode = "deny"
+
+    @property
+    def refill_per_second(self) -> float:
+        return self.rate / self.period
+
+
+ReasoningMode = Literal["full", "summary", "truncate", "redact", "drop"]
+
+
+class ReasoningPolicy(_Model):
+    """How much of the model's reasoning the response may expose."""
+
+    mode: ReasoningMode = "drop"
+    max_tokens: int | None = Field(default=None, ge=0)
+    budget_quota: str | None = None
+
+
+class Obligations(_Model):
+    """Things the caller or the operator must do, beside allowing or refusing."""
+
+    step_up_kyc: KycLevel | None = None
+    flag_for_review: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+
+class Decision(_Model):
+    """The policy's verdict on one request (the value of ``data.gatekeeper.decision``)."""
+
+    version: int = CONTRACT_VERSION
+    allow: bool
+    status: int = Field(default=200, ge=100, le=599)
+    reasons: list[Reason] = Field(default_factory=list)
+    quotas: list[QuotaSpec] = Field(default_factory=list)
+    reasoning: ReasoningPolicy = Field(default_factory=ReasoningPolicy)
+    obligations: Obligations = Field(default_factory=Obligations)
+    headers: dict[str, str] = Field(default_factory=dict)
+    shadow: bool = False
+
+    @field_validator("headers")
+    @classmethod
+    def _no_hop_by_hop(cls, value: dict[str, str]) -> dict[str, str]:
+        forbidden = {"content-length", "transfer-encoding", "connection"}
+        bad = sorted(k for k in value if k.lower() in forbidden)
+        if bad:
+            raise ValueError(f"a decision may not set {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _refusal_is_explained(self) -> Decision:
+        if not self.allow:
+            if self.status < 400:
+                raise ValueError("a refusal needs an error status (>= 400)")
+            if not self.reasons:
+                raise ValueError("a refusal needs at least one reason")
+        return self
+
+    @property
+    def primary_reason(self) -> Reason | None:
+        return self.reasons[0] if self.reasons else None
+
+
+def input_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``Input``, for policy authors' tooling."""
+    return Input.model_json_schema()
+
+
+def decision_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``Decision``."""
+    return Decision.model_json_schema()

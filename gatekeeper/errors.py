@@ -1,0 +1,86 @@
+"""The gatekeeper error hierarchy.
+
+::
+
+    GatekeeperError
+    ├── ConfigurationError          bad settings, missing files; raised at start-up, never per request
+    ├── PolicyError                 the policy could not produce a valid decision (→ 503 policy_error)
+    │   ├── PolicyLoadError         a policy directory or bundle failed to load or compile
+    │   ├── PolicyEvaluationError   the engine raised, timed out or returned nothing
+    │   └── InvalidDecisionError    the decision does not validate against ``Decision``
+    ├── IdentityError               the subject store could not be read (→ 503 identity_unavailable)
+    ├── QuotaStoreError             the quota store is unreachable or too slow (→ per-quota setting)
+    └── ClientInputError            the client sent something unusable (→ 4xx in the dialect's format)
+        ├── BodyTooLargeError       → 413 request_too_large
+        └── MalformedBodyError      → 400 invalid_request
+
+Every error that can reach a client carries the HTTP ``status`` and the reason ``code`` used in
+the dialect's error body and in the decision log.
+"""
+
+from __future__ import annotations
+
+
+class GatekeeperError(Exception):
+    """Base class of every error gatekeeper raises."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+
+class ConfigurationError(GatekeeperError):
+    """Settings or files named by the settings are unusable."""
+
+
+class PolicyError(GatekeeperError):
+    """The policy could not produce a valid decision; the request is refused (fail closed)."""
+
+    status = 503
+    code = "policy_error"
+
+
+class PolicyLoadError(PolicyError):
+    """A policy directory or bundle failed to load or compile."""
+
+
+class PolicyEvaluationError(PolicyError):
+    """The engine raised, timed out or returned an undefined decision."""
+
+
+class InvalidDecisionError(PolicyError):
+    """The decision does not validate against the ``Decision`` contract."""
+
+
+class IdentityError(GatekeeperError):
+    """The subject store could not be read."""
+
+    status = 503
+    code = "identity_unavailable"
+
+
+class QuotaStoreError(GatekeeperError):
+    """The quota store is unreachable or slower than its timeout."""
+
+    status = 503
+    code = "quota_store_unavailable"
+
+
+class ClientInputError(GatekeeperError):
+    """The client sent a request gatekeeper cannot read."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class BodyTooLargeError(ClientInputError):
+    """The request body exceeds the configured limit."""
+
+    status = 413
+    code = "request_too_large"
+
+
+class MalformedBodyError(ClientInputError):
+    """The request body is not valid JSON or not of the dialect's shape."""
+
+    status = 400
+    code = "invalid_request"

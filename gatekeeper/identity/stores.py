@@ -1,0 +1,181 @@
+"""Subject stores: map an API key to the subject it belongs to.
+
+Keys are never kept in clear in memory or in Redis: stores index subjects by the SHA-256 of the
+key (``hash_api_key``), so a leaked store or log does not leak usable credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import tomllib
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gatekeeper.contract import KycLevel, Subject
+from gatekeeper.errors import ConfigurationError, IdentityError
+
+
+def hash_api_key(api_key: str) -> str:
+    """The hex SHA-256 of an API key: how stores index subjects."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+class SubjectRecord(BaseModel):
+    """One subject as stored: its key (or the key's SHA-256) and its attributes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str | None = Field(default=None, description="The API key in clear (demo use only).")
+    key_sha256: str | None = None
+    id: str
+    org: str | None = None
+    tier: str = "free"
+    kyc_level: KycLevel = KycLevel.NONE
+    account_created: date | None = None
+    flags: list[str] = Field(default_factory=list)
+    payment_fingerprint: str | None = None
+
+    @model_validator(mode="after")
+    def _has_key(self) -> SubjectRecord:
+        if self.key_sha256 is None:
+            if self.key is None:
+                raise ValueError("a subject needs `key` or `key_sha256`")
+            self.key_sha256 = hash_api_key(self.key)
+        return self
+
+    def to_subject(self, now: datetime | None = None) -> Subject:
+        """The subject as the policy sees it (age computed now; the key never included)."""
+        age: float | None = None
+        if self.account_created is not None:
+            now = now or datetime.now(UTC)
+            created = datetime(
+                self.account_created.year,
+                self.account_created.month,
+                self.account_created.day,
+                tzinfo=UTC,
+            )
+            age = max(0.0, (now - created).total_seconds() / 86400)
+        return Subject(
+            id=self.id,
+            org=self.org,
+            tier=self.tier,
+            kyc_level=self.kyc_level,
+            account_created=self.account_created.isoformat() if self.account_created else None,
+            account_age_days=age,
+            flags=list(self.flags),
+            payment_fingerprint=self.payment_fingerprint,
+        )
+
+
+class SubjectStore(Protocol):
+    """Resolves an API key to a subject, or ``None`` when the key is unknown."""
+
+    async def lookup(self, api_key: str) -> Subject | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class FileSubjectStore:
+    """Subjects from a TOML, JSON or YAML file with a top-level ``subjects`` list.
+
+    The file is read once, at start-up; a malformed file raises ``ConfigurationError``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._by_hash: dict[str, SubjectRecord] = {}
+        for record in _read_records(path):
+            assert record.key_sha256 is not None
+            if record.key_sha256 in self._by_hash:
+                raise ConfigurationError(f"{path}: two subjects share one key ({record.id})")
+            self._by_hash[record.key_sha256] = record
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    async def lookup(self, api_key: str) -> Subject | None:
+        record = self._by_hash.get(hash_api_key(api_key))
+        return record.to_subject() if record else None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _read_records(path: Path) -> list[SubjectRecord]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read subjects file {path}: {exc}") from exc
+    try:
+        if path.suffix == ".toml":
+            doc: Any = tomllib.loads(raw.decode())
+        elif path.suffix in {".yaml", ".yml"}:
+            doc = yaml.safe_load(raw)
+        else:
+            doc = json.loads(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"subjects file {path} is not valid: {exc}") from exc
+    entries = doc.get("subjects") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigurationError(f"{path}: expected a top-level `subjects` list")
+    try:
+        return [SubjectRecord.model_validate(entry) for entry in entries]
+    except ValidationError as exc:
+        raise ConfigurationError(f"{path}: invalid subject:\n{exc}") from exc
+
+
+class RedisSubjectStore:
+    """Subjects kept in Redis as JSON strings under ``<prefix><sha256(key)>``.
+
+    Lookups are cached for ``cache_seconds`` so a hot key costs no round trip; a Redis error
+    raises ``IdentityError`` (the request is refused with 503, never let through).
+    """
+
+    def __init__(self, url: str, *, prefix: str = "gk:subject:", cache_seconds: float = 5.0):
+        self._redis: Redis = Redis.from_url(url)
+        self.prefix = prefix
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, SubjectRecord | None]] = {}
+
+    async def put(self, record: SubjectRecord) -> None:
+        """Store (or replace) a subject; the key itself is never written."""
+        doc = record.model_dump(mode="json", exclude={"key"})
+        await self._redis.set(self.prefix + str(record.key_sha256), orjson.dumps(doc))
+
+    async def delete(self, key_sha256: str) -> None:
+        await self._redis.delete(self.prefix + key_sha256)
+        self._cache.pop(key_sha256, None)
+
+    async def lookup(self, api_key: str) -> Subject | None:
+        digest = hash_api_key(api_key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1].to_subject() if cached[1] else None
+        try:
+            raw = await self._redis.get(self.prefix + digest)
+        except RedisError as exc:
+            raise IdentityError(f"subject store unavailable: {exc}") from exc
+        record = None
+        if raw is not None:
+            try:
+                record = SubjectRecord.model_validate_json(raw)
+            except ValidationError as exc:
+                raise IdentityError(f"subject record {digest[:12]}… is invalid") from exc
+        if self.cache_seconds > 0:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[digest] = (now + self.cache_seconds, record)
+        return record.to_subject() if record else None
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,44 @@
+"""The network stage: who is really connecting, and from where.
+
+- :class:`ClientAddressResolver` finds the client address behind trusted proxies
+  (X-Forwarded-For or RFC 7239 ``Forwarded``), refusing to believe anything a client wrote.
+- :class:`GeoLocator` reads country, ASN and hosting/proxy flags from a MaxMind-format database.
+- :func:`build_database` and :func:`ensure_database` write such a database from a YAML file.
+- :func:`locate` combines both into the policy input's ``network`` section.
+
+Nothing here decides anything; the facts go to the policy.
+"""
+
+from .address import (
+    FORWARDED,
+    UNIX_SOCKET,
+    X_FORWARDED_FOR,
+    ClientAddress,
+    ClientAddressResolver,
+    parse_ip,
+)
+from .builder import GeoSource, SourceNetwork, build_database, ensure_database, load_source
+from .cli import geoip_cli
+from .geoip import EMPTY_FACTS, GeoDatabaseError, GeoFacts, GeoLocator
+from .locate import UNKNOWN_CLIENT_IP, locate
+
+__all__ = [
+    "EMPTY_FACTS",
+    "FORWARDED",
+    "UNIX_SOCKET",
+    "UNKNOWN_CLIENT_IP",
+    "X_FORWARDED_FOR",
+    "ClientAddress",
+    "ClientAddressResolver",
+    "GeoDatabaseError",
+    "GeoFacts",
+    "GeoLocator",
+    "GeoSource",
+    "SourceNetwork",
+    "build_database",
+    "ensure_database",
+    "geoip_cli",
+    "load_source",
+    "locate",
+    "parse_ip",
+]

@@ -1,0 +1,59 @@
+"""``gatekeeper geoip``: build a GeoIP database from YAML, and look addresses up in one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from .geoip import GeoDatabaseError, GeoLocator
+
+
+@click.group("geoip")
+def geoip_cli() -> None:
+    """Build and query MaxMind-format GeoIP databases."""
+
+
+@geoip_cli.command("build")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the database [default: SOURCE with the suffix .mmdb].",
+)
+def build_command(source: Path, output: Path | None) -> None:
+    """Write a .mmdb database from the YAML file SOURCE."""
+    from .builder import build_database
+
+    target = output if output is not None else source.with_suffix(".mmdb")
+    try:
+        count = build_database(source, target)
+    except GeoDatabaseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {target} ({count} networks)")
+
+
+@geoip_cli.command("lookup")
+@click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("ip")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object.")
+def lookup_command(database: Path, ip: str, as_json: bool) -> None:
+    """Print what DATABASE says about the address IP."""
+    try:
+        with GeoLocator(database, cache_size=0) as geo:
+            facts = geo.lookup(ip)
+    except GeoDatabaseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="IP") from exc
+    values = dataclasses.asdict(facts)
+    if as_json:
+        click.echo(json.dumps(values, sort_keys=True))
+        return
+    width = max(len(name) for name in values)
+    for name, value in values.items():
+        shown = "-" if value is None else str(value).lower() if isinstance(value, bool) else value
+        click.echo(f"{name.ljust(width)}  {shown}")

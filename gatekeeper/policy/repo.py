@@ -1,0 +1,149 @@
+"""Loading a policy repo: a directory or an OPA bundle (``.tar.gz`` as ``opa build`` writes it).
+
+Layout follows OPA's bundle rules: every ``*.rego`` file is a module (its package, not its
+directory, decides where it lives); only files named exactly ``data.json`` / ``data.yaml`` are
+data, and their directory is their data path (``a/b/data.json`` → ``data.a.b``); an optional
+``.manifest`` gives the revision and roots. Without a manifest revision, the revision is a
+content hash of every loaded file, so any edit yields a new revision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from gatekeeper.errors import PolicyLoadError
+
+_DATA_NAMES = {"data.json", "data.yaml", "data.yml"}
+_SKIP_DIRS = {".git", "__pycache__", ".venv"}
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """Everything an engine needs to compile one policy revision."""
+
+    revision: str
+    modules: dict[str, str]
+    data: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""
+
+    @property
+    def test_modules(self) -> dict[str, str]:
+        return {name: text for name, text in self.modules.items() if name.endswith("_test.rego")}
+
+
+def load_policy(path: Path) -> PolicySource:
+    """Load a policy directory or a ``.tar.gz`` bundle. Raises ``PolicyLoadError``."""
+    if path.is_dir():
+        return _from_files(_walk_dir(path), origin=str(path))
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        return _from_files(_walk_bundle(path), origin=str(path))
+    raise PolicyLoadError(f"no policy directory or bundle at {path}")
+
+
+def _walk_dir(root: Path) -> Iterable[tuple[str, bytes]]:
+    for file in sorted(root.rglob("*")):
+        rel = file.relative_to(root)
+        if any(part in _SKIP_DIRS for part in rel.parts) or not file.is_file():
+            continue
+        yield rel.as_posix(), file.read_bytes()
+
+
+def _walk_bundle(bundle: Path) -> Iterable[tuple[str, bytes]]:
+    try:
+        with tarfile.open(bundle, "r:gz") as tar:
+            for member in tar.getmembers():
+                if not member.isfile():
+                    continue
+                extracted = tar.extractfile(member)
+                if extracted is None:
+                    continue
+                # `opa build` writes names with a leading "/"; accept both forms.
+                yield member.name.lstrip("/"), extracted.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise PolicyLoadError(f"cannot read bundle {bundle}: {exc}") from exc
+
+
+def _from_files(files: Iterable[tuple[str, bytes]], origin: str) -> PolicySource:
+    modules: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    manifest: dict[str, Any] = {}
+    digest = hashlib.sha256()
+    for name, raw in files:
+        posix = PurePosixPath(name)
+        if posix.name == ".manifest":
+            manifest = _parse(name, raw, json_only=True)
+        elif posix.suffix == ".rego":
+            modules[name] = raw.decode()
+        elif posix.name in _DATA_NAMES:
+            _merge_at(data, list(posix.parent.parts), _parse(name, raw), name)
+        else:
+            continue
+        digest.update(name.encode() + b"\0" + raw + b"\0")
+    if not modules:
+        raise PolicyLoadError(f"{origin}: no .rego modules found")
+    revision = manifest.get("revision") or "sha256:" + digest.hexdigest()[:16]
+    return PolicySource(
+        revision=str(revision), modules=modules, data=data, manifest=manifest, origin=origin
+    )
+
+
+def _parse(name: str, raw: bytes, *, json_only: bool = False) -> Any:
+    try:
+        if json_only or name.endswith(".json") or name == ".manifest":
+            return json.loads(raw)
+        return yaml.safe_load(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise PolicyLoadError(f"{name}: not valid data: {exc}") from exc
+
+
+def _merge_at(root: dict[str, Any], path: list[str], value: Any, name: str) -> None:
+    if not path:
+        if not isinstance(value, dict):
+            raise PolicyLoadError(f"{name}: root data must be an object")
+        _deep_merge(root, value, name)
+        return
+    node = root
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise PolicyLoadError(f"{name}: data path {'/'.join(path)} conflicts with other data")
+        node = child
+    _deep_merge(node, {path[-1]: value}, name)
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any], name: str) -> None:
+    for key, value in new.items():
+        if key in into and isinstance(into[key], dict) and isinstance(value, dict):
+            _deep_merge(into[key], value, name)
+        elif key in into:
+            raise PolicyLoadError(f"{name}: data key {key!r} is defined twice")
+        else:
+            into[key] = value
+
+
+def bundle_bytes(source: PolicySource, revision: str | None = None) -> bytes:
+    """An OPA-compatible bundle of ``source`` (modules, one root data.json, manifest)."""
+    manifest = dict(source.manifest)
+    manifest["revision"] = revision or source.revision
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        entries = {"/.manifest": json.dumps(manifest, sort_keys=True).encode()}
+        entries["/data.json"] = json.dumps(source.data, sort_keys=True).encode()
+        for name, text in sorted(source.modules.items()):
+            entries["/" + name] = text.encode()
+        for name, payload in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
