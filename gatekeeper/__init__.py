@@ -7,7 +7,7 @@ shaped (reasoning exposure) and written to the decision log.
 
 __version__ = "0.1.0"
 
-from gatekeeper.contract import (  # noqa: E402
+from gatekeeper.contract import (
     CONTRACT_VERSION,
     Decision,
     Input,
@@ -16,14 +16,14 @@ from gatekeeper.contract import (  # noqa: E402
     Reason,
     ReasoningPolicy,
 )
-from gatekeeper.errors import (  # noqa: E402
+from gatekeeper.errors import (
     ConfigurationError,
     GatekeeperError,
     PolicyError,
 )
-from gatekeeper.middleware import GatekeeperMiddleware  # noqa: E402
-from gatekeeper.runtime import Gatekeeper  # noqa: E402
-from gatekeeper.settings import Settings  # noqa: E402
+from gatekeeper.middleware import GatekeeperMiddleware
+from gatekeeper.runtime import Gatekeeper
+from gatekeeper.settings import Settings
 
 __all__ = [
     "CONTRACT_VERSION",

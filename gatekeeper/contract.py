@@ -14,7 +14,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 CONTRACT_VERSION = 1
 
@@ -153,11 +161,11 @@ class QuotaSpec(_Model):
     key: str
     kind: QuotaKind = "token_bucket"
     unit: QuotaUnit = "requests"
-    capacity: int = Field(ge=0)
+    capacity: StrictInt = Field(ge=0)
     rate: float = Field(default=0.0, ge=0)
     period: float = Field(default=1.0, gt=0)
     window: str | None = None
-    cost: int = Field(default=1, ge=0)
+    cost: StrictInt = Field(default=1, ge=0)
     on_store_error: StoreErrorMode = "deny"
 
     @property
@@ -180,22 +188,23 @@ class Obligations(_Model):
     """Things the caller or the operator must do, beside allowing or refusing."""
 
     step_up_kyc: KycLevel | None = None
-    flag_for_review: bool = False
+    flag_for_review: StrictBool = False
     notes: list[str] = Field(default_factory=list)
 
 
 class Decision(_Model):
     """The policy's verdict on one request (the value of ``data.gatekeeper.decision``)."""
 
+    # Strict: a policy that returns "yes" or 1 for `allow` is broken, and must not be allowed.
     version: int = CONTRACT_VERSION
-    allow: bool
-    status: int = Field(default=200, ge=100, le=599)
+    allow: StrictBool
+    status: StrictInt = Field(default=200, ge=100, le=599)
     reasons: list[Reason] = Field(default_factory=list)
     quotas: list[QuotaSpec] = Field(default_factory=list)
     reasoning: ReasoningPolicy = Field(default_factory=ReasoningPolicy)
     obligations: Obligations = Field(default_factory=Obligations)
     headers: dict[str, str] = Field(default_factory=dict)
-    shadow: bool = False
+    shadow: StrictBool = False
 
     @field_validator("headers")
     @classmethod

@@ -3,14 +3,14 @@
 ::
 
     GatekeeperError
-    ├── ConfigurationError          bad settings, missing files; raised at start-up, never per request
-    ├── PolicyError                 the policy could not produce a valid decision (→ 503 policy_error)
+    ├── ConfigurationError          bad settings or files; raised at start-up, never per request
+    ├── PolicyError                 no valid decision could be had (→ 503 policy_error)
     │   ├── PolicyLoadError         a policy directory or bundle failed to load or compile
     │   ├── PolicyEvaluationError   the engine raised, timed out or returned nothing
     │   └── InvalidDecisionError    the decision does not validate against ``Decision``
     ├── IdentityError               the subject store could not be read (→ 503 identity_unavailable)
     ├── QuotaStoreError             the quota store is unreachable or too slow (→ per-quota setting)
-    └── ClientInputError            the client sent something unusable (→ 4xx in the dialect's format)
+    └── ClientInputError            the client sent something unusable (→ 4xx, dialect's format)
         ├── BodyTooLargeError       → 413 request_too_large
         └── MalformedBodyError      → 400 invalid_request
 

@@ -1,0 +1,5 @@
+"""The ``gatekeeper`` command."""
+
+from gatekeeper.cli.main import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from gatekeeper.contract import KycLevel
+from gatekeeper.errors import ConfigurationError, IdentityError
+from gatekeeper.identity import (
+    FileSubjectStore,
+    RedisSubjectStore,
+    SubjectRecord,
+    api_key_from_headers,
+    hash_api_key,
+)
+
+DEMO_SUBJECTS = Path(__file__).resolve().parents[2] / "examples" / "demo" / "subjects.toml"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([(b"authorization", b"Bearer k1")], "k1"),
+        ([(b"authorization", b"bearer  k1 ")], "k1"),
+        ([(b"x-api-key", b"k2")], "k2"),
+        ([(b"x-api-key", b"k2"), (b"authorization", b"Bearer k1")], "k1"),
+        ([(b"authorization", b"Basic abc")], None),
+        ([(b"authorization", b"Bearer ")], None),
+        ([], None),
+    ],
+    ids=["bearer", "bearer-case-space", "x-api-key", "bearer-wins", "basic", "empty", "none"],
+)
+def test_api_key_from_headers(headers: list[tuple[bytes, bytes]], expected: str | None) -> None:
+    assert api_key_from_headers(headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "tier", "level"),
+    [
+        ("gk-demo-free", "free", KycLevel.EMAIL),
+        ("gk-demo-pro", "pro", KycLevel.GOVERNMENT_ID),
+        ("gk-demo-enterprise", "enterprise", KycLevel.BUSINESS),
+        ("gk-demo-unverified", "free", KycLevel.NONE),
+    ],
+)
+async def test_demo_subjects_load(key: str, tier: str, level: KycLevel) -> None:
+    store = FileSubjectStore(DEMO_SUBJECTS)
+    subject = await store.lookup(key)
+    assert subject is not None
+    assert (subject.tier, subject.kyc_level) == (tier, level)
+    assert subject.kyc_rank == level.rank
+    assert subject.account_age_days is not None and subject.account_age_days >= 0
+    assert await store.lookup(key + "x") is None
+
+
+def test_kyc_levels_are_ordered() -> None:
+    order = ["none", "email", "phone", "payment", "government_id", "business"]
+    assert [KycLevel(name).rank for name in order] == list(range(6))
+
+
+async def test_file_store_accepts_key_hashes(tmp_path: Path) -> None:
+    path = tmp_path / "subjects.json"
+    digest = hash_api_key("secret")
+    path.write_text(
+        f'{{"subjects": [{{"key_sha256": "{digest}", "id": "h", "kyc_level": "phone"}}]}}'
+    )
+    subject = await FileSubjectStore(path).lookup("secret")
+    assert subject is not None and subject.id == "h"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "subjects = 3",
+        "[[subjects]]\nid = 'no-key'",
+        "[[subjects]]\nkey = 'a'\nid = 'x'\nkyc_level = 'galactic'",
+        "[[subjects]]\nkey = 'a'\nid = 'x'\n[[subjects]]\nkey = 'a'\nid = 'y'",
+        "not toml at all [",
+    ],
+    ids=["not-a-list", "no-key", "bad-level", "duplicate-key", "syntax"],
+)
+def test_bad_subject_files_fail_at_start_up(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "subjects.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigurationError):
+        FileSubjectStore(path)
+
+
+async def test_redis_store_round_trip(redis_url: str) -> None:
+    store = RedisSubjectStore(redis_url, prefix="t:subj:", cache_seconds=0)
+    record = SubjectRecord(key="rk-1", id="r1", tier="pro", kyc_level=KycLevel.PAYMENT)
+    await store.put(record)
+    subject = await store.lookup("rk-1")
+    assert subject is not None and (subject.id, subject.tier) == ("r1", "pro")
+    assert await store.lookup("rk-2") is None
+    # The key itself is never written to Redis.
+    raw = Redis.from_url(redis_url)
+    stored = [await raw.get(k) for k in await raw.keys("t:subj:*")]
+    await raw.aclose()
+    assert stored and all(b"rk-1" not in (value or b"") for value in stored)
+    await store.delete(hash_api_key("rk-1"))
+    assert await store.lookup("rk-1") is None
+    await store.aclose()
+
+
+async def test_redis_store_unreachable_is_an_identity_error() -> None:
+    store = RedisSubjectStore("redis://127.0.0.1:1/0", cache_seconds=0)
+    with pytest.raises(IdentityError):
+        await store.lookup("anything")
+    await store.aclose()
