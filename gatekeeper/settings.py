@@ -94,9 +94,7 @@ class RequestSettings(_Section):
 
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     unprotected_paths: list[str] = Field(default_factory=lambda: ["/healthz"])
-    max_event_bytes: int = Field(
-        default=1024 * 1024, gt=0, description="Largest SSE event shaped."
-    )
+    max_event_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest SSE event shaped.")
 
 
 class ServerSettings(_Section):

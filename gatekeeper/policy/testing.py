@@ -66,7 +66,9 @@ def run_tests(source: PolicySource, pattern: str | None = None) -> list[TestResu
             engine.set_input_json("{}")
             value = engine.eval_rule_as_json(full).strip()
         except Exception as exc:
-            message = " ".join(line.strip() for line in str(exc).strip().splitlines()[:4]) or repr(exc)
+            message = " ".join(line.strip() for line in str(exc).strip().splitlines()[:4]) or repr(
+                exc
+            )
             results.append(
                 TestResult(package, rule, file, "ERROR", time.perf_counter_ns() - started, message)
             )
