@@ -1,0 +1,65 @@
+"""API dialects: one module per wire format, found by request path.
+
+Paths are matched exactly (``/v1/chat/completions``, ``/v1/responses``, ``/v1/messages``;
+no trailing slash, no query string). An app mounted under a prefix (``/openai/v1/...``) passes
+that prefix as ``prefix``; gatekeeper never guesses one, so a path it does not recognise is
+never treated as model traffic by accident.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.dialects.anthropic_messages import AnthropicMessages, MessagesShaper
+from gatekeeper.dialects.base import (
+    Dialect,
+    ReasoningStats,
+    RequestBodyError,
+    RequestFacts,
+    ResponseShaper,
+    estimate_tokens,
+)
+from gatekeeper.dialects.openai_chat import ChatShaper, OpenAIChat
+from gatekeeper.dialects.openai_responses import OpenAIResponses, ResponsesShaper
+
+#: Every dialect gatekeeper knows, one instance each (dialects are stateless).
+DIALECTS: tuple[Dialect, ...] = (OpenAIChat(), OpenAIResponses(), AnthropicMessages())
+
+_BY_PATH: dict[str, Dialect] = {path: d for d in DIALECTS for path in d.paths}
+_BY_NAME: dict[str, Dialect] = {d.name: d for d in DIALECTS}
+
+
+def dialect_for_path(path: str, *, prefix: str = "") -> Dialect | None:
+    """The dialect serving ``path`` (the ASGI ``scope["path"]``), or ``None``.
+
+    With ``prefix`` (e.g. ``"/openai"``), only paths under it match, and it is removed before
+    the exact comparison.
+    """
+    if prefix:
+        prefix = prefix.rstrip("/")
+        if not path.startswith(prefix + "/"):
+            return None
+        path = path[len(prefix) :]
+    return _BY_PATH.get(path)
+
+
+def dialect_named(name: str) -> Dialect | None:
+    """The dialect whose ``name`` is ``name`` (as recorded in ``input.request.dialect``)."""
+    return _BY_NAME.get(name)
+
+
+__all__ = [
+    "DIALECTS",
+    "AnthropicMessages",
+    "ChatShaper",
+    "Dialect",
+    "MessagesShaper",
+    "OpenAIChat",
+    "OpenAIResponses",
+    "ReasoningStats",
+    "RequestBodyError",
+    "RequestFacts",
+    "ResponseShaper",
+    "ResponsesShaper",
+    "dialect_for_path",
+    "dialect_named",
+    "estimate_tokens",
+]
