@@ -10,6 +10,8 @@
     │   └── InvalidDecisionError    the decision does not validate against ``Decision``
     ├── IdentityError               the subject store could not be read (→ 503 identity_unavailable)
     ├── QuotaStoreError             the quota store is unreachable or too slow (→ per-quota setting)
+    ├── SSEEventTooLarge            an upstream SSE event exceeds the cap (→ stream ended cleanly;
+    │                               defined in gatekeeper.shaping.sse)
     └── ClientInputError            the client sent something unusable (→ 4xx, dialect's format)
         ├── BodyTooLargeError       → 413 request_too_large
         └── MalformedBodyError      → 400 invalid_request
