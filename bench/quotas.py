@@ -1,0 +1,295 @@
+"""Quota enforcement, side by side on one app and one Redis: `python -m bench.quotas`.
+
+HTTP (uvicorn, one worker; wrk in its own process as the load generator, on loopback):
+
+- ``none``            the app alone;
+- ``gk-memory``       gatekeeper's quota stage (3 quotas, memory store);
+- ``gk-redis-1``      the quota stage, Redis store, 1 token bucket;
+- ``gk-redis-3``      the quota stage, Redis store, 3 quotas of two owners (2 buckets + a
+                      monthly window): one script, one round trip;
+- ``slowapi-fixed``   slowapi with `limits` on the same Redis, fixed window (1 limit);
+- ``slowapi-moving``  slowapi, moving window (1 limit).
+
+Each contender is measured saturated (``--connections``, for requests/s) and with one
+connection (for latency: p50/p99 minus the bare app's, "added latency"). Rounds are interleaved
+and the medians printed. Then each contender's Redis commands per request (``INFO
+commandstats`` deltas), and the cost of one check without HTTP: the multi-quota script against
+`limits`' fixed, moving and sliding windows on the same Redis.
+
+The quota stage here is gatekeeper's real store call and headers (``acquire`` +
+``rate_limit_headers``) without identity or policy, so the figures isolate quota enforcement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+from bench._common import child_server, median, redis_server, wrk
+
+MODULE = "bench.quotas"
+CONTENDERS = ["none", "gk-memory", "gk-redis-1", "gk-redis-3", "slowapi-fixed", "slowapi-moving"]
+HUGE = 10**9  # limits nothing is refused by: the benchmark measures checks, not refusals
+KEY_HEADER = "x-api-key: bench-subject"
+
+
+# --- the served apps (child processes) ---------------------------------------------------------
+
+
+def _specs(count: int) -> list[Any]:
+    from gatekeeper.contract import QuotaSpec
+
+    every = [
+        QuotaSpec(name="requests", key="subject:bench:requests", capacity=HUGE, rate=HUGE,
+                  period=60),
+        QuotaSpec(name="tokens", key="org:bench:tokens", unit="tokens", capacity=HUGE,
+                  rate=HUGE, period=60, cost=500),
+        QuotaSpec(name="tokens_month", key="org:bench:tokens_month", unit="tokens",
+                  kind="window", window="month", capacity=HUGE, cost=500),
+    ]  # fmt: skip
+    return every[:count]
+
+
+def build_app(contender: str, redis_url: str) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def hit(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    if contender.startswith("slowapi"):
+        from slowapi import Limiter, _rate_limit_exceeded_handler
+        from slowapi.errors import RateLimitExceeded
+
+        limiter = Limiter(
+            key_func=lambda request: request.headers.get("x-api-key", "anonymous"),
+            storage_uri=redis_url,
+            strategy="moving-window" if contender == "slowapi-moving" else "fixed-window",
+            key_prefix=contender,  # a fixed window's string and a moving window's list differ
+        )
+        limited = limiter.limit(f"{HUGE}/minute")(hit)
+        app = Starlette(routes=[Route("/hit", limited)])
+        app.state.limiter = limiter
+        app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
+        return app
+    app = Starlette(routes=[Route("/hit", hit)])
+    if contender == "none":
+        return app
+    from gatekeeper.quota import MemoryQuotaStore, open_quota_store
+
+    if contender == "gk-memory":
+        return QuotaStage(app, MemoryQuotaStore(), _specs(3))
+    store = open_quota_store(redis_url, prefix="bench", timeout=0.5)
+    return QuotaStage(app, store, _specs(1 if contender == "gk-redis-1" else 3))
+
+
+class QuotaStage:
+    """gatekeeper's quota stage alone: acquire, 429 on refusal, RateLimit headers."""
+
+    def __init__(self, app: Any, store: Any, specs: list[Any]) -> None:
+        self.app, self.store, self.specs = app, store, specs
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from gatekeeper.quota import rate_limit_headers
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        result = await self.store.acquire(self.specs)
+        headers = rate_limit_headers(result)
+        if not result.allowed:
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *headers]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def serve(contender: str, port: int, redis_url: str) -> None:
+    import uvicorn
+
+    app = build_app(contender, redis_url)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# --- the measurements (parent process) ---------------------------------------------------------
+
+
+async def _redis_stats(redis_url: str) -> tuple[dict[str, int], float]:
+    """Redis' command counts and the CPU seconds it has used."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        stats = await client.info("commandstats")
+        cpu = await client.info("cpu")
+    finally:
+        await client.aclose()
+    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+    return calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def http_rounds(redis_url: str, rounds: int, seconds: float, connections: int) -> dict:
+    results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    commands: dict[str, dict[str, float]] = {}
+    for round_no in range(1, rounds + 1):
+        for contender in CONTENDERS:
+            with child_server(MODULE, contender, "--redis", redis_url) as child:
+                target = child.url + "/hit"
+                wrk(target, connections=connections, seconds=1, headers=[KEY_HEADER])  # warm
+                before, redis_cpu = asyncio.run(_redis_stats(redis_url))
+                app_cpu = child.cpu_seconds()
+                load = wrk(target, connections=connections, seconds=seconds, headers=[KEY_HEADER])
+                app_cpu = child.cpu_seconds() - app_cpu
+                after, redis_cpu_after = asyncio.run(_redis_stats(redis_url))
+                quiet = wrk(target, connections=1, seconds=seconds, headers=[KEY_HEADER])
+            if load.errors or quiet.errors:
+                print(f"  ! {contender}: {load.errors + quiet.errors} failed requests")
+            per_request = {
+                name: (after.get(name, 0) - before.get(name, 0)) / max(1, load.requests)
+                for name in after
+                if name not in ("info",) and after.get(name, 0) != before.get(name, 0)
+            }
+            commands[contender] = per_request
+            entry = results[contender]
+            entry["rps"].append(load.rps)
+            entry["p50"].append(quiet.p50_ms)
+            entry["p99"].append(quiet.p99_ms)
+            entry["app_us"].append(app_cpu / max(1, load.requests) * 1e6)
+            entry["redis_us"].append((redis_cpu_after - redis_cpu) / max(1, load.requests) * 1e6)
+            print(
+                f"  round {round_no} {contender:<15} {load.rps:>9.0f} req/s   "
+                f"1 conn p50 {quiet.p50_ms:.3f} ms  p99 {quiet.p99_ms:.3f} ms   "
+                f"CPU/request app {entry['app_us'][-1]:.0f} µs, "
+                f"redis {entry['redis_us'][-1]:.0f} µs"
+            )
+    return {"results": results, "commands": commands}
+
+
+async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, list[float]]:
+    """Microseconds per check, sequential, one asyncio client, no HTTP."""
+    from limits import parse
+    from limits.aio.storage import RedisStorage
+    from limits.aio.strategies import (
+        FixedWindowRateLimiter,
+        MovingWindowRateLimiter,
+        SlidingWindowCounterRateLimiter,
+    )
+
+    from gatekeeper.quota import open_quota_store
+
+    store = open_quota_store(redis_url, prefix="bench-check", timeout=0.5)
+    storage = RedisStorage(f"async+{redis_url}", implementation="redispy")
+    fixed = FixedWindowRateLimiter(storage)
+    moving = MovingWindowRateLimiter(storage)
+    sliding = SlidingWindowCounterRateLimiter(storage)
+    per_minute = parse(f"{HUGE}/minute")
+    one, three = _specs(1), _specs(3)
+
+    async def gk(specs: list[Any]) -> None:
+        await store.acquire(specs)
+
+    async def lim(strategy: Any, limits: int) -> None:
+        # Each strategy keeps its own kind of key: name them apart.
+        for i in range(limits):
+            await strategy.hit(per_minute, type(strategy).__name__, str(i))
+
+    cases = {
+        "gatekeeper script, 1 bucket": lambda: gk(one),
+        "gatekeeper script, 3 quotas": lambda: gk(three),
+        "limits fixed window, 1 limit": lambda: lim(fixed, 1),
+        "limits moving window, 1 limit": lambda: lim(moving, 1),
+        "limits sliding window counter, 1 limit": lambda: lim(sliding, 1),
+        "limits moving window, 3 limits": lambda: lim(moving, 3),
+    }
+    costs: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for _ in range(rounds):
+        for name, make in cases.items():
+            for _ in range(50):
+                await make()
+            _, redis_before = await _redis_stats(redis_url)
+            started, cpu = time.perf_counter(), time.process_time()
+            for _ in range(checks):
+                await make()
+            wall = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+            _, redis_after = await _redis_stats(redis_url)
+            per = 1e6 / checks
+            costs[name].append((wall * per, cpu * per, (redis_after - redis_before) * per))
+    await store.aclose()
+    return costs
+
+
+def report(http: dict, costs: dict[str, list[tuple[float, float, float]]]) -> None:
+    results = http["results"]
+    base = results["none"]
+    base_rps, base_p50, base_p99 = (median(base[k]) for k in ("rps", "p50", "p99"))
+    base_cpu = median(base["app_us"])
+    print("\nHTTP, medians over rounds (requests/s saturated; latency with one connection;")
+    print("CPU per request of the app process and of Redis, over the saturated run)")
+    print(f"{'contender':<16}{'req/s':>8}{'vs none':>9}{'p50 ms':>8}{'+p50':>8}{'p99 ms':>8}"
+          f"{'+p99':>8}{'app µs':>8}{'+app':>7}{'redis µs':>9}")  # fmt: skip
+    for contender in CONTENDERS:
+        entry = results[contender]
+        rps, p50, p99 = (median(entry[k]) for k in ("rps", "p50", "p99"))
+        app, redis_us = median(entry["app_us"]), median(entry["redis_us"])
+        print(
+            f"{contender:<16}{rps:>8.0f}{rps / base_rps:>9.2f}{p50:>8.3f}{p50 - base_p50:>+8.3f}"
+            f"{p99:>8.2f}{p99 - base_p99:>+8.2f}{app:>8.0f}{app - base_cpu:>+7.0f}{redis_us:>9.0f}"
+        )
+    print(
+        "\nRedis commands per request (INFO commandstats deltas over the saturated run; "
+        "round trips = commands from the client)"
+    )
+    for contender in CONTENDERS:
+        calls = http["commands"].get(contender) or {}
+        # Both gatekeeper and limits do all their work in Lua: the client sends EVALSHA (EVAL
+        # once per server); every other command counted ran inside a script.
+        client = sum(v for k, v in calls.items() if k in ("evalsha", "eval"))
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(calls.items()))
+        print(f"{contender:<16} from the client {client:.2f}   ({shown or 'none'})")
+    print("\nOne check without HTTP (µs, medians over rounds; sequential, asyncio, redis-py):")
+    print("wall time, the client's CPU, Redis' CPU")
+    script = median([c[0] for c in costs["gatekeeper script, 3 quotas"]])
+    print(f"{'':<40}{'wall':>8}{'vs 3q':>7}{'client':>8}{'redis':>7}")
+    for name, values in costs.items():
+        wall, cpu, redis_cpu = (median([v[i] for v in values]) for i in range(3))
+        print(f"{name:<40}{wall:>8.1f}{wall / script:>7.2f}{cpu:>8.1f}{redis_cpu:>7.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    serve_cmd = sub.add_parser("serve", help="(internal) serve one contender")
+    serve_cmd.add_argument("contender", choices=CONTENDERS)
+    serve_cmd.add_argument("--port", type=int, required=True)
+    serve_cmd.add_argument("--redis", required=True)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
+    parser.add_argument("--seconds", type=float, default=4, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--checks", type=int, default=2000, help="checks per micro-benchmark")
+    args = parser.parse_args()
+    if args.command == "serve":
+        serve(args.contender, args.port, args.redis)
+        return
+    with redis_server() as redis_url:
+        print(
+            f"bench.quotas: {len(CONTENDERS)} contenders, {args.rounds} rounds, redis {redis_url}"
+        )
+        http = http_rounds(redis_url, args.rounds, args.seconds, args.connections)
+        costs = asyncio.run(check_costs(redis_url, args.rounds, args.checks))
+    report(http, costs)
+
+
+if __name__ == "__main__":
+    main()
