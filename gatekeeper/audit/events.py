@@ -1,9 +1,10 @@
 """Decision events: one per request, in a layout OPA decision-log consumers can read.
 
 OPA's ``EventV1`` keys (``labels``, ``decision_id``, ``bundles``, ``path``, ``input``,
-``result``, ``requested_by``, ``timestamp``, ``metrics``, ``erased``, ``masked``) carry their OPA
-meaning; everything gatekeeper adds lives under the ``gatekeeper`` key (enforcement: the status
-sent, quota state, reasoning shaping, latency).
+``result``, ``requested_by``, ``timestamp``, ``metrics``, ``erased``, ``masked``, ``error``)
+carry their OPA meaning; everything gatekeeper adds lives under the ``gatekeeper`` key: ``kind``
+(``decision``), the chain fields (``seq``, ``prev_hash``, added when the event is written) and
+``enforcement`` (the status sent, quota state, reasoning shaping, upstream status, latency).
 """
 
 from __future__ import annotations
@@ -53,11 +54,18 @@ class DecisionRecord:
     metrics: dict[str, int] = field(default_factory=dict)
     started_ns: int = field(default_factory=time.perf_counter_ns)
     erased: list[str] = field(default_factory=list)
+    upstream_status: int | None = None
+    #: Reverse-proxy mode: why the upstream gave no (whole) response, e.g. upstream_timeout.
+    upstream_error: str | None = None
+    #: The route is durable: the response waited for this event to be fsynced.
+    durable: bool = False
+    #: Set once the event has been handed to the decision log, so it is never logged twice.
+    logged: bool = False
 
     def to_event(self, labels: dict[str, str]) -> dict[str, Any]:
         """The decision event (a plain JSON-serialisable dict)."""
         event: dict[str, Any] = {
-            "labels": {"id": _INSTANCE_ID, "version": _version(), **labels},
+            "labels": base_labels(labels),
             "decision_id": self.decision_id,
             "path": DECISION_PATH,
             "timestamp": rfc3339_ns(self.unix_ns),
@@ -76,6 +84,7 @@ class DecisionRecord:
             event["error"] = self.error
         event["metrics"] = dict(self.metrics)
         event["gatekeeper"] = {
+            "kind": "decision",
             "version": EVENT_VERSION,
             "decided_by": self.decided_by,
             "request": {"method": self.method, "path": self.path},
@@ -86,7 +95,19 @@ class DecisionRecord:
                 "latency_ns": time.perf_counter_ns() - self.started_ns,
             },
         }
+        enforcement = event["gatekeeper"]["enforcement"]
+        if self.upstream_status is not None or self.upstream_error is not None:
+            enforcement["upstream_status"] = self.upstream_status
+            if self.upstream_error is not None:
+                enforcement["upstream_error"] = self.upstream_error
+        if self.durable:
+            enforcement["durable"] = True
         return event
+
+
+def base_labels(labels: dict[str, str]) -> dict[str, str]:
+    """OPA's ``labels``: this process's random ``id``, the ``version``, then configured ones."""
+    return {"id": _INSTANCE_ID, "version": _version(), **labels}
 
 
 def _version() -> str:

@@ -1,10 +1,36 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from pathlib import Path
+from typing import Any
 
-from gatekeeper.audit import DecisionLog, DecisionRecord, JsonlFileSink, rfc3339_ns
+import pytest
+
+from gatekeeper.audit import (
+    DecisionLog,
+    DecisionLogUnavailable,
+    DecisionRecord,
+    JsonlFileSink,
+    Signer,
+    StdoutSink,
+    rfc3339_ns,
+)
+from gatekeeper.audit.keys import Keyring
+from gatekeeper.audit.reader import find_log_files
+from gatekeeper.audit.setup import build_decision_log
+from gatekeeper.audit.verify import verify_log
+from gatekeeper.settings import Settings
+from tests.audit.conftest import LogFactory, decision_event
+
+
+def entries(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def decisions(path: Path) -> list[dict[str, Any]]:
+    return [e for e in entries(path) if e["gatekeeper"]["kind"] == "decision"]
 
 
 def test_timestamps_match_opa_formatting() -> None:
@@ -24,15 +50,18 @@ def test_event_layout_is_opa_compatible() -> None:
     assert event["bundles"] == {"gatekeeper": {"revision": "r1"}}
     assert event["labels"]["app"] == "t" and event["labels"]["id"]
     assert event["gatekeeper"]["enforcement"]["status"] == 200
+    assert event["gatekeeper"]["kind"] == "decision"
 
 
-async def test_events_are_written_in_order(tmp_path: Path) -> None:
+async def test_events_are_written_in_order_and_chained(tmp_path: Path) -> None:
     log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
     for i in range(100):
         log.record({"decision_id": str(i)})
     await log.aclose()
-    lines = (tmp_path / "d.jsonl").read_text().splitlines()
-    assert [json.loads(line)["decision_id"] for line in lines] == [str(i) for i in range(100)]
+    written = entries(tmp_path / "d.jsonl")
+    assert written[0]["gatekeeper"]["kind"] == "start"
+    assert [e["decision_id"] for e in written[1:]] == [str(i) for i in range(100)]
+    assert [e["gatekeeper"]["seq"] for e in written] == list(range(1, 102))
 
 
 async def test_overflow_drops_are_counted_and_reported_as_a_gap(tmp_path: Path) -> None:
@@ -43,8 +72,147 @@ async def test_overflow_drops_are_counted_and_reported_as_a_gap(tmp_path: Path) 
     await log.flush()
     log.record({"decision_id": "after"})
     await log.aclose()
-    events = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    events = entries(tmp_path / "d.jsonl")
     gaps = [e for e in events if "gap" in e.get("gatekeeper", {})]
     assert gaps and gaps[0]["gatekeeper"]["gap"]["dropped"] == 15
+    assert gaps[0]["gatekeeper"]["gap"]["decision_ids"] == [str(i) for i in range(5, 20)]
     assert events[-1]["decision_id"] == "after"
     await asyncio.sleep(0)
+
+
+async def test_checkpoints_every_n_entries_and_on_shutdown(
+    make_log: LogFactory, keyring: Keyring
+) -> None:
+    path = await make_log(25, checkpoint_every=10)
+    kinds = [e["gatekeeper"]["kind"] for e in entries(path)]
+    # start + 25 decisions: a checkpoint after every 10 entries, and one at shutdown
+    assert kinds.count("checkpoint") == 3
+    last = entries(path)[-1]["gatekeeper"]
+    assert last["kind"] == "checkpoint" and last["checkpoint"]["reason"] == "shutdown"
+    assert verify_log(find_log_files([path]), keyring).exit_code == 0
+
+
+async def test_timer_checkpoint_signs_an_idle_log(tmp_path: Path, signer: Signer) -> None:
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), signer=signer, checkpoint_seconds=0.05)
+    log.record(decision_event(1))
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if any(e["gatekeeper"]["kind"] == "checkpoint" for e in entries(tmp_path / "d.jsonl")):
+            break
+    reasons = [
+        e["gatekeeper"]["checkpoint"]["reason"]
+        for e in entries(tmp_path / "d.jsonl")
+        if e["gatekeeper"]["kind"] == "checkpoint"
+    ]
+    await log.aclose()
+    assert reasons[:1] == ["timer"]
+
+
+async def test_a_restart_continues_the_chain(
+    make_log: LogFactory, keyring: Keyring, tmp_path: Path
+) -> None:
+    path = await make_log(5)
+    await make_log(5, path=path, start=5)
+    written = entries(path)
+    restarts = [e for e in written if e["gatekeeper"]["kind"] == "restart"]
+    assert len(restarts) == 1
+    restart = restarts[0]["gatekeeper"]
+    assert restart["restart"]["clean_shutdown"] is True
+    assert restart["restart"]["previous_seq"] == restart["seq"] - 1
+    assert restart["prev_hash"] == restart["restart"]["previous_hash"]
+    report = verify_log(find_log_files([path]), keyring)
+    assert report.exit_code == 0 and report.restarts == 1 and report.decisions == 10
+
+
+async def test_a_torn_final_line_is_cut_and_described_at_restart(
+    make_log: LogFactory, keyring: Keyring
+) -> None:
+    path = await make_log(5)
+    with path.open("ab") as file:
+        file.write(b'{"decision_id":"half-writ')  # a crash in the middle of a write
+    torn = verify_log(find_log_files([path]), keyring)
+    assert torn.problem is None and torn.torn_tail is not None and torn.exit_code == 3
+    await make_log(3, path=path, start=5)
+    restart = next(e for e in entries(path) if e["gatekeeper"]["kind"] == "restart")
+    assert restart["gatekeeper"]["restart"]["torn_tail"]["bytes"] == 25
+    assert verify_log(find_log_files([path]), keyring).exit_code == 0
+
+
+async def test_durable_events_share_fsyncs(tmp_path: Path) -> None:
+    class CountingSink(JsonlFileSink):
+        syncs = 0
+
+        def sync(self) -> None:
+            CountingSink.syncs += 1
+            super().sync()
+
+    log = DecisionLog(CountingSink(tmp_path / "d.jsonl"))
+    await asyncio.gather(*(log.record_durable(decision_event(i), 5.0) for i in range(200)))
+    on_disk = len(decisions(tmp_path / "d.jsonl"))  # before close: already durable
+    await log.aclose()
+    assert on_disk == 200
+    assert 1 <= CountingSink.syncs < 200  # group commit: one fsync per batch, not per event
+
+
+async def test_durable_write_failure_refuses(tmp_path: Path) -> None:
+    class FullDisk(JsonlFileSink):
+        def write_batch(self, lines: list[bytes]) -> None:
+            if any(b'"kind":"decision"' in line for line in lines):
+                raise OSError(28, "No space left on device")
+            super().write_batch(lines)
+
+    log = DecisionLog(FullDisk(tmp_path / "d.jsonl"))
+    with pytest.raises(DecisionLogUnavailable) as caught:
+        await log.record_durable(decision_event(1), 5.0)
+    assert not caught.value.pending
+    log.record({"decision_id": "x", "gatekeeper": {"kind": "probe"}})
+    await log.aclose()
+    gap = next(e for e in entries(tmp_path / "d.jsonl") if e["gatekeeper"]["kind"] == "gap")
+    assert gap["gatekeeper"]["gap"]["reason"] == "write_error"
+
+
+async def test_an_unserialisable_event_is_still_counted(tmp_path: Path) -> None:
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
+    log.record({"decision_id": "big", "input": {"n": 2**70}})
+    await log.aclose()
+    (event,) = decisions(tmp_path / "d.jsonl")
+    assert event["decision_id"] == "big" and "unwritable" in event["gatekeeper"]
+
+
+async def test_stdout_sink_gets_the_same_entries(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), sinks=[StdoutSink(out)])
+    for i in range(5):
+        log.record(decision_event(i))
+    await log.aclose()
+    assert out.getvalue() == (tmp_path / "d.jsonl").read_bytes()
+
+
+async def test_files_rotate_by_age(tmp_path: Path, signer: Signer, keyring: Keyring) -> None:
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(JsonlFileSink(path, rotate_seconds=0.05), signer=signer)
+    for i in range(3):
+        log.record(decision_event(i))
+        await log.flush()
+        await asyncio.sleep(0.06)
+    await log.aclose()
+    files = find_log_files([path])
+    assert len(files.entries) >= 3
+    assert verify_log(files, keyring).exit_code == 0
+
+
+async def test_settings_build_every_sink(tmp_path: Path) -> None:
+    settings = Settings.load(
+        audit={
+            "path": tmp_path / "d.jsonl",
+            "stdout": True,
+            "redis": {"url": "redis://127.0.0.1:1/0"},
+            "http": {"url": "http://127.0.0.1:1/logs"},
+            "durable_paths": ["/v1/*"],
+        }
+    )
+    log = build_decision_log(settings.audit)
+    assert [type(s).__name__ for s in log.sinks] == ["JsonlFileSink", "StdoutSink"]
+    assert [s.name for s in log.remote] == ["redis", "http"]
+    assert log.signer is not None and (tmp_path / "keys").is_dir()
+    await log.aclose()

@@ -1,0 +1,305 @@
+"""Local sinks, written from the decision log's writer thread: rotating JSONL files and stdout.
+
+The JSONL file is the log's home: the chain is recovered from its last entry when the process
+restarts, checkpoints are also appended to a sidecar file (``<stem>.checkpoints<suffix>``) that
+the verifier uses to detect a log cut short, and ``sync`` makes what was written durable
+(``fsync``) for the ``durable`` mode.
+
+Rotation (by size and/or age) renames the active file to ``<stem>-<first seq, 12 digits><suffix>``
+and starts a new one; the chain simply continues in the new file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, runtime_checkable
+
+import orjson
+
+from gatekeeper.audit.canonical import canonical_json, digest
+
+
+class Sink(Protocol):
+    """Somewhere lines (canonical JSON + ``\\n``) are written, in batches, off the event loop."""
+
+    def write_batch(self, lines: list[bytes]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What a restarting log finds on disk."""
+
+    last_entry: dict[str, Any] | None = None
+    last_hash: str | None = None
+    last_checkpoint: dict[str, Any] | None = None
+    torn_tail: dict[str, Any] | None = None
+
+
+@runtime_checkable
+class ChainStore(Protocol):
+    """A sink that keeps the chain across restarts and can make writes durable."""
+
+    def recover(self) -> Recovered: ...
+
+    def sync(self) -> None: ...
+
+    def rotation_due(self) -> bool: ...
+
+    def rotate(self) -> None: ...
+
+    def write_checkpoint(self, line: bytes) -> None: ...
+
+
+_ROTATED = re.compile(r"\d{12}(?:\.\d+)?")  # the first seq, and a counter if it repeats
+
+
+def checkpoint_sidecar(path: Path) -> Path:
+    """Where the checkpoints of the log at ``path`` are also kept."""
+    return path.with_name(f"{path.stem}.checkpoints{path.suffix}")
+
+
+def rotated_files(path: Path) -> list[Path]:
+    """The rotated siblings of the active log ``path``, oldest first."""
+    prefix, suffix = path.stem + "-", path.suffix
+    found = []
+    for file in path.parent.glob(f"{prefix}*{suffix}"):
+        middle = file.name[len(prefix) : len(file.name) - len(suffix)]
+        if _ROTATED.fullmatch(middle):
+            found.append((int(middle[:12]), file.name, file))
+    return [file for _, _, file in sorted(found)]
+
+
+class JsonlFileSink:
+    """Appends lines to a JSONL file, rotating it by size (bytes) or age (seconds); 0 = never."""
+
+    def __init__(self, path: Path, *, rotate_bytes: int = 0, rotate_seconds: float = 0.0) -> None:
+        self.path = path
+        self.rotate_bytes = rotate_bytes
+        self.rotate_seconds = rotate_seconds
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: BinaryIO = path.open("ab")
+        self._size = self._file.tell()
+        self._opened = time.monotonic()
+        self._sidecar: BinaryIO | None = None
+
+    def write_batch(self, lines: list[bytes]) -> None:
+        data = b"".join(lines)
+        start = self._size
+        try:
+            self._file.write(data)
+            self._file.flush()
+        except OSError:
+            # Leave no partial line behind: the chain must continue from a whole entry.
+            self._truncate_to(start)
+            raise
+        self._size += len(data)
+
+    def _truncate_to(self, size: int) -> None:
+        try:
+            self._file.close()
+            os.truncate(self.path, size)
+        except OSError:
+            pass
+        self._file = self.path.open("ab")
+        self._size = self._file.tell()
+
+    def sync(self) -> None:
+        os.fsync(self._file.fileno())
+
+    def rotation_due(self) -> bool:
+        """True once the active file has reached ``rotate_bytes`` or ``rotate_seconds``."""
+        if self._size == 0:
+            return False
+        if self.rotate_bytes and self._size >= self.rotate_bytes:
+            return True
+        return bool(self.rotate_seconds) and time.monotonic() - self._opened >= self.rotate_seconds
+
+    def rotate(self) -> None:
+        """Close the active file under its rotated name and start an empty one."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        with self.path.open("rb") as active:
+            first = _seq_of(active.readline())
+        target = self.path.with_name(f"{self.path.stem}-{first:012d}{self.path.suffix}")
+        n = 1
+        while target.exists():  # never overwrite: a second rotation at the same seq is kept too
+            target = self.path.with_name(f"{self.path.stem}-{first:012d}.{n}{self.path.suffix}")
+            n += 1
+        os.rename(self.path, target)
+        self._file = self.path.open("ab")
+        self._size = 0
+        self._opened = time.monotonic()
+        _fsync_dir(self.path.parent)
+
+    def write_checkpoint(self, line: bytes) -> None:
+        if self._sidecar is None:
+            sidecar = checkpoint_sidecar(self.path)
+            _cut_torn_tail(sidecar)
+            self._sidecar = sidecar.open("ab")
+        self._sidecar.write(line)
+        self._sidecar.flush()
+        os.fsync(self._sidecar.fileno())
+
+    def recover(self) -> Recovered:
+        """The last whole entry on disk (cutting a torn final line off, and describing it)."""
+        torn = _cut_torn_tail(self.path)
+        self._file.close()
+        self._file = self.path.open("ab")
+        self._size = self._file.tell()
+        candidates = [self.path, *reversed(rotated_files(self.path))]
+        last_raw = next((raw for f in candidates if (raw := _last_line(f)) is not None), None)
+        last_entry = _parse(last_raw)
+        last_hash = digest(canonical_json(last_entry)) if last_entry is not None else None
+        return Recovered(last_entry, last_hash, self._last_checkpoint(), torn)
+
+    def _last_checkpoint(self) -> dict[str, Any] | None:
+        # The sidecar is written after the log, so a crash in between leaves the newest
+        # checkpoint only in the active file: look there first, back to the sidecar's newest.
+        sidecar = _parse(_last_line(checkpoint_sidecar(self.path)))
+        floor = sidecar.get("gatekeeper", {}).get("seq", 0) if sidecar else 0
+        for n, raw in enumerate(_reverse_lines(self.path)):
+            if n > 100_000:  # a log without checkpoints: do not read all of it at start-up
+                break
+            entry = _parse(raw)
+            gk = entry.get("gatekeeper", {}) if entry else {}
+            if gk.get("kind") == "checkpoint":
+                return {"seq": gk.get("seq"), "hash": digest(canonical_json(entry))}
+            if isinstance(gk.get("seq"), int) and gk["seq"] <= floor:
+                break
+        if sidecar is None:
+            return None
+        return {"seq": floor, "hash": digest(canonical_json(sidecar))}
+
+    def close(self) -> None:
+        self._file.close()
+        if self._sidecar is not None:
+            self._sidecar.close()
+
+
+class StdoutSink:
+    """Writes each line to standard output (for a container's log collector)."""
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self._stream = stream
+
+    def write_batch(self, lines: list[bytes]) -> None:
+        stream = self._stream or sys.stdout.buffer
+        stream.write(b"".join(lines))
+        stream.flush()
+
+    def close(self) -> None:
+        return None
+
+
+def _parse(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _seq_of(raw: bytes) -> int:
+    try:
+        seq = orjson.loads(raw)["gatekeeper"]["seq"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return 0
+    return seq if isinstance(seq, int) else 0
+
+
+def _cut_torn_tail(path: Path) -> dict[str, Any] | None:
+    """Remove a final line that is incomplete or unreadable (a write cut by a crash).
+
+    Returns its description (size, SHA-256, file), for the restart entry, or ``None``.
+    """
+    if not path.exists():
+        return None
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        end = _last_line_start(file, size)
+        file.seek(end)
+        tail = file.read()
+    complete = tail.endswith(b"\n")
+    if complete:
+        try:
+            orjson.loads(tail)
+            return None
+        except orjson.JSONDecodeError:
+            pass
+    os.truncate(path, end)
+    return {
+        "file": path.name,
+        "offset": end,
+        "bytes": len(tail),
+        "sha256": hashlib.sha256(tail).hexdigest(),
+        "complete_line": complete,
+    }
+
+
+def _last_line_start(file: BinaryIO, size: int) -> int:
+    """Offset of the start of the last line (the one after the last ``\\n`` before the end)."""
+    pos = size - 1  # a final "\n" belongs to the last line, not to a new one
+    step = 64 << 10
+    while pos > 0:
+        lo = max(0, pos - step)
+        file.seek(lo)
+        chunk = file.read(pos - lo)
+        idx = chunk.rfind(b"\n")
+        if idx >= 0:
+            return lo + idx + 1
+        pos = lo
+    return 0
+
+
+def _reverse_lines(path: Path, step: int = 256 << 10) -> Iterator[bytes]:
+    """The lines of ``path``, last first (without their ``\n``)."""
+    if not path.exists():
+        return
+    with path.open("rb") as file:
+        pos = file.seek(0, os.SEEK_END)
+        rest = b""
+        while pos > 0:
+            lo = max(0, pos - step)
+            file.seek(lo)
+            chunk = file.read(pos - lo) + rest
+            pos = lo
+            lines = chunk.split(b"\n")
+            rest = lines[0]
+            for line in reversed(lines[1:]):
+                if line:
+                    yield line
+        if rest:
+            yield rest
+
+
+def _last_line(path: Path) -> bytes | None:
+    if not path.exists():
+        return None
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        file.seek(_last_line_start(file, size))
+        return file.read().rstrip(b"\n") or None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,284 @@
+"""``gatekeeper audit …``: commands for compliance reviewers (see docs/audit.md)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from gatekeeper.audit.keys import Keyring
+from gatekeeper.audit.query import Filters, collect_stats, decision_facts, parse_time, select
+from gatekeeper.audit.reader import LogFiles, find_log_files, iter_entries
+from gatekeeper.audit.verify import VerifyReport, verify_log
+
+_PATHS = click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+)
+_KEYS = click.option(
+    "--keys",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of trusted public keys (<fingerprint>.pub); default: keys/ beside the log.",
+)
+
+
+@click.group()
+def audit() -> None:
+    """Verify, search and summarise decision logs.
+
+    PATH may be the active log file (its rotated siblings and checkpoint sidecar are found
+    beside it), a directory holding one log's files, or single files.
+    """
+
+
+@audit.command()
+@_PATHS
+@_KEYS
+@click.option(
+    "--partial-start",
+    is_flag=True,
+    help="The earliest files were archived elsewhere: trust the first entry given as the start.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def verify(paths: tuple[Path, ...], keys: Path | None, partial_start: bool, as_json: bool) -> None:
+    """Check the hash chain and the checkpoint signatures across rotated files.
+
+    Exit status: 0 intact; 1 a problem, reported with the first bad sequence number and its
+    kind (modified, missing, reordered, inserted, bad_signature, unknown_key, truncated);
+    3 only a torn final line (a crash mid-write: every entry before it verifies).
+    """
+    files = _files(paths)
+    report = _verify(files, paths, keys, partial_start)
+    if as_json:
+        click.echo(orjson.dumps(_report_dict(report)).decode())
+    else:
+        click.echo(report.summary())
+    sys.exit(report.exit_code)
+
+
+@audit.command()
+@_PATHS
+@click.option("--subject", default=None, help="Subject id or org.")
+@click.option(
+    "--decision",
+    type=click.Choice(["allow", "deny"]),
+    default=None,
+    help="allow: the request went through; deny: it was refused, by the policy, a quota or "
+    "gatekeeper itself (shadow refusals were not enforced: they count as allow).",
+)
+@click.option("--reason", default=None, help="A reason code, e.g. kyc_insufficient.")
+@click.option(
+    "--since",
+    default=None,
+    help="2026-05-01, 2026-05-01T10:00:00Z, or a duration ago: 90s, 15m, 2h, 7d.",
+)
+@click.option("--until", default=None, help="Same forms as --since.")
+@click.option("--country", default=None, help="ISO country code of the client.")
+@click.option("--json", "as_json", is_flag=True, help="Print whole events as JSON lines.")
+@click.option("--limit", type=int, default=None, help="Stop after this many matches.")
+def query(
+    paths: tuple[Path, ...],
+    subject: str | None,
+    decision: str | None,
+    reason: str | None,
+    since: str | None,
+    until: str | None,
+    country: str | None,
+    as_json: bool,
+    limit: int | None,
+) -> None:
+    """Print the decisions that match every filter given, as a table or JSON lines."""
+    filters = Filters(
+        subject=subject,
+        decision=decision,
+        reason=reason,
+        since_ns=_time(since, "--since"),
+        until_ns=_time(until, "--until"),
+        country=country,
+    )
+    files = _files(paths)
+    shown = 0
+    with _progress(files, "reading") as update:
+        if not as_json:
+            click.echo(_row(_COLUMNS))
+        for entry in select(iter_entries(files.entries, update), filters):
+            click.echo(orjson.dumps(entry).decode() if as_json else _row(_cells(entry)))
+            shown += 1
+            if limit is not None and shown >= limit:
+                break
+    click.echo(f"{shown} matching decision(s)", err=True)
+
+
+@audit.command()
+@_PATHS
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+def stats(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Count decisions: allowed and refused, by reason, status, tier and country."""
+    files = _files(paths)
+    with _progress(files, "reading") as update:
+        result = collect_stats(iter_entries(files.entries, update)).as_dict()
+    if as_json:
+        click.echo(orjson.dumps(result).decode())
+        return
+    click.echo(
+        f"{result['decisions']} decisions ({result['allowed']} allowed, {result['denied']} "
+        f"refused) from {result['first']} to {result['last']}"
+    )
+    kinds = result["kinds"]
+    click.echo(
+        f"{result['entries']} entries: {kinds.get('checkpoint', 0)} checkpoints, "
+        f"{kinds.get('restart', 0)} restarts, {kinds.get('gap', 0)} gaps "
+        f"({result['gap_dropped']} events dropped)"
+    )
+    for title, key in (
+        ("refusals by reason", "reasons"),
+        ("by status", "statuses"),
+        ("by tier", "tiers"),
+        ("by country", "countries"),
+        ("top refused subjects", "top_refused_subjects"),
+    ):
+        if result[key]:
+            click.echo(f"\n{title}:")
+            for name, value in result[key].items():
+                shown = (
+                    " ".join(f"{k}={v}" for k, v in value.items())
+                    if isinstance(value, dict)
+                    else value
+                )
+                click.echo(f"  {name:<28} {shown}")
+
+
+@audit.command()
+@_PATHS
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the HTML report.",
+)
+@click.option("--title", default="gatekeeper decision log report", show_default=True)
+@click.option("--no-verify", is_flag=True, help="Skip checking the chain for the report.")
+@_KEYS
+def report(
+    paths: tuple[Path, ...], output: Path, title: str, no_verify: bool, keys: Path | None
+) -> None:
+    """Write a self-contained HTML report (charts inline, readable offline)."""
+    from gatekeeper.audit.report import render_report
+
+    files = _files(paths)
+    integrity = None if no_verify else _verify(files, paths, keys, False)
+    with _progress(files, "summarising") as update:
+        result = collect_stats(iter_entries(files.entries, update))
+    html = render_report(result, integrity, sources=[str(p) for p in paths], title=title)
+    output.write_text(html, encoding="utf-8")
+    click.echo(f"wrote {output} ({result.decisions} decisions)")
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+_COLUMNS = ["seq", "time", "subject", "tier", "country", "decision", "status", "reason", "path"]
+_WIDTHS = [7, 20, 18, 10, 7, 8, 6, 24, 24]
+
+
+def _cells(entry: dict[str, Any]) -> list[str]:
+    f = decision_facts(entry)
+    stamp = str(f["timestamp"] or "")[:19].replace("T", " ")
+    reasons = ",".join(f["reasons"]) or "-"
+    return [
+        str(f["seq"]),
+        stamp,
+        str(f["subject"] or "-"),
+        str(f["tier"] or "-"),
+        str(f["country"] or "-"),
+        f["decision"],
+        str(f["status"] or "-"),
+        reasons,
+        str(f["path"] or "-"),
+    ]
+
+
+def _row(cells: list[str]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, _WIDTHS, strict=True)).rstrip()
+
+
+def _files(paths: tuple[Path, ...]) -> LogFiles:
+    files = find_log_files(list(paths))
+    if not files.entries:
+        raise click.UsageError("no decision log files found in " + ", ".join(map(str, paths)))
+    return files
+
+
+def _verify(
+    files: LogFiles, paths: tuple[Path, ...], keys: Path | None, partial: bool
+) -> VerifyReport:
+    first = paths[0]
+    keyring = Keyring(keys or (first if first.is_dir() else first.parent) / "keys")
+    with _progress(files, "verifying") as update:
+        return verify_log(files, keyring, progress=update, partial_start=partial)
+
+
+def _time(value: str | None, option: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from exc
+
+
+@contextmanager
+def _progress(files: LogFiles, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; coarse percentages for big logs else."""
+    total = files.total_bytes
+    if sys.stderr.isatty():
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            yield bar.update
+        return
+    if total < 64 << 20:
+        yield lambda n: None
+        return
+    done, step = 0, total // 10
+
+    def update(n: int) -> None:
+        nonlocal done
+        before, done = done, done + n
+        if before // step != done // step:
+            click.echo(f"{label}: {min(100, 100 * done // total)}%", err=True)
+
+    yield update
+
+
+def _report_dict(report: VerifyReport) -> dict[str, Any]:
+    problem = report.problem
+    return {
+        "ok": report.exit_code == 0,
+        "exit_code": report.exit_code,
+        "problem": None
+        if problem is None
+        else {
+            "seq": problem.seq,
+            "kind": problem.kind,
+            "detail": problem.detail,
+            "file": problem.file,
+            "line": problem.line,
+        },
+        "torn_tail": report.torn_tail,
+        "entries": report.entries,
+        "first_seq": report.first_seq,
+        "last_seq": report.last_seq,
+        "decisions": report.decisions,
+        "checkpoints": report.checkpoints,
+        "last_checkpoint_seq": report.last_checkpoint_seq,
+        "keys": sorted(report.keys),
+        "restarts": report.restarts,
+        "gaps": report.gaps,
+        "gap_dropped": report.gap_dropped,
+        "closed": report.closed,
+        "files": report.files,
+    }

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, parse_rules
+from gatekeeper.audit.masking import keyed_hash
+from gatekeeper.audit.setup import build_decision_log
+from gatekeeper.errors import ConfigurationError
+from gatekeeper.settings import Settings
+
+KEY = b"reviewer-key"
+
+
+def event() -> dict[str, Any]:
+    return {
+        "decision_id": "d",
+        "input": {
+            "subject": {"id": "s-1", "payment_fingerprint": "pf-123", "kyc": {"level": "x"}},
+            "request": {"headers": {"Authorization": "Bearer gk-secret", "accept": "*/*"}},
+            "items": [{"name": "a", "password": "p1"}, {"name": "b"}],
+            "a/b": {"c~d": 1},
+        },
+        "result": {"allow": True},
+    }
+
+
+CASES = [
+    pytest.param(["/input/subject/id"], "/input/subject/id", None, ["/input/subject/id"], [],
+                 id="pointer-string-erases"),
+    pytest.param([{"op": "remove", "path": "/input/subject/id"}], "/input/subject/id", None,
+                 ["/input/subject/id"], [], id="remove-op"),
+    pytest.param([{"op": "upsert", "path": "/input/subject/id", "value": "***"}],
+                 "/input/subject/id", "***", [], ["/input/subject/id"], id="upsert-replaces"),
+    pytest.param([{"op": "upsert", "path": "/input/subject/note", "value": "n"}],
+                 "/input/subject/note", "n", [], ["/input/subject/note"], id="upsert-creates"),
+    pytest.param([{"op": "hash", "path": "/input/subject/payment_fingerprint"}],
+                 "/input/subject/payment_fingerprint",
+                 "hmac-sha256:" + hmac.new(KEY, b"pf-123", hashlib.sha256).hexdigest(),
+                 [], ["/input/subject/payment_fingerprint"], id="hash-keyed"),
+    pytest.param(["/input/items/1"], "/input/items/1", None, ["/input/items/1"], [],
+                 id="array-index"),
+    pytest.param(["/input/a~1b/c~0d"], "/input/a~1b/c~0d", None, ["/input/a~1b/c~0d"], [],
+                 id="escaped-pointer"),
+    pytest.param(["/input/nowhere/x", "/result/nope"], "/input/nowhere", None, [], [],
+                 id="missing-location-ignored"),
+]  # fmt: skip
+
+
+def lookup(doc: Any, pointer: str) -> Any:
+    for token in pointer[1:].split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(doc, list):
+            idx = int(token)
+            if idx >= len(doc):
+                return None
+            doc = doc[idx]
+        elif isinstance(doc, dict):
+            if token not in doc:
+                return None
+            doc = doc[token]
+    return doc
+
+
+@pytest.mark.parametrize(("rules", "pointer", "value", "erased", "masked"), CASES)
+def test_mask_rules(
+    rules: list[Any], pointer: str, value: Any, erased: list[str], masked: list[str]
+) -> None:
+    masked_event = event()
+    Masker(parse_rules(rules), secret_fields=(), hmac_key=KEY).apply(masked_event)
+    assert lookup(masked_event, pointer) == value
+    assert masked_event.get("erased", []) == erased
+    assert masked_event.get("masked", []) == masked
+
+
+def test_hash_without_a_key_removes_the_value() -> None:
+    masked_event = event()
+    Masker(parse_rules([{"op": "hash", "path": "/input/subject/payment_fingerprint"}])).apply(
+        masked_event
+    )
+    assert "payment_fingerprint" not in masked_event["input"]["subject"]
+    assert "/input/subject/payment_fingerprint" in masked_event["erased"]
+
+
+def test_secret_fields_are_removed_wherever_they_are() -> None:
+    masked_event = event()
+    Masker().apply(masked_event)
+    raw = json.dumps(masked_event)
+    assert "gk-secret" not in raw and "p1" not in raw
+    assert set(masked_event["erased"]) == {
+        "/input/request/headers/Authorization",
+        "/input/items/0/password",
+    }
+    assert masked_event["input"]["request"]["headers"] == {"accept": "*/*"}
+
+
+def test_a_rule_that_masks_a_secret_field_wins_over_the_scan() -> None:
+    masked_event = event()
+    rule = {"op": "upsert", "path": "/input/request/headers/Authorization", "value": "Bearer ***"}
+    Masker(parse_rules([rule])).apply(masked_event)
+    assert masked_event["input"]["request"]["headers"]["Authorization"] == "Bearer ***"
+
+
+def test_masking_never_changes_the_requests_own_objects() -> None:
+    original = event()
+    before = copy.deepcopy(original["input"])
+    shared_input = original["input"]
+    Masker(parse_rules(["/input/subject/id"])).apply(original)
+    assert shared_input == before  # metrics and traces still read the request's input
+    assert "id" not in original["input"]["subject"]
+
+
+def test_policy_rules_follow_the_current_policy_data() -> None:
+    data: dict[str, Any] = {"rules": ["/input/subject/id"]}
+    masker = Masker(policy_rules=lambda: data["rules"], secret_fields=())
+    first = event()
+    masker.apply(first)
+    data["rules"] = ["/input/subject/kyc"]
+    second = event()
+    masker.apply(second)
+    assert first["erased"] == ["/input/subject/id"]
+    assert second["erased"] == ["/input/subject/kyc"]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param("input/x", id="no-leading-slash"),
+        pytest.param("/labels/id", id="outside-input-and-result"),
+        pytest.param({"op": "drop", "path": "/input/x"}, id="unknown-op"),
+        pytest.param({"op": "upsert", "path": "/input/x"}, id="upsert-without-value"),
+        pytest.param({"op": "remove", "path": "/input/x", "why": 1}, id="unknown-key"),
+        pytest.param(42, id="not-a-rule"),
+    ],
+)
+def test_malformed_rules_are_rejected_at_start(rule: Any) -> None:
+    with pytest.raises(ValueError):
+        parse_rules([rule])
+    with pytest.raises(ConfigurationError):
+        Settings.load(audit={"mask": [rule]})
+
+
+def test_policy_mask_rules_are_validated_at_start(tmp_path: Path) -> None:
+    settings = Settings.load(audit={"path": tmp_path / "d.jsonl"})
+    bad = {"gatekeeper": {"config": {"log": {"mask": ["no-slash"]}}}}
+    with pytest.raises(ConfigurationError, match=r"config\.log\.mask"):
+        build_decision_log(settings.audit, lambda: bad)
+
+
+async def test_keyed_hash_lets_a_reviewer_match_a_value(tmp_path: Path) -> None:
+    settings = Settings.load(
+        audit={"path": tmp_path / "d.jsonl", "hmac_key": KEY.decode(), "checkpoint_every": 5}
+    )
+    policy = {"gatekeeper": {"config": {"log": {"mask": [
+        {"op": "hash", "path": "/input/subject/payment_fingerprint"}
+    ]}}}}  # fmt: skip
+    log = build_decision_log(settings.audit, lambda: policy)
+    log.record(event())
+    await log.aclose()
+    raw = (tmp_path / "d.jsonl").read_bytes()
+    assert b"pf-123" not in raw and b"gk-secret" not in raw
+    assert keyed_hash(KEY, "pf-123").encode() in raw
+
+
+async def test_masking_happens_before_any_sink(tmp_path: Path) -> None:
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), masker=Masker())
+    log.record(event())
+    await log.aclose()
+    assert b"gk-secret" not in (tmp_path / "d.jsonl").read_bytes()
