@@ -5,6 +5,10 @@ directory, decides where it lives); only files named exactly ``data.json`` / ``d
 data, and their directory is their data path (``a/b/data.json`` → ``data.a.b``); an optional
 ``.manifest`` gives the revision and roots. Without a manifest revision, the revision is a
 content hash of every loaded file, so any edit yields a new revision.
+
+A directory may also hold ``conformance/cases.yaml``: the repo's table of input → expected
+decision cases (see ``gatekeeper.policy.conformance``). It is not policy: it is not part of the
+revision and is not written into bundles.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +29,9 @@ from gatekeeper.errors import PolicyLoadError
 
 _DATA_NAMES = {"data.json", "data.yaml", "data.yml"}
 _SKIP_DIRS = {".git", "__pycache__", ".venv"}
+CASES_FILE = "conformance/cases.yaml"
+# libyaml's loader when PyYAML was built with it: the cases file is long, and safe either way.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -35,10 +43,23 @@ class PolicySource:
     data: dict[str, Any]
     manifest: dict[str, Any] = field(default_factory=dict)
     origin: str = ""
+    #: The parsed ``conformance/cases.yaml`` of a directory (``None`` when there is none).
+    cases: Any = None
 
     @property
     def test_modules(self) -> dict[str, str]:
-        return {name: text for name, text in self.modules.items() if name.endswith("_test.rego")}
+        """Modules holding the repo's Rego unit tests (``*_test.rego``)."""
+        return {name: text for name, text in self.modules.items() if is_test_module(name)}
+
+    @property
+    def policy_modules(self) -> dict[str, str]:
+        """Every module but the tests: what a serving engine needs."""
+        return {name: text for name, text in self.modules.items() if not is_test_module(name)}
+
+
+def is_test_module(name: str) -> bool:
+    """``*_test.rego`` files hold tests (OPA's convention, which ``opa test`` follows too)."""
+    return name.endswith("_test.rego")
 
 
 def load_policy(path: Path) -> PolicySource:
@@ -78,8 +99,12 @@ def _from_files(files: Iterable[tuple[str, bytes]], origin: str) -> PolicySource
     data: dict[str, Any] = {}
     manifest: dict[str, Any] = {}
     digest = hashlib.sha256()
+    cases: Any = None
     for name, raw in files:
         posix = PurePosixPath(name)
+        if name == CASES_FILE:
+            cases = _parse(name, raw)
+            continue
         if posix.name == ".manifest":
             manifest = _parse(name, raw, json_only=True)
         elif posix.suffix == ".rego":
@@ -93,7 +118,49 @@ def _from_files(files: Iterable[tuple[str, bytes]], origin: str) -> PolicySource
         raise PolicyLoadError(f"{origin}: no .rego modules found")
     revision = manifest.get("revision") or "sha256:" + digest.hexdigest()[:16]
     return PolicySource(
-        revision=str(revision), modules=modules, data=data, manifest=manifest, origin=origin
+        revision=str(revision),
+        modules=modules,
+        data=data,
+        manifest=manifest,
+        origin=origin,
+        cases=cases,
+    )
+
+
+def fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """A cheap summary of what ``load_policy(path)`` would read (names, sizes, mtimes).
+
+    Hot reload polls this (on a worker thread) and loads the policy only when it changes; the
+    revision then decides whether anything really changed. A path that cannot be read gives
+    an empty fingerprint.
+    """
+    try:
+        if path.is_file():
+            st = path.stat()
+            return ((path.name, st.st_size, st.st_mtime_ns),)
+        entries: list[tuple[str, int, int]] = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+            for filename in filenames:
+                if not _is_policy_file(filename):
+                    continue
+                full = os.path.join(dirpath, filename)
+                st = os.stat(full)
+                entries.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+        return tuple(sorted(entries))
+    except OSError:
+        return ()
+
+
+def _is_policy_file(filename: str) -> bool:
+    return (
+        filename.endswith(".rego")
+        or filename in _DATA_NAMES
+        or filename
+        in {
+            ".manifest",
+            "cases.yaml",
+        }
     )
 
 
@@ -101,7 +168,7 @@ def _parse(name: str, raw: bytes, *, json_only: bool = False) -> Any:
     try:
         if json_only or name.endswith(".json") or name == ".manifest":
             return json.loads(raw)
-        return yaml.safe_load(raw)
+        return yaml.load(raw, Loader=_YAML_LOADER)
     except (ValueError, yaml.YAMLError) as exc:
         raise PolicyLoadError(f"{name}: not valid data: {exc}") from exc
 

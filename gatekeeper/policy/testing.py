@@ -49,9 +49,13 @@ def discover_tests(source: PolicySource) -> list[tuple[str, str, str]]:
     return found
 
 
-def run_tests(source: PolicySource, pattern: str | None = None) -> list[TestResult]:
-    """Evaluate every test rule of ``source`` with the embedded engine."""
-    engine: Any = compile_source(source)
+def run_tests(
+    source: PolicySource, pattern: str | None = None, *, engine: Any = None
+) -> list[TestResult]:
+    """Evaluate every test rule of ``source`` with the embedded engine (``engine``: one already
+    compiled from ``source`` with its tests, on this thread)."""
+    if engine is None:
+        engine = compile_source(source)
     selector = re.compile(pattern) if pattern else None
     results: list[TestResult] = []
     for file, package, rule in discover_tests(source):

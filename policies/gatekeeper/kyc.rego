@@ -14,5 +14,6 @@ refusals contains {
 	"code": "kyc_insufficient",
 	"message": sprintf("KYC level %s or higher is required; this account is verified at %s", [cfg.minimum, input.subject.kyc_level]),
 } if {
-	not at_least(cfg.minimum)
+	# Inlined at_least(cfg.minimum): a comparison is cheaper than a function call.
+	not cfg.levels[input.subject.kyc_level] >= cfg.levels[cfg.minimum]
 }

@@ -27,3 +27,38 @@ test_free_gets_nothing if {
 	d := decision with input as h.subject("free", "business")
 	d.reasoning.mode == "drop"
 }
+
+# Tiers the demo does not use, to show the other modes: the first 128 reasoning tokens, then a
+# marker (truncate); a fixed marker in place of the reasoning, the response's shape kept (redact).
+test_truncate_for_research_with_government_id if {
+	d := decision with input as h.subject("research", "government_id")
+	d.reasoning == {"mode": "truncate", "max_tokens": 128}
+}
+
+test_redact_for_education_with_phone if {
+	d := decision with input as h.subject("education", "phone")
+	d.reasoning == {"mode": "redact"}
+}
+
+test_research_below_government_id_gets_nothing if {
+	d := decision with input as h.subject("research", "payment")
+	d.reasoning.mode == "drop"
+}
+
+# A reasoning budget: budget_quota names one of the decision's quotas (unit reasoning_tokens);
+# gatekeeper checks it at no cost and degrades the mode to drop once it is spent.
+budget_reasoning := {
+	"default": {"mode": "drop"},
+	"by_tier": {"pro": {"min_kyc": "government_id", "exposure": {
+		"mode": "summary", "max_tokens": 64, "budget_quota": "reasoning_tokens",
+	}}},
+}
+
+test_a_budget_quota_names_one_of_the_decisions_quotas if {
+	doc := object.union(h.subject("pro", "government_id"), {"request": {"estimated_tokens": 100}})
+	d := decision with input as doc with data.gatekeeper.config.reasoning as budget_reasoning
+	d.reasoning.budget_quota == "reasoning_tokens"
+	some q in d.quotas
+	q.name == d.reasoning.budget_quota
+	q.unit == "reasoning_tokens"
+}

@@ -143,3 +143,28 @@ def test_engine_works_from_another_thread() -> None:
     thread.start()
     thread.join()
     assert out and out[0] == engine.evaluate(make_input("free", "email"))
+
+
+def test_an_engine_collected_on_another_thread_drops_its_regorus_engines_safely() -> None:
+    """regorus engines must be dropped on the thread that made them; Python may collect an
+    EmbeddedEngine anywhere (the cyclic GC runs on whichever thread allocates)."""
+    import gc
+    import threading
+
+    from gatekeeper.policy import embedded
+
+    holder = [EmbeddedEngine(load_policy(POLICIES))]
+    key = holder[0]._active.key
+    assert holder[0].evaluate(make_input("free", "email"))["allow"] is True
+
+    def drop() -> None:
+        holder.clear()
+        gc.collect()
+
+    thread = threading.Thread(target=drop)
+    thread.start()
+    thread.join()
+    assert key in embedded._thread_engines() or key in embedded._retired
+    fresh = EmbeddedEngine(load_policy(POLICIES))  # this thread purges the retired engine
+    assert key not in embedded._thread_engines()
+    assert fresh.evaluate(make_input("free", "none"))["status"] == 403

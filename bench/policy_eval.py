@@ -1,0 +1,217 @@
+"""Policy evaluation, side by side in one run: `python -m bench.policy_eval`.
+
+- ``embedded eval``     regorus in-process: set the input JSON and evaluate the decision rule
+                        (what "evaluating the pack" costs);
+- ``embedded verdict``  what the middleware pays per request: input to JSON, evaluation, and
+                        validation of the decision against the ``Decision`` contract;
+- ``opa verdict``       the OPA engine: a real ``opa run --server`` on loopback, the pack pushed
+                        to it, one decision per HTTP round trip through opa-python-client's
+                        async client (pooled keep-alive connection), validated the same way;
+- ``--compare DIR``     also ``embedded eval`` of another pack (e.g. an older revision), to
+                        measure a Rego change;
+- ``--by-rule``         where the time goes: each module's top rules (``refusals``,
+                        ``applicable``, ``exposure``, ``obligations``) evaluated alone, less the
+                        cost of setting the input.
+
+Inputs are four realistic documents (an allowed free user, an allowed pro user, a refused
+unverified user from a restricted country, a client of unknown location), rotated. Figures are
+medians of interleaved rounds, so a busy machine slows every contender alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from bench._common import free_port
+from gatekeeper.contract import Input
+from gatekeeper.policy import EmbeddedEngine, OpaEngine, load_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def find_opa() -> str | None:
+    """``opa`` on PATH, else the one ``make tools`` builds into .tools/bin."""
+    local = ROOT / ".tools" / "bin" / "opa"
+    return shutil.which("opa") or (str(local) if local.is_file() else None)
+
+
+@contextmanager
+def opa_server(opa: str) -> Iterator[str]:
+    """``opa run --server`` on a free loopback port; yields its URL."""
+    port = free_port()
+    args = [opa, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def inputs() -> list[dict[str, Any]]:
+    def doc(tier: str, kyc: str, country: str | None, ip: str) -> dict[str, Any]:
+        return Input.model_validate(
+            {
+                "subject": {"id": f"user-{tier}", "org": "org-1", "tier": tier, "kyc_level": kyc},
+                "network": {"client_ip": ip, "country": country, "asn": 64500},
+                "request": {
+                    "method": "POST",
+                    "path": "/v1/chat/completions",
+                    "dialect": "openai_chat",
+                    "model": "demo-reasoner",
+                    "stream": True,
+                    "reasoning_requested": True,
+                    "max_tokens": 512,
+                    "estimated_tokens": 700,
+                    "user_agent": "OpenAI/Python 1.50.0",
+                    "prompt_features": {"messages": 3, "chars": 800},
+                },
+                "time": {
+                    "unix_ns": 0,
+                    "rfc3339": "2026-01-01T00:00:00Z",
+                    "weekday": 3,
+                    "hour_utc": 0,
+                },
+            }
+        ).model_dump(mode="json")
+
+    return [
+        doc("free", "email", "US", "203.0.113.7"),
+        doc("pro", "government_id", "DE", "192.0.2.7"),
+        doc("free", "none", "KP", "198.51.100.7"),
+        doc("enterprise", "business", None, "100.64.0.7"),
+    ]
+
+
+async def _timed_async(call: Callable[[Any], Awaitable[Any]], arg: Any, n: int) -> list[int]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter_ns()
+        await call(arg)
+        out.append(time.perf_counter_ns() - started)
+    return out
+
+
+def _timed(call: Callable[[Any], Any], arg: Any, n: int) -> list[int]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter_ns()
+        call(arg)
+        out.append(time.perf_counter_ns() - started)
+    return out
+
+
+async def run(rounds: int, per_round: int, compare: Path | None) -> None:
+    source = load_policy(ROOT / "policies")
+    docs = inputs()
+    jsons = [orjson.dumps(d).decode() for d in docs]
+    embedded = EmbeddedEngine(source)
+    other = EmbeddedEngine(load_policy(compare), check=False) if compare else None
+    samples: dict[str, list[int]] = {"embedded eval": [], "embedded verdict": []}
+    if other is not None:
+        samples[f"embedded eval ({compare})"] = []
+    opa_bin = find_opa()
+    opa: OpaEngine | None = None
+    server = opa_server(opa_bin) if opa_bin else None
+    if server is not None:
+        opa = OpaEngine(server.__enter__(), source=source, pool_size=4)
+        await opa.start()
+        samples["opa verdict"] = []
+    else:
+        print("opa not found (make tools builds it): OPA figures are skipped")
+    try:
+        for i in range(rounds):
+            doc, raw = docs[i % len(docs)], jsons[i % len(jsons)]
+            samples["embedded eval"] += _timed(embedded.evaluate_json, raw, per_round)
+            samples["embedded verdict"] += await _timed_async(embedded.verdict, doc, per_round)
+            if other is not None:
+                samples[f"embedded eval ({compare})"] += _timed(other.evaluate_json, raw, per_round)
+            if opa is not None:
+                samples["opa verdict"] += await _timed_async(opa.verdict, doc, per_round // 4 or 1)
+    finally:
+        if opa is not None:
+            await opa.aclose()
+        if server is not None:
+            server.__exit__(None, None, None)
+
+    medians = {name: statistics.median(values) / 1000 for name, values in samples.items()}
+    print(f"policy revision {source.revision}, {len(source.policy_modules)} modules")
+    print(f"{'contender':<48}{'median µs':>12}{'samples':>10}")
+    for name, median in medians.items():
+        print(f"{name:<48}{median:>12.1f}{len(samples[name]):>10}")
+    base = medians["embedded verdict"]
+    if "opa verdict" in medians:
+        ratio = medians["opa verdict"] / base
+        print(f"opa verdict / embedded verdict: {ratio:.1f}x (target: >= 10x)")
+    if other is not None:
+        ratio = medians[f"embedded eval ({compare})"] / medians["embedded eval"]
+        print(f"embedded eval, {compare} / current pack: {ratio:.2f}x")
+
+
+def by_rule(rounds: int, per_round: int) -> None:
+    """Median cost of each module's top rules evaluated alone, less setting the input."""
+    import re
+
+    from gatekeeper.policy.embedded import compile_source
+
+    source = load_policy(ROOT / "policies")
+    engine = compile_source(source, tests=False)
+    engine.add_policy("zz_bench.rego", "package zz_bench\n\nnothing := 1\n")
+    rules = ["data.gatekeeper.decision", "data.zz_bench.nothing"]
+    for text in source.policy_modules.values():
+        package = re.search(r"^package\s+([\w.]+)", text, re.M)
+        for name in ("refusals", "applicable", "exposure", "obligations"):
+            if package and re.search(rf"^{name}\b", text, re.M):
+                rules.append(f"data.{package.group(1)}.{name}")
+    raw = [orjson.dumps(d).decode() for d in inputs()]
+    samples: dict[str, list[int]] = {rule: [] for rule in rules}
+    for i in range(rounds):
+        for rule in rules:
+            for _ in range(per_round):
+                started = time.perf_counter_ns()
+                engine.set_input_json(raw[i % len(raw)])
+                engine.eval_rule_as_json(rule)
+                samples[rule].append(time.perf_counter_ns() - started)
+    floor = statistics.median(samples.pop("data.zz_bench.nothing")) / 1000
+    print(f"setting the input and evaluating a constant: {floor:.1f} µs; above that:")
+    for rule, values in samples.items():
+        print(f"  {rule:<46}{statistics.median(values) / 1000 - floor:>8.1f} µs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200, help="interleaved rounds")
+    parser.add_argument("--per-round", type=int, default=40, help="evaluations per round")
+    parser.add_argument("--compare", type=Path, default=None, help="another pack to time")
+    parser.add_argument("--by-rule", action="store_true", help="time each module's top rules")
+    args = parser.parse_args()
+    if args.by_rule:
+        by_rule(args.rounds // 4 or 1, args.per_round)
+        return
+    asyncio.run(run(args.rounds, args.per_round, args.compare))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+package gatekeeper.distillation_test
+
+import data.gatekeeper.decision
+import data.gatekeeper.distillation
+
+# 2026-11-28T00:00:00Z
+now_ns := 1795824000000000000
+
+usage(requests, reasoning_share, template_count) := {
+	"requests": {"10m": requests, "1h": requests, "24h": requests},
+	"tokens": {"10m": 0, "1h": 0, "24h": 0},
+	"reasoning_requests": {"10m": 0, "1h": 0, "24h": 0},
+	"reasoning_tokens": {"10m": 0, "1h": 0, "24h": 0},
+	"refused": {"10m": 0, "1h": 0, "24h": 0},
+	"reasoning_share": reasoning_share,
+	"template_count": template_count,
+}
+
+quiet := {
+	"available": true,
+	"subject": object.union(usage(3, 0.3, 0), {"account_age_days": 400}),
+	"cluster": object.union(usage(3, 0.3, 0), {"id": "c-abc", "size": 1, "linked_by": []}),
+	"cot_elicitation": 0,
+	"cot_patterns": [],
+	"template_hash": "0123456789abcdef",
+	"template_repetition": 0.25,
+}
+
+base := {
+	"version": 1,
+	"subject": {
+		"id": "s1", "org": "o1", "tier": "enterprise", "kyc_level": "business", "kyc_rank": 5,
+		"account_age_days": 400, "flags": [],
+	},
+	"network": {
+		"client_ip": "192.0.2.7", "country": "DE", "asn": 64501, "is_hosting": false,
+		"is_proxy": false, "jurisdiction_tags": [],
+	},
+	"request": {
+		"method": "POST", "path": "/v1/chat/completions", "dialect": "openai_chat",
+		"model": "test-model", "stream": false, "reasoning_requested": true, "estimated_tokens": 300,
+	},
+	"signals": quiet,
+	"time": {"unix_ns": now_ns, "rfc3339": "2026-11-28T00:00:00Z", "weekday": 5, "hour_utc": 0},
+}
+
+# `base` with `patch` merged into its signals (object.union merges nested objects).
+signals(patch) := object.union(base, {"signals": patch})
+
+as_subject(doc, tier, level) := object.union(doc, {"subject": {"tier": tier, "kyc_level": level}})
+
+# CoT-eliciting (0.8 >= high), templated (count 6, share 0.6): weights 2 + 2 = 4 (watch).
+templated_cot := {"cot_elicitation": 0.8, "template_repetition": 0.6, "subject": {"template_count": 6}}
+
+# ... plus a cluster of 12 (large): 5 (suspect).
+suspect_signals := object.union(templated_cot, {"cluster": {"size": 12}})
+
+# ... plus a cluster of 50 (huge) on a hosting network: 7 with every required piece (strong).
+strong_signals := object.union(templated_cot, {"cluster": {"size": 50}})
+
+strong_doc := object.union(signals(strong_signals), {"network": {"is_hosting": true}})
+
+by_name(d) := {q.name: q | some q in d.quotas}
+
+evidence_of(doc) := e if {
+	e := distillation.evidence with input as doc
+}
+
+# --- no signals, pack off ----------------------------------------------------------------
+
+test_no_signals_changes_nothing if {
+	doc := object.union(base, {"signals": {"available": false}})
+	d := decision with input as doc
+	d.allow
+	d.reasoning == {"mode": "full"}
+	d.obligations == {}
+	not by_name(d).cluster_requests
+	distillation.level == "none" with input as doc
+}
+
+test_empty_signals_object_changes_nothing if {
+	d := decision with input as json.remove(base, ["signals"])
+	d.allow
+	d.reasoning.mode == "full"
+	d.obligations == {}
+}
+
+test_quiet_signals_change_nothing if {
+	d := decision with input as base
+	d.allow
+	d.reasoning.mode == "full"
+	d.obligations == {}
+	distillation.level == "none" with input as base
+}
+
+test_disabled_pack_ignores_strong_evidence if {
+	d := decision with input as strong_doc with data.gatekeeper.config.distillation.enabled as false
+	d.allow
+	d.reasoning.mode == "full"
+}
+
+# --- evidence, one rule at a time ----------------------------------------------------------
+
+test_cot_elevated_below_high if {
+	e := evidence_of(signals({"cot_elicitation": 0.5}))
+	e == {"cot_elevated"}
+}
+
+test_cot_high_is_also_elevated if {
+	e := evidence_of(signals({"cot_elicitation": 0.7}))
+	e == {"cot_elevated", "cot_high"}
+}
+
+test_templated_needs_count_and_share if {
+	evidence_of(signals({"template_repetition": 0.6, "subject": {"template_count": 5}})) == {"templated"}
+	evidence_of(signals({"template_repetition": 0.6, "cluster": {"template_count": 9}})) == {"templated"}
+	evidence_of(signals({"template_repetition": 0.6, "subject": {"template_count": 4}})) == set()
+	evidence_of(signals({"template_repetition": 0.2, "subject": {"template_count": 50}})) == set()
+}
+
+test_reasoning_heavy_needs_volume_and_share if {
+	evidence_of(signals({"subject": usage(20, 0.95, 0)})) == {"reasoning_heavy"}
+	evidence_of(signals({"subject": usage(19, 1, 0)})) == set()
+	evidence_of(signals({"subject": usage(200, 0.5, 0)})) == set()
+}
+
+test_cluster_size_evidence if {
+	evidence_of(signals({"cluster": {"size": 8}})) == {"cluster_large"}
+	evidence_of(signals({"cluster": {"size": 50}})) == {"cluster_large", "cluster_huge"}
+	evidence_of(signals({"cluster": {"size": 49}})) == {"cluster_large"}
+	evidence_of(signals({"cluster": {"size": 7}})) == set()
+}
+
+test_cluster_heavy_is_combined_usage if {
+	evidence_of(signals({"cluster": usage(2000, 0.5, 0)})) == {"cluster_heavy"}
+	evidence_of(signals({"cluster": usage(1999, 0.5, 0)})) == set()
+}
+
+test_datacenter_from_geoip_flags if {
+	evidence_of(object.union(base, {"network": {"is_hosting": true}})) == {"datacenter"}
+	evidence_of(object.union(base, {"network": {"is_proxy": true}})) == {"datacenter"}
+}
+
+test_datacenter_from_asn_lists if {
+	evidence_of(object.union(base, {"network": {"asn": 64500}})) == {"datacenter"}
+	evidence_of(object.union(base, {"network": {"asn": 64511}})) == {"datacenter"}
+	evidence_of(object.union(base, {"network": {"asn": null}})) == set()
+}
+
+test_new_account if {
+	evidence_of(object.union(base, {"subject": {"account_age_days": 3.5}})) == {"new_account"}
+	evidence_of(object.union(base, {"subject": {"account_age_days": null}})) == set()
+}
+
+# --- graded responses ----------------------------------------------------------------------
+
+test_watch_caps_full_reasoning_to_a_summary if {
+	doc := signals(templated_cot)
+	distillation.level == "watch" with input as doc
+	d := decision with input as doc
+	d.allow
+	d.reasoning == {"mode": "summary", "max_tokens": 32}
+	d.obligations.flag_for_review == false
+	d.obligations.notes == ["distillation:watch", "evidence:cot_elevated+cot_high+templated"]
+	by_name(d).cluster_requests.key == "cluster:c-abc:cluster_requests"
+	by_name(d).cluster_requests.capacity == 1200
+}
+
+test_watch_tightens_a_summary_budget if {
+	# pro with government_id is sold a 64-token summary; watch caps it at 32.
+	d := decision with input as as_subject(signals(templated_cot), "pro", "government_id")
+	d.reasoning == {"mode": "summary", "max_tokens": 32}
+}
+
+test_a_looser_cap_changes_nothing if {
+	d := decision with input as as_subject(signals(templated_cot), "pro", "government_id")
+		with data.gatekeeper.config.distillation.responses.watch.reasoning as {"mode": "summary", "max_tokens": 500}
+	d.reasoning == {"mode": "summary", "max_tokens": 64}
+}
+
+test_exempt_flag_clears_a_reviewed_account if {
+	doc := object.union(strong_doc, {"subject": {"flags": ["distillation_exempt"]}})
+	distillation.level == "none" with input as doc
+	d := decision with input as doc
+	d.allow
+	d.reasoning.mode == "full"
+	d.obligations == {}
+}
+
+test_watch_never_raises_exposure if {
+	d := decision with input as as_subject(signals(templated_cot), "free", "email")
+	d.reasoning.mode == "drop"
+}
+
+test_suspect_drops_reasoning_tightens_quotas_and_flags if {
+	doc := as_subject(signals(suspect_signals), "pro", "government_id")
+	distillation.level == "suspect" with input as doc
+	d := decision with input as doc
+	d.allow
+	d.reasoning.mode == "drop"
+	d.obligations.flag_for_review
+	not d.obligations.step_up_kyc
+	by_name(d).cluster_requests.capacity == 120
+	by_name(d).distillation_requests == {
+		"name": "distillation_requests", "key": "subject:s1:distillation_requests",
+		"kind": "token_bucket", "unit": "requests", "capacity": 20, "rate": 20, "period": 3600,
+		"cost": 1, "on_store_error": "local",
+	}
+	by_name(d).requests.capacity == 60 # the tier's own quotas still apply
+}
+
+test_suspect_below_the_step_up_level_is_403_naming_it if {
+	d := decision with input as as_subject(signals(suspect_signals), "pro", "payment")
+	not d.allow
+	d.status == 403
+	d.reasons[0].code == "kyc_step_up_required"
+	contains(d.reasons[0].message, "government_id")
+	d.obligations.step_up_kyc == "government_id"
+	d.obligations.flag_for_review
+}
+
+test_strong_evidence_is_refused if {
+	doc := as_subject(strong_doc, "pro", "government_id")
+	distillation.level == "strong" with input as doc
+	d := decision with input as doc
+	not d.allow
+	d.status == 403
+	d.reasons[0].code == "distillation_suspected"
+	d.obligations.flag_for_review
+	d.quotas == []
+}
+
+test_strong_needs_every_required_piece if {
+	# Weight 8 without a huge cluster: suspect, not refused.
+	doc := as_subject(
+		object.union(signals(object.union(templated_cot, {"cluster": object.union(usage(5000, 1, 0), {"size": 12})})), {"network": {"is_hosting": true}, "subject": {"account_age_days": 2}}),
+		"pro", "government_id",
+	)
+	distillation.score == 8 with input as doc
+	distillation.level == "suspect" with input as doc
+	d := decision with input as doc
+	d.allow
+	d.reasoning.mode == "drop"
+}
+
+test_strong_against_business_kyc_gets_the_suspect_response if {
+	d := decision with input as strong_doc
+	d.allow
+	d.reasoning.mode == "drop"
+	d.obligations.flag_for_review
+	by_name(d).distillation_requests.capacity == 20
+}
+
+test_strong_with_weak_kyc_is_refused_not_stepped_up if {
+	d := decision with input as as_subject(strong_doc, "free", "email")
+	[r.code | some r in d.reasons] == ["distillation_suspected"]
+}
+
+test_refusal_can_be_shadowed if {
+	doc := as_subject(strong_doc, "pro", "government_id")
+	d := decision with input as doc with data.gatekeeper.config.shadow.codes as ["distillation_suspected"]
+	not d.allow
+	d.shadow
+	d.reasons[0].code == "distillation_suspected"
+	d.reasoning.mode == "drop"
+}
+
+test_kyc_insufficient_keeps_its_step_up_beside_the_flag if {
+	d := decision with input as as_subject(strong_doc, "free", "none")
+	d.reasons[0].code == "kyc_insufficient"
+	d.obligations.step_up_kyc == "email"
+	d.obligations.flag_for_review
+}
+
+test_thresholds_come_from_data if {
+	doc := signals({"cot_elicitation": 0.5})
+	distillation.level == "watch" with input as doc with data.gatekeeper.config.distillation.levels as {"watch": 1, "suspect": 5, "strong": 7}
+}
+
+# --- launch window -------------------------------------------------------------------------
+
+releases := {"test-model": "2026-11-25T00:00:00Z"}
+
+new_account := object.union(base, {"subject": {"account_age_days": 5}})
+
+test_launch_window_caps_new_accounts if {
+	d := decision with input as new_account with data.gatekeeper.config.launch.releases as releases
+	d.allow
+	d.reasoning == {"mode": "summary", "max_tokens": 64}
+	by_name(d).launch_requests.key == "subject:s1:launch_requests"
+	by_name(d).launch_requests.capacity == 30
+	by_name(d).launch_tokens.cost == 300
+}
+
+test_launch_window_caps_weakly_verified_accounts if {
+	doc := as_subject(base, "pro", "payment")
+	d := decision with input as doc with data.gatekeeper.config.launch.releases as releases
+	by_name(d).launch_requests.capacity == 30
+}
+
+test_launch_window_spares_old_verified_accounts if {
+	d := decision with input as base with data.gatekeeper.config.launch.releases as releases
+	not by_name(d).launch_requests
+	d.reasoning.mode == "full"
+}
+
+test_launch_window_ends if {
+	old := {"test-model": "2026-11-10T00:00:00Z"}
+	d := decision with input as new_account with data.gatekeeper.config.launch.releases as old
+	not by_name(d).launch_requests
+}
+
+test_launch_window_starts_at_the_release if {
+	later := {"test-model": "2026-12-01T00:00:00Z"}
+	d := decision with input as new_account with data.gatekeeper.config.launch.releases as later
+	not by_name(d).launch_requests
+}
+
+test_launch_window_only_for_released_models if {
+	d := decision with input as new_account
+	not by_name(d).launch_requests
+}
+
+test_launch_token_cap_only_for_model_requests if {
+	doc := object.union(new_account, {"request": {"dialect": null}})
+	d := decision with input as doc with data.gatekeeper.config.launch.releases as releases
+	by_name(d).launch_requests
+	not by_name(d).launch_tokens
+}
+
+test_lowest_cap_wins if {
+	# watch (summary, 32 tokens) and the launch window (summary, 64): the tighter one applies.
+	patch := {"cot_elicitation": 0.5, "template_repetition": 0.6, "subject": {"template_count": 6}}
+	doc := object.union(signals(patch), {"subject": {"account_age_days": 5}})
+	d := decision with input as doc with data.gatekeeper.config.launch.releases as releases
+	d.obligations.notes[0] == "distillation:watch"
+	d.reasoning == {"mode": "summary", "max_tokens": 32}
+	by_name(d).launch_requests
+}
