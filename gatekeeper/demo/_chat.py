@@ -2,7 +2,8 @@
 
 Reasoning travels as ``reasoning_content`` on the message and on stream deltas, the way DeepSeek
 and older vLLM send it; the rest of the shape, including ``stream_options.include_usage``,
-follows OpenAI.
+follows OpenAI. Like DeepSeek in thinking mode, an assistant turn that called tools must come
+back with its ``reasoning_content`` (400 otherwise).
 """
 
 from __future__ import annotations
@@ -112,18 +113,34 @@ def _prompt(body: dict[str, Any]) -> Prompt:
         )
     users = [m for m in messages if m.get("role") == "user"]
     thinking = body.get("thinking")
+    # demo-reasoner always reasons unless told not to (OpenAI's or DeepSeek's switch).
+    reason = body.get("reasoning_effort") != "none" and not (
+        isinstance(thinking, dict) and thinking.get("type") == "disabled"
+    )
+    if reason:
+        _check_tool_turns(messages)
     return Prompt(
         question=text_of(users[-1].get("content")) if users else "",
         prompt_tokens=count_prompt_tokens(messages),
         key=request_key(body),
-        # demo-reasoner always reasons unless told not to (OpenAI's or DeepSeek's switch).
-        reason=body.get("reasoning_effort") != "none"
-        and not (isinstance(thinking, dict) and thinking.get("type") == "disabled"),
+        reason=reason,
         max_tokens=positive_int(body.get("max_completion_tokens"))
         or positive_int(body.get("max_tokens")),
         tools=_tools(body),
         tool_result=_tool_result(messages),
     )
+
+
+def _check_tool_turns(messages: list[dict[str, Any]]) -> None:
+    """DeepSeek's thinking-mode rule: an assistant turn that called tools comes back with its
+    ``reasoning_content`` (a turn without tool calls may leave it out)."""
+    for message in messages:
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            reasoning = message.get("reasoning_content")
+            if not isinstance(reasoning, str) or not reasoning:
+                raise InvalidRequest(
+                    "The `reasoning_content` in the thinking mode must be passed back to the API."
+                )
 
 
 def _tools(body: dict[str, Any]) -> tuple[Tool, ...]:

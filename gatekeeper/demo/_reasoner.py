@@ -201,9 +201,44 @@ def verify(thinking: str, signature: str) -> bool:
 
 
 def seal(reasoning: str) -> str:
-    """An opaque stand-in for OpenAI's ``encrypted_content``; it does not reveal the text."""
-    mac = hmac.new(DEMO_SIGNING_KEY, b"sealed:" + reasoning.encode(), hashlib.sha512).digest()
-    return "gAAAAB" + base64.urlsafe_b64encode(mac).decode()
+    """A stand-in for OpenAI's ``encrypted_content``: the text encrypted under the demo key.
+
+    It does not reveal the text, it is deterministic, and :func:`unseal` gives the text back
+    only if not one byte was changed, so the demo can reject replayed reasoning that is not its
+    own, like the real API ("could not be verified").
+    """
+    data = reasoning.encode()
+    tag = hmac.new(DEMO_SIGNING_KEY, b"sealed:" + data, hashlib.sha256).digest()[:16]
+    return "gAAAAB" + base64.urlsafe_b64encode(tag + _xor(data, tag)).decode()
+
+
+def unseal(token: str) -> str | None:
+    """The text :func:`seal` sealed into ``token``, or ``None`` if it is not a valid seal."""
+    if not token.startswith("gAAAAB"):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token[6:].encode())
+    except ValueError:
+        return None
+    tag, body = raw[:16], raw[16:]
+    data = _xor(body, tag)
+    expected = hmac.new(DEMO_SIGNING_KEY, b"sealed:" + data, hashlib.sha256).digest()[:16]
+    if len(tag) != 16 or not hmac.compare_digest(tag, expected):
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _xor(data: bytes, nonce: bytes) -> bytes:
+    stream = bytearray()
+    counter = 0
+    while len(stream) < len(data):
+        block = DEMO_SIGNING_KEY + b"stream:" + nonce + counter.to_bytes(4, "big")
+        stream += hashlib.sha256(block).digest()
+        counter += 1
+    return bytes(a ^ b for a, b in zip(data, stream, strict=False))
 
 
 def stable_id(prefix: str, key: str, salt: str = "") -> str:

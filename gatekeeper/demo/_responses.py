@@ -1,9 +1,12 @@
 """OpenAI responses (``POST /v1/responses``) for demo-reasoner.
 
 The output is a ``reasoning`` item (summary parts plus an opaque ``encrypted_content``) followed
-by a ``message`` item. Streams carry the full event sequence OpenAI sends, with ``event:`` lines
-equal to ``type`` and ``sequence_number`` counting from 0; like OpenAI's own stream, no
-``data: [DONE]`` follows the terminal event. Tools are accepted but never called here.
+by a ``message`` item, or by a ``function_call`` item when the request offers function tools (a
+follow-up whose ``input`` ends with the ``function_call_output`` gets the answer). Streams carry
+the full event sequence OpenAI sends, with ``event:`` lines equal to ``type`` and
+``sequence_number`` counting from 0; like OpenAI's own stream, no ``data: [DONE]`` follows the
+terminal event. Earlier output sent back as ``input`` is checked like the real API does
+(``_responses_replay``).
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from gatekeeper.demo._chat import NOT_JSON, openai_error
 from gatekeeper.demo._reasoner import (
     Completion,
     Prompt,
+    Tool,
+    ToolResult,
     count_prompt_tokens,
     seal,
     split_deltas,
+    split_text,
     stable_id,
     summary_parts,
     think,
 )
+from gatekeeper.demo._responses_replay import check_replay, follower_id, reasoning_id
 from gatekeeper.demo._wire import (
     DEMO_CREATED,
     InvalidRequest,
@@ -54,6 +61,12 @@ class _Reply:
         return "incomplete" if self.completion.truncated else "completed"
 
     def item_id(self, prefix: str) -> str:
+        if prefix in ("msg_", "fc_"):
+            # Linked to the reasoning item before it, so a replay without it can be refused.
+            return follower_id(prefix, self.key, after_reasoning=bool(self.completion.reasoning))
+        if prefix == "rs_":
+            follower = "fc_" if self.completion.tool_call is not None else "msg_"
+            return reasoning_id(self.item_id(follower))
         return stable_id(prefix, self.key, prefix)
 
 
@@ -92,6 +105,7 @@ def _prompt(body: dict[str, Any]) -> Prompt:
             code="invalid_type",
         )
     items = [{"role": "user", "content": given}] if isinstance(given, str) else given
+    check_replay(items, store=body.get("store") is not False)
     users = [i for i in items if isinstance(i, dict) and i.get("role") == "user"]
     reasoning = body.get("reasoning")
     return Prompt(
@@ -101,7 +115,47 @@ def _prompt(body: dict[str, Any]) -> Prompt:
         # demo-reasoner always reasons unless the request sets reasoning.effort to "none".
         reason=not (isinstance(reasoning, dict) and reasoning.get("effort") == "none"),
         max_tokens=positive_int(body.get("max_output_tokens")),
+        tools=_tools(body),
+        tool_result=_tool_result(items),
     )
+
+
+def _tools(body: dict[str, Any]) -> tuple[Tool, ...]:
+    offered = body.get("tools")
+    if body.get("tool_choice") == "none" or not isinstance(offered, list):
+        return ()
+    return tuple(
+        Tool(t["name"], t.get("parameters") or {})
+        for t in offered
+        if isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("name"), str)
+    )
+
+
+def _tool_result(items: list[Any]) -> ToolResult | None:
+    last = items[-1] if items else None
+    if not isinstance(last, dict) or last.get("type") != "function_call_output":
+        return None
+    names = {
+        i.get("call_id"): i.get("name")
+        for i in items
+        if isinstance(i, dict) and i.get("type") == "function_call"
+    }
+    name = names.get(last.get("call_id"))
+    output = last.get("output")
+    return ToolResult(name if isinstance(name, str) else "tool", text_of(output))
+
+
+def _function_call_item(reply: _Reply, done: bool) -> dict[str, Any]:
+    call = reply.completion.tool_call
+    assert call is not None
+    return {
+        "id": reply.item_id("fc_"),
+        "type": "function_call",
+        "status": "completed" if done else "in_progress",
+        "arguments": call.arguments_json if done else "",
+        "call_id": f"call_{call.id}",
+        "name": call.name,
+    }
 
 
 def _reasoning_item(reply: _Reply) -> dict[str, Any]:
@@ -125,6 +179,8 @@ def _text_part(text: str) -> dict[str, Any]:
 def _output(reply: _Reply) -> list[dict[str, Any]]:
     c = reply.completion
     reasoning = [_reasoning_item(reply)] if c.reasoning else []
+    if c.tool_call is not None:
+        return [*reasoning, _function_call_item(reply, done=True)]
     message = [_message_item(reply, c.answer)] if c.answer or not c.truncated else []
     return reasoning + message
 
@@ -182,6 +238,8 @@ def _events(reply: _Reply) -> Iterator[_Event]:
     for index, item in enumerate(output):
         if item["type"] == "reasoning":
             yield from _reasoning_events(index, item)
+        elif item["type"] == "function_call":
+            yield from _function_call_events(reply, index, item)
         else:
             yield from _message_events(reply, index, item)
     terminal = "response.incomplete" if reply.completion.truncated else "response.completed"
@@ -220,4 +278,15 @@ def _message_events(reply: _Reply, index: int, item: dict[str, Any]) -> Iterator
         yield "response.output_text.delta", {**at, "delta": piece, "logprobs": []}
     yield "response.output_text.done", {**at, "text": text, "logprobs": []}
     yield "response.content_part.done", {**at, "part": item["content"][0]}
+    yield "response.output_item.done", {"output_index": index, "item": item}
+
+
+def _function_call_events(reply: _Reply, index: int, item: dict[str, Any]) -> Iterator[_Event]:
+    at = {"item_id": item["id"], "output_index": index}
+    opening = _function_call_item(reply, done=False)
+    yield "response.output_item.added", {"output_index": index, "item": opening}
+    for piece in split_text(item["arguments"]):
+        yield "response.function_call_arguments.delta", {**at, "delta": piece}
+    done = {**at, "arguments": item["arguments"], "name": item["name"]}
+    yield "response.function_call_arguments.done", done
     yield "response.output_item.done", {"output_index": index, "item": item}

@@ -7,9 +7,13 @@ derived from the request, timestamps are fixed). Endpoints:
 - ``POST /v1/chat/completions``: OpenAI chat completions. Reasoning in ``reasoning_content`` on
   the message and on stream deltas (reasoning deltas first); usage with
   ``completion_tokens_details.reasoning_tokens``; streamed usage only with
-  ``stream_options.include_usage``. With ``tools`` the first turn returns ``tool_calls``.
+  ``stream_options.include_usage``. With ``tools`` the first turn returns ``tool_calls``; a turn
+  with tool calls must come back with its ``reasoning_content`` (DeepSeek's rule).
 - ``POST /v1/responses``: OpenAI responses. A ``reasoning`` item (summary parts and
-  ``encrypted_content``) then a ``message`` item; the stream has the full event sequence.
+  ``encrypted_content``) then a ``message`` item, or a ``function_call`` item when tools are
+  offered; the stream has the full event sequence. Earlier output sent back as ``input`` must
+  keep each reasoning item before the item it led to, with its ``encrypted_content`` when
+  ``store`` is false, or the request fails with 400 like the real API.
 - ``POST /v1/messages``: Anthropic messages. A signed ``thinking`` block then ``text``; with
   ``tools``, ``thinking`` then ``tool_use``. A ``tool_result`` turn must replay the signed thinking
   of the turn that called the tool, or the request fails with 400 like the real API.

@@ -8,9 +8,11 @@ never treated as model traffic by accident.
 
 from __future__ import annotations
 
+from gatekeeper.dialects._trace import ShapingOptions
 from gatekeeper.dialects.anthropic_messages import AnthropicMessages, MessagesShaper
 from gatekeeper.dialects.base import (
     Dialect,
+    KeptReasoning,
     ReasoningStats,
     RequestBodyError,
     RequestFacts,
@@ -51,6 +53,7 @@ __all__ = [
     "AnthropicMessages",
     "ChatShaper",
     "Dialect",
+    "KeptReasoning",
     "MessagesShaper",
     "OpenAIChat",
     "OpenAIResponses",
@@ -59,6 +62,7 @@ __all__ = [
     "RequestFacts",
     "ResponseShaper",
     "ResponsesShaper",
+    "ShapingOptions",
     "dialect_for_path",
     "dialect_named",
     "estimate_tokens",

@@ -1,27 +1,23 @@
 """Anthropic Messages (``POST /v1/messages``).
 
 Reasoning is a content block of type ``thinking`` (text + signature) or ``redacted_thinking``
-(opaque data). Removing one means removing its ``content_block_start/delta/stop`` events and
-renumbering ``index`` on later blocks so indices stay 0..n-1 in arrival order; ``event:`` lines
-are kept (the SDK routes on them) and ``usage`` is left as sent (dialects.md §3.4).
+(opaque data); the shaper (``_messages_shaper``) removes or rewrites them per mode.
 
-Allow-lists decide what may stay when reasoning is removed: blocks of a type in
-``SAFE_BLOCK_TYPES`` or ending in ``_tool_use``/``_tool_result`` (tool traffic, not reasoning),
-deltas of a type in ``SAFE_DELTA_TYPES``, and the event types in ``_KEPT_EVENTS``. Anything
-else, including block types added to the API later, is removed.
+Continuity (dialects.md §3.5): an assistant turn that used tools must come back with its
+thinking blocks exactly as received. When gatekeeper removed or rewrote them, it kept the
+originals under the turn's ``tool_use`` ids (and the handles it put in place of signatures);
+``restore_history`` puts them back at their original positions before the request is forwarded.
+A rewritten block gatekeeper cannot restore (another subject's, expired) is removed instead: its
+handle is not a signature the API would accept.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import orjson
-
 from gatekeeper.contract import PromptFeatures, ReasoningPolicy
 from gatekeeper.dialects._common import (
     anthropic_error,
-    dumps,
-    nested_int,
     object_items,
     opt_bool,
     opt_int,
@@ -31,36 +27,16 @@ from gatekeeper.dialects._common import (
     require_object,
     text_chars,
 )
-from gatekeeper.dialects.base import (
-    Dialect,
-    RequestBodyError,
-    RequestFacts,
-    ResponseShaper,
-    estimate_tokens,
+from gatekeeper.dialects._messages_shaper import (
+    REASONING_BLOCK_TYPES,
+    SAFE_BLOCK_TYPES,
+    SAFE_DELTA_TYPES,
+    MessagesShaper,
 )
-from gatekeeper.shaping.sse import SSEEvent
+from gatekeeper.dialects._trace import HANDLE_PREFIX, ShapingOptions
+from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts, estimate_tokens
 
-#: Content block types (anthropic-python ``ContentBlock``) that carry no reasoning.
-SAFE_BLOCK_TYPES = frozenset(
-    {
-        "text",
-        "tool_use",
-        "server_tool_use",
-        "mcp_tool_use",
-        "mcp_tool_result",
-        "web_search_tool_result",
-        "web_fetch_tool_result",
-        "code_execution_tool_result",
-        "bash_code_execution_tool_result",
-        "text_editor_code_execution_tool_result",
-        "tool_search_tool_result",
-        "container_upload",
-    }
-)
-_SAFE_BLOCK_SUFFIXES = ("_tool_use", "_tool_result")
-#: ``content_block_delta`` payload types that carry no reasoning.
-SAFE_DELTA_TYPES = frozenset({"text_delta", "input_json_delta", "citations_delta"})
-_KEPT_EVENTS = frozenset({"message_start", "message_delta", "message_stop", "ping", "error"})
+__all__ = ["SAFE_BLOCK_TYPES", "SAFE_DELTA_TYPES", "AnthropicMessages", "MessagesShaper"]
 
 
 class AnthropicMessages(Dialect):
@@ -68,6 +44,7 @@ class AnthropicMessages(Dialect):
 
     name: ClassVar[str] = "anthropic_messages"
     paths: ClassVar[tuple[str, ...]] = ("/v1/messages",)
+    history_markers: ClassVar[tuple[bytes, ...]] = (b'"tool_use"', HANDLE_PREFIX.encode())
 
     def read_request(self, body: Any) -> RequestFacts:
         body = require_object(body)
@@ -99,8 +76,41 @@ class AnthropicMessages(Dialect):
     ) -> dict[str, Any]:
         return anthropic_error(status, code, message, request_id)
 
-    def new_shaper(self, policy: ReasoningPolicy) -> MessagesShaper:
-        return MessagesShaper(policy)
+    def new_shaper(
+        self, policy: ReasoningPolicy, options: ShapingOptions | None = None
+    ) -> MessagesShaper:
+        return MessagesShaper(policy, options)
+
+    def history_keys(self, body: Any) -> list[str]:
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list):
+            return []
+        return [key for message in messages for key in _turn_keys(message)]
+
+    def restore_history(self, body: Any, found: dict[str, Any]) -> tuple[Any, int]:
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list):
+            return body, 0
+        restored = 0
+        changed = False
+        new_messages = list(messages)
+        for position, message in enumerate(messages):
+            keys = _turn_keys(message)
+            if not keys:
+                continue
+            value = next((found[k] for k in keys if k in found), None)
+            slots = value.get("slots") if isinstance(value, dict) else None
+            content: list[Any] = message["content"]
+            count = 0
+            if isinstance(slots, list):
+                new_content, count = _refill(content, slots)
+            else:
+                new_content = [b for b in content if not _is_placeholder(b)]
+            if new_content != content:
+                new_messages[position] = {**message, "content": new_content}
+                changed = True
+                restored += count
+        return ({**body, "messages": new_messages}, restored) if changed else (body, 0)
 
 
 def _has_tool_result(content: Any) -> bool:
@@ -109,151 +119,52 @@ def _has_tool_result(content: Any) -> bool:
     )
 
 
-def _is_safe_block(block: Any) -> bool:
-    if not isinstance(block, dict):
+def _is_placeholder(block: Any) -> bool:
+    """A thinking block gatekeeper rewrote (its signature or data is a gatekeeper handle)."""
+    if not isinstance(block, dict) or block.get("type") not in REASONING_BLOCK_TYPES:
         return False
-    kind = block.get("type")
-    return isinstance(kind, str) and (
-        kind in SAFE_BLOCK_TYPES or kind.endswith(_SAFE_BLOCK_SUFFIXES)
-    )
+    opaque = block.get("signature") if block.get("type") == "thinking" else block.get("data")
+    return isinstance(opaque, str) and opaque.startswith(HANDLE_PREFIX)
 
 
-def _block_chars(block: Any) -> int:
-    if isinstance(block, dict) and isinstance(block.get("thinking"), str):
-        return len(block["thinking"])
-    return 0
-
-
-def _thinking_tokens(usage: dict[str, Any]) -> int | None:
-    return nested_int(usage, "output_tokens_details", "thinking_tokens")
-
-
-class MessagesShaper(ResponseShaper):
-    """Shapes one Messages response (JSON) or one Messages event stream."""
-
-    def __init__(self, policy: ReasoningPolicy) -> None:
-        super().__init__(policy)
-        self._index_map: dict[int, int] = {}
-        self._dropped: set[int] = set()
-        self._next_index = 0
-        self._usage: dict[str, Any] = {}
-
-    def error_document(self, status: int, code: str, message: str) -> dict[str, Any]:
-        return anthropic_error(status, code, message)
-
-    def abort_events(self, code: str, message: str) -> list[SSEEvent]:
-        error = anthropic_error(502, code, message)
-        return [SSEEvent(data=dumps({"type": "error", "error": error["error"]}), event="error")]
-
-    def _note_block(self, block: Any) -> None:
-        chars = _block_chars(block)
-        self._add_reasoning_chars(chars, 0 if self.removes_reasoning else chars)
-
-    # -- whole messages -------------------------------------------------------------------
-
-    def shape_json(self, document: Any) -> Any:
-        if not isinstance(document, dict):
-            return document
-        usage = document.get("usage")
-        if isinstance(usage, dict):
-            self._record_usage(usage, _thinking_tokens(usage))
-        return self._shape_message(document, count=True)
-
-    def _shape_message(self, message: dict[str, Any], *, count: bool) -> dict[str, Any]:
-        content = message.get("content")
-        if not isinstance(content, list):
-            return message
-        kept: list[Any] = []
-        for block in content:
-            if count:
-                self._note_block(block)
-            if not self.removes_reasoning or _is_safe_block(block):
-                kept.append(block)
-            elif count:
-                self.stats.removed_items += 1
-        return message if len(kept) == len(content) else {**message, "content": kept}
-
-    # -- streams --------------------------------------------------------------------------
-
-    def shape_event(self, event: SSEEvent) -> list[SSEEvent]:
-        try:
-            document = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            document = None
-        if not isinstance(document, dict):
-            return self._unknown(event)
-        shaped = self._shape_stream_document(document)
-        if not self.removes_reasoning or shaped is document:
-            return [event]
-        if shaped is None:
-            return []
-        return [SSEEvent(data=dumps(shaped), event=event.event, id=event.id, retry=event.retry)]
-
-    def _unknown(self, event: SSEEvent) -> list[SSEEvent]:
-        if not self.removes_reasoning:
-            return [event]
-        self.stats.removed_unknown += 1
+def _turn_keys(message: Any) -> list[str]:
+    """Vault keys an assistant turn may match: its tool_use ids and gatekeeper handles."""
+    if not isinstance(message, dict) or message.get("role") != "assistant":
         return []
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    keys: list[str] = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "tool_use" and isinstance(block.get("id"), str):
+            keys.append(f"anthropic_messages:tu:{block['id']}")
+        elif _is_placeholder(block):
+            opaque = block.get("signature") or block.get("data")
+            keys.append(f"anthropic_messages:h:{opaque}")
+    return keys
 
-    def _shape_stream_document(self, document: dict[str, Any]) -> dict[str, Any] | None:
-        kind = document.get("type")
-        if kind == "message_start":
-            message = document.get("message")
-            if not isinstance(message, dict):
-                return document
-            usage = message.get("usage")
-            if isinstance(usage, dict):
-                self._usage = dict(usage)
-                self._record_usage(dict(self._usage), _thinking_tokens(self._usage))
-            shaped = self._shape_message(message, count=True)
-            return document if shaped is message else {**document, "message": shaped}
-        if kind == "message_delta":
-            usage = document.get("usage")
-            if isinstance(usage, dict):
-                # message_delta usage is cumulative: its fields replace message_start's.
-                self._usage.update(usage)
-                self._record_usage(dict(self._usage), _thinking_tokens(self._usage))
-            return document
-        if kind in _KEPT_EVENTS:
-            return document
-        index = document.get("index")
-        if not isinstance(index, int) or isinstance(index, bool):
-            return self._drop_unknown()
-        if kind == "content_block_start":
-            block = document.get("content_block")
-            self._note_block(block)
-            if _is_safe_block(block) or not self.removes_reasoning:
-                self._index_map[index] = self._next_index
-                self._next_index += 1
-            else:
-                self._dropped.add(index)
-                self.stats.removed_items += 1
-                return None
-        elif kind == "content_block_delta":
-            delta = document.get("delta")
-            if index in self._dropped or not isinstance(delta, dict):
-                if isinstance(delta, dict) and isinstance(delta.get("thinking"), str):
-                    self._add_reasoning_chars(len(delta["thinking"]))
-                return None
-            if not self.removes_reasoning:
-                if isinstance(delta.get("thinking"), str):
-                    chars = len(delta["thinking"])
-                    self._add_reasoning_chars(chars, chars)
-                return document
-            if delta.get("type") not in SAFE_DELTA_TYPES:
-                return self._drop_unknown()
-        elif kind == "content_block_stop":
-            if index in self._dropped:
-                return None
-        else:
-            return self._drop_unknown()
-        new_index = self._index_map.get(index)
-        if new_index is None:
-            new_index = index - sum(1 for d in self._dropped if d < index)
-        return document if new_index == index else {**document, "index": new_index}
 
-    def _drop_unknown(self) -> dict[str, Any] | None:
-        """Remove an event of a kind not known to be free of reasoning."""
-        if self.removes_reasoning:
-            self.stats.removed_unknown += 1
-        return None
+def _refill(content: list[Any], slots: list[Any]) -> tuple[list[Any], int]:
+    """The turn with its original reasoning blocks back in their places.
+
+    ``slots`` lists the original message's blocks in order: the reasoning blocks themselves,
+    ``None`` for every other block. The client's own blocks, without any reasoning block it
+    sent, fill the ``None`` slots in order; any left over follow.
+    """
+    others = [
+        b for b in content if not (isinstance(b, dict) and b.get("type") in REASONING_BLOCK_TYPES)
+    ]
+    rebuilt: list[Any] = []
+    restored = 0
+    position = 0
+    for slot in slots:
+        if isinstance(slot, dict):
+            rebuilt.append(slot)
+            restored += 1
+        elif position < len(others):
+            rebuilt.append(others[position])
+            position += 1
+    rebuilt.extend(others[position:])
+    return rebuilt, restored

@@ -3,8 +3,10 @@
 A dialect is one wire format (OpenAI chat completions, OpenAI responses, Anthropic messages).
 The middleware picks the dialect by request path, asks it for the request facts the policy needs,
 formats refusals in the dialect's own error shape (so official SDKs raise their usual
-exceptions), and gets from it a per-response ``ResponseShaper`` that enforces the decision's
-reasoning policy on JSON bodies and on SSE events.
+exceptions), gets from it a per-response ``ResponseShaper`` that enforces the decision's
+reasoning policy on JSON bodies and on SSE events, and, for multi-turn continuity, asks it which
+kept reasoning a request's history refers to (``history_keys``) and to put it back
+(``restore_history``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from gatekeeper.contract import PromptFeatures, ReasoningPolicy
+from gatekeeper.dialects._trace import ShapingOptions, TraceEditor
 from gatekeeper.shaping.sse import SSEEvent
 
 
@@ -42,17 +45,22 @@ class ReasoningStats:
     ``estimate_tokens`` estimate of the reasoning text seen (``seen_chars``); opaque payloads
     (signatures, encrypted or redacted reasoning) count as items, not as text.
     ``exposed_tokens`` is the share of ``seen_tokens`` that reached the client (in proportion to
-    the characters exposed), ``removed_tokens`` the rest.
-    ``usage`` is the response's final usage object exactly as the provider sent it.
+    the characters of the trace exposed: the passed part in ``truncate``, the summary's text in
+    ``summary``, none in ``redact`` and ``drop``; markers are not reasoning),
+    ``removed_tokens`` the rest.
+    ``usage`` is the response's final usage object exactly as the provider sent it (billing
+    truth, whatever the client was shown).
     """
 
     mode: str = "full"
     seen_tokens: int = 0
     exposed_tokens: int = 0
     removed_tokens: int = 0
+    #: Reasoning blocks/items removed whole (``drop``, and unknown types in every mode but
+    #: ``full``); rewritten ones (summary, truncate, redact) are not counted here.
     removed_items: int = 0
     usage: dict[str, Any] | None = None
-    #: The mode actually enforced (modes not implemented yet are enforced as ``drop``).
+    #: The mode actually enforced (``drop`` when a reasoning budget was spent).
     applied_mode: str = "full"
     seen_chars: int = 0
     exposed_chars: int = 0
@@ -60,6 +68,9 @@ class ReasoningStats:
     usage_reasoning_tokens: int | None = None
     #: Upstream events removed because their type is not known to be free of reasoning.
     removed_unknown: int = 0
+    #: Reasoning blocks kept for continuity, and blocks that could not be (over the buffer).
+    kept_items: int = 0
+    unkept_items: int = 0
 
     def refresh(self) -> None:
         """Recompute the token fields from the character counts and the usage."""
@@ -77,26 +88,38 @@ class ReasoningStats:
         self.removed_tokens = seen - exposed
 
 
-def applied_mode(mode: str) -> str:
-    """The mode a shaper enforces for a requested ``mode``.
+@dataclass(frozen=True, slots=True)
+class KeptReasoning:
+    """Reasoning a response did not show as sent, kept so a later request can carry it again.
 
-    ``summary``, ``truncate`` and ``redact`` are not implemented yet; they are enforced as
-    ``drop`` so that asking for them can never expose more than ``drop`` does.
+    ``keys`` name it the way a later request's history will refer to it (item ids, tool call
+    ids, placeholder handles; each prefixed by the dialect), ``value`` is what the dialect's
+    ``restore_history`` needs (JSON-serialisable).
     """
-    return "full" if mode == "full" else "drop"
+
+    keys: tuple[str, ...]
+    value: Any
 
 
 class ResponseShaper(ABC):
-    """Enforces one reasoning policy on one response. Stateful across a stream's events."""
+    """Enforces one reasoning policy on one response. Stateful across a stream's events.
 
-    def __init__(self, policy: ReasoningPolicy) -> None:
+    The shaping methods are coroutines because ``summary`` mode awaits a summariser, which may
+    call a model; in every other mode they never suspend.
+    """
+
+    def __init__(self, policy: ReasoningPolicy, options: ShapingOptions | None = None) -> None:
         self.policy = policy
-        self.stats = ReasoningStats(mode=policy.mode, applied_mode=applied_mode(policy.mode))
+        self.options = options or ShapingOptions()
+        self.stats = ReasoningStats(mode=policy.mode, applied_mode=policy.mode)
         #: False only in ``full`` mode: the shaper then observes (stats, usage), changes nothing.
-        self.removes_reasoning = self.stats.applied_mode != "full"
+        self.removes_reasoning = policy.mode != "full"
+        self.editor = TraceEditor(policy.mode, policy.max_tokens, self.options)
+        #: What continuity should keep from this response (filled as the response goes).
+        self.kept: list[KeptReasoning] = []
 
     @abstractmethod
-    def shape_json(self, document: Any) -> Any:
+    async def shape_json(self, document: Any) -> Any:
         """Return the shaped form of a whole (non-streamed) JSON response body.
 
         Returns ``document`` itself (the same object, never mutated) when nothing changed, so
@@ -104,14 +127,14 @@ class ResponseShaper(ABC):
         """
 
     @abstractmethod
-    def shape_event(self, event: SSEEvent) -> list[SSEEvent]:
+    async def shape_event(self, event: SSEEvent) -> list[SSEEvent]:
         """Return the events to send in place of one upstream SSE event (possibly none).
 
         An unchanged event is returned as the same object (its ``raw`` bytes are forwarded);
         changed or new events have ``raw = None`` and are re-encoded.
         """
 
-    def finish(self) -> list[SSEEvent]:
+    async def finish(self) -> list[SSEEvent]:
         """Events to append when the upstream stream ends (none by default)."""
         return []
 
@@ -123,17 +146,49 @@ class ResponseShaper(ABC):
     def abort_events(self, code: str, message: str) -> list[SSEEvent]:
         """The dialect's mid-stream error frame(s), sent before a stream is cut short."""
 
-    def _add_reasoning_chars(self, seen: int, exposed: int = 0) -> None:
-        if seen or exposed:
-            self.stats.seen_chars += seen
-            self.stats.exposed_chars += exposed
-            self.stats.refresh()
+    def _sync_chars(self) -> None:
+        """Copy the editor's character counts into the stats."""
+        stats = self.stats
+        if (stats.seen_chars, stats.exposed_chars) != (
+            self.editor.seen_chars,
+            self.editor.exposed_chars,
+        ):
+            stats.seen_chars = self.editor.seen_chars
+            stats.exposed_chars = self.editor.exposed_chars
+            stats.refresh()
 
     def _record_usage(self, usage: dict[str, Any], reasoning_tokens: int | None) -> None:
         self.stats.usage = usage
         if reasoning_tokens is not None:
             self.stats.usage_reasoning_tokens = reasoning_tokens
+        self._sync_chars()
         self.stats.refresh()
+
+    def _keep(self, keys: list[str], value: Any, *, complete: bool = True) -> None:
+        if not self.options.keep or not self.removes_reasoning or not keys:
+            return
+        if complete:
+            self.kept.append(KeptReasoning(tuple(keys), value))
+            self.stats.kept_items += 1
+        else:
+            self.stats.unkept_items += 1
+
+    def _exposed_usage(self, usage: dict[str, Any], path: tuple[str, str]) -> dict[str, Any]:
+        """``usage`` with its reasoning count (``path``) set to the reasoning tokens exposed.
+
+        Totals stay as sent (billing truth); only the reasoning breakdown tells the client how
+        much reasoning it was shown. Unchanged (the same object) in ``full`` mode or when the
+        usage has no such count.
+        """
+        outer, inner = path
+        details = usage.get(outer)
+        if not self.removes_reasoning or not isinstance(details, dict) or inner not in details:
+            return usage
+        self._sync_chars()
+        exposed = self.stats.exposed_tokens
+        if details[inner] == exposed:
+            return usage
+        return {**usage, outer: {**details, inner: exposed}}
 
 
 class Dialect(ABC):
@@ -143,6 +198,9 @@ class Dialect(ABC):
     paths: ClassVar[tuple[str, ...]]
     #: Output tokens assumed by ``estimated_tokens`` when the request sets no maximum.
     default_output_tokens: ClassVar[int] = 4096
+    #: Byte strings without which a request body cannot refer to kept reasoning (a cheap test
+    #: before parsing it for ``history_keys``).
+    history_markers: ClassVar[tuple[bytes, ...]] = ()
 
     @abstractmethod
     def read_request(self, body: Any) -> RequestFacts:
@@ -162,8 +220,19 @@ class Dialect(ABC):
         """
 
     @abstractmethod
-    def new_shaper(self, policy: ReasoningPolicy) -> ResponseShaper:
+    def new_shaper(
+        self, policy: ReasoningPolicy, options: ShapingOptions | None = None
+    ) -> ResponseShaper:
         """A shaper that enforces ``policy`` on one response of this dialect."""
+
+    def history_keys(self, body: Any) -> list[str]:
+        """Keys of kept reasoning a request's history may need back (none by default)."""
+        return []
+
+    def restore_history(self, body: Any, found: dict[str, Any]) -> tuple[Any, int]:
+        """``body`` with the kept reasoning in ``found`` (key → value) put back where it belongs,
+        and how many blocks were restored. Returns ``body`` itself when nothing changed."""
+        return body, 0
 
 
 def estimate_tokens(chars: int) -> int:

@@ -4,22 +4,17 @@ Reasoning text is a vendor sibling of ``content`` on ``choices[].message`` and
 ``choices[].delta``: ``reasoning_content`` (DeepSeek, older vLLM), ``reasoning`` (vLLM,
 OpenRouter) and ``reasoning_details`` (OpenRouter). api.openai.com itself sends none.
 
-When reasoning is removed, the message/delta keeps only keys known to carry no reasoning
-(``_SAFE_MESSAGE_KEYS``); any other key, including vendor keys not known yet, is removed too.
-A stream chunk left with nothing to say is dropped, as if the model had produced no reasoning;
-chunks with a ``finish_reason``, with ``usage`` or with the first ``role`` of a choice are kept.
+The shaper lives in ``_chat_shaper``; this module reads requests and restores kept reasoning
+into a request's history (continuity).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import orjson
-
 from gatekeeper.contract import PromptFeatures, ReasoningPolicy
+from gatekeeper.dialects._chat_shaper import SAFE_MESSAGE_KEYS, ChatShaper
 from gatekeeper.dialects._common import (
-    dumps,
-    nested_int,
     object_items,
     openai_error,
     opt_bool,
@@ -30,33 +25,10 @@ from gatekeeper.dialects._common import (
     require_object,
     text_chars,
 )
-from gatekeeper.dialects.base import (
-    Dialect,
-    RequestFacts,
-    ResponseShaper,
-    estimate_tokens,
-)
-from gatekeeper.shaping.sse import SSEEvent
+from gatekeeper.dialects._trace import ShapingOptions
+from gatekeeper.dialects.base import Dialect, RequestFacts, estimate_tokens
 
-#: Keys of a message or delta that never carry reasoning. Everything else is removed in the
-#: modes that remove reasoning (an allow-list: a new vendor reasoning key cannot leak).
-_SAFE_MESSAGE_KEYS = frozenset(
-    {
-        "role",
-        "content",
-        "refusal",
-        "tool_calls",
-        "function_call",
-        "audio",
-        "annotations",
-        "name",
-        "tool_call_id",
-        "images",
-    }
-)
-#: Keys known to hold reasoning text (counted in stats).
-_REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
-_EMPTY: tuple[Any, ...] = (None, "", [], {})
+__all__ = ["SAFE_MESSAGE_KEYS", "ChatShaper", "OpenAIChat"]
 
 
 class OpenAIChat(Dialect):
@@ -64,6 +36,7 @@ class OpenAIChat(Dialect):
 
     name: ClassVar[str] = "openai_chat"
     paths: ClassVar[tuple[str, ...]] = ("/v1/chat/completions",)
+    history_markers: ClassVar[tuple[bytes, ...]] = (b'"tool_calls"',)
 
     def read_request(self, body: Any) -> RequestFacts:
         body = require_object(body)
@@ -94,8 +67,37 @@ class OpenAIChat(Dialect):
     ) -> dict[str, Any]:
         return openai_error(status, code, message)
 
-    def new_shaper(self, policy: ReasoningPolicy) -> ChatShaper:
-        return ChatShaper(policy)
+    def new_shaper(
+        self, policy: ReasoningPolicy, options: ShapingOptions | None = None
+    ) -> ChatShaper:
+        return ChatShaper(policy, options)
+
+    def history_keys(self, body: Any) -> list[str]:
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list):
+            return []
+        return [f"openai_chat:tc:{i}" for m in messages for i in _restorable(m)]
+
+    def restore_history(self, body: Any, found: dict[str, Any]) -> tuple[Any, int]:
+        """Put the kept reasoning keys back on assistant messages that called tools (DeepSeek
+        rejects a tool turn replayed without its ``reasoning_content``)."""
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not found:
+            return body, 0
+        restored = 0
+        new_messages = list(messages)
+        for position, message in enumerate(messages):
+            value = next(
+                (found[k] for i in _restorable(message) if (k := f"openai_chat:tc:{i}") in found),
+                None,
+            )
+            if not isinstance(value, dict):
+                continue
+            merged = {**message, **value}
+            if merged != message:
+                new_messages[position] = merged
+                restored += 1
+        return ({**body, "messages": new_messages}, restored) if restored else (body, 0)
 
 
 def _reasoning_requested(body: dict[str, Any]) -> bool:
@@ -122,148 +124,11 @@ def _reasoning_requested(body: dict[str, Any]) -> bool:
     )
 
 
-def _reasoning_chars(message: dict[str, Any]) -> int:
-    """Reasoning characters in a message/delta. Servers repeat the same text under several keys
-    (``reasoning`` + ``reasoning_details``, or ``reasoning`` + ``reasoning_content``), so the
-    longest one counts."""
-    best = 0
-    for key in _REASONING_KEYS:
-        value = message.get(key)
-        if isinstance(value, str):
-            best = max(best, len(value))
-    details = message.get("reasoning_details")
-    if isinstance(details, list):
-        total = 0
-        for detail in details:
-            if isinstance(detail, dict):
-                for key in ("text", "summary"):
-                    if isinstance(detail.get(key), str):
-                        total += len(detail[key])
-        best = max(best, total)
-    return best
-
-
-def _strip(message: dict[str, Any]) -> dict[str, Any]:
-    """The message/delta without any key outside the allow-list (the same object if none)."""
-    if all(key in _SAFE_MESSAGE_KEYS for key in message):
-        return message
-    return {k: v for k, v in message.items() if k in _SAFE_MESSAGE_KEYS}
-
-
-def _has_reasoning_value(message: dict[str, Any]) -> bool:
-    return any(message.get(key) not in _EMPTY for key in (*_REASONING_KEYS, "reasoning_details"))
-
-
-def _says_something(delta: dict[str, Any], role_pending: bool) -> bool:
-    if role_pending and delta.get("role"):
-        return True
-    return any(key != "role" and value not in _EMPTY for key, value in delta.items())
-
-
-class ChatShaper(ResponseShaper):
-    """Shapes one chat completion (JSON) or one stream of chat completion chunks."""
-
-    def __init__(self, policy: ReasoningPolicy) -> None:
-        super().__init__(policy)
-        self._role_sent: set[Any] = set()
-        self._choices_with_reasoning: set[Any] = set()
-
-    def error_document(self, status: int, code: str, message: str) -> dict[str, Any]:
-        return openai_error(status, code, message)
-
-    def abort_events(self, code: str, message: str) -> list[SSEEvent]:
-        return [SSEEvent(data=dumps(openai_error(502, code, message)))]
-
-    def _record_chat_usage(self, usage: Any) -> None:
-        if isinstance(usage, dict):
-            tokens = nested_int(usage, "completion_tokens_details", "reasoning_tokens")
-            self._record_usage(usage, tokens)
-
-    def _note_reasoning(self, choice_index: Any, chars: int, has_value: bool) -> None:
-        exposed = 0 if self.removes_reasoning else chars
-        self._add_reasoning_chars(chars, exposed)
-        if has_value and choice_index not in self._choices_with_reasoning:
-            self._choices_with_reasoning.add(choice_index)
-            if self.removes_reasoning:
-                self.stats.removed_items += 1
-
-    def shape_json(self, document: Any) -> Any:
-        if not isinstance(document, dict):
-            return document
-        self._record_chat_usage(document.get("usage"))
-        choices = document.get("choices")
-        if not isinstance(choices, list):
-            return document
-        new_choices: list[Any] = []
-        changed = False
-        for choice in choices:
-            message = choice.get("message") if isinstance(choice, dict) else None
-            if isinstance(message, dict):
-                self._note_reasoning(
-                    choice.get("index"), _reasoning_chars(message), _has_reasoning_value(message)
-                )
-                if self.removes_reasoning:
-                    stripped = _strip(message)
-                    if stripped is not message:
-                        choice = {**choice, "message": stripped}
-                        changed = True
-            new_choices.append(choice)
-        return {**document, "choices": new_choices} if changed else document
-
-    def shape_event(self, event: SSEEvent) -> list[SSEEvent]:
-        if event.data.startswith("[DONE]"):
-            return [event]
-        try:
-            chunk = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return self._unknown(event)
-        if not isinstance(chunk, dict):
-            return self._unknown(event)
-        usage = chunk.get("usage")
-        self._record_chat_usage(usage)
-        choices = chunk.get("choices")
-        if not isinstance(choices, list):
-            # An error object, a usage-only chunk without ``choices``, or something new: there is
-            # no delta to strip, and errors and usage must reach the client.
-            return [event]
-        new_choices: list[Any] = []
-        changed = False
-        speaks = usage not in _EMPTY
-        for choice in choices:
-            if not isinstance(choice, dict) or not isinstance(choice.get("delta"), dict):
-                new_choices.append(choice)
-                speaks = True
-                continue
-            index = choice.get("index")
-            delta: dict[str, Any] = choice["delta"]
-            self._note_reasoning(index, _reasoning_chars(delta), _has_reasoning_value(delta))
-            if self.removes_reasoning:
-                stripped = _strip(delta)
-                if stripped is not delta:
-                    changed = True
-                    choice = {**choice, "delta": stripped}
-                    if choice.get("logprobs") is not None and not _says_something(
-                        stripped, role_pending=False
-                    ):
-                        # Log-probabilities of a reasoning-only delta describe reasoning tokens.
-                        choice["logprobs"] = None
-                delta = stripped
-            if choice.get("finish_reason") is not None or _says_something(
-                delta, role_pending=index not in self._role_sent
-            ):
-                speaks = True
-                if delta.get("role"):
-                    self._role_sent.add(index)
-            new_choices.append(choice)
-        if not changed:
-            return [event]
-        if not speaks:
-            return []
-        shaped = {**chunk, "choices": new_choices}
-        return [SSEEvent(data=dumps(shaped), event=event.event, id=event.id, retry=event.retry)]
-
-    def _unknown(self, event: SSEEvent) -> list[SSEEvent]:
-        if not self.removes_reasoning:
-            return [event]
-        self.stats.removed_unknown += 1
+def _restorable(message: Any) -> list[str]:
+    """The tool call ids of an assistant message that called tools."""
+    if not isinstance(message, dict) or message.get("role") != "assistant":
         return []
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list):
+        return []
+    return [c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)]

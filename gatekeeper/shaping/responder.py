@@ -17,6 +17,9 @@ encoding, an oversized JSON body, unparseable JSON or a shaper error replaces th
 502 in the dialect's error format; an oversized SSE event or a decoding error mid-stream ends the
 stream with the dialect's error frame. Nothing unshaped is ever sent. ``aborted`` and
 ``abort_reason`` tell the decision log what happened.
+
+``before_end`` (optional) is awaited once a shaped response is complete, just before its last
+bytes go out (continuity stores the reasoning it kept there).
 """
 
 from __future__ import annotations
@@ -126,8 +129,10 @@ class Responder:
         extra_headers: list[tuple[bytes, bytes]],
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+        before_end: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._send = send
+        self._before_end = before_end
         self.shaper = shaper
         self.extra_headers = list(extra_headers)
         self.max_event_bytes = max_event_bytes
@@ -256,7 +261,7 @@ class Responder:
             )
             return
         try:
-            shaped = self.shaper.shape_json(document)
+            shaped = await self.shaper.shape_json(document)
         except Exception:
             _logger.exception("reasoning shaper failed on a JSON body")
             await self._abort("shaping_error", "gatekeeper could not shape the response")
@@ -265,6 +270,7 @@ class Responder:
             raw = orjson.dumps(shaped)
         headers = _without(headers, b"content-length", b"content-encoding")
         headers.append((b"content-length", str(len(raw)).encode("ascii")))
+        await self._ending()
         await self._send_whole({**self._start, "headers": headers}, raw)
 
     async def _send_whole(self, start: Message, body: bytes) -> None:
@@ -291,13 +297,13 @@ class Responder:
                 except SSEEventTooLarge as exc:
                     # Events completed before the oversized one still go out, shaped.
                     for frame in exc.completed:
-                        out += self._shape_frame(frame)
+                        out += await self._shape_frame(frame)
                     raise
                 for frame in frames:
-                    out += self._shape_frame(frame)
+                    out += await self._shape_frame(frame)
             if not more:
                 self._decoder.close()
-                for event in self.shaper.finish():
+                for event in await self.shaper.finish():
                     out += encode_event(event)
         except SSEEventTooLarge as exc:
             await self._abort(exc.code, str(exc), prefix=bytes(out))
@@ -313,20 +319,35 @@ class Responder:
                 "shaping_error", "gatekeeper could not shape the response", bytes(out)
             )
             return
+        if not more:
+            await self._ending()
         if out or not more:
             self.bytes_sent += len(out)
             await self._send({"type": "http.response.body", "body": bytes(out), "more_body": more})
         if not more:
             self._mode = "done"
 
-    def _shape_frame(self, frame: SSEEvent) -> bytes:
+    async def _shape_frame(self, frame: SSEEvent) -> bytes:
         assert self.shaper is not None
         if not frame.dispatch:
             return frame.raw or b""  # comments and keep-alives carry no event
         out = bytearray()
-        for event in self.shaper.shape_event(frame):
+        for event in await self.shaper.shape_event(frame):
             out += event.raw if event.raw is not None else encode_event(event)
         return bytes(out)
+
+    async def _ending(self) -> None:
+        """Run the ``before_end`` hook: the response is shaped whole, its last bytes not sent.
+
+        Continuity stores what it kept here, so a client that answers as soon as it has the
+        response finds it stored. Never fails the response.
+        """
+        if self._before_end is None:
+            return
+        try:
+            await self._before_end()
+        except Exception:
+            _logger.exception("before_end hook failed; the response is sent anyway")
 
     # -- failing closed -------------------------------------------------------------------
 

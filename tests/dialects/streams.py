@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import orjson
 
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects import ResponseShaper
+from gatekeeper.dialects import ResponseShaper, ShapingOptions
 from gatekeeper.shaping import SSEEvent, encode_event
 
+T = TypeVar("T")
 
-def shaper(dialect: Any, mode: str = "drop") -> ResponseShaper:
-    return dialect.new_shaper(ReasoningPolicy.model_validate({"mode": mode}))  # type: ignore[no-any-return]
+
+def now(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that must not suspend (shaping with the extractive
+    summariser never does), without an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise AssertionError("the coroutine suspended")
+
+
+def shaper(
+    dialect: Any, mode: str = "drop", max_tokens: int | None = None, *, keep: bool = False
+) -> ResponseShaper:
+    """A shaper of ``dialect``; ``keep`` collects what continuity would keep (``.kept``)."""
+    policy = ReasoningPolicy.model_validate({"mode": mode, "max_tokens": max_tokens})
+    return dialect.new_shaper(policy, ShapingOptions(keep=keep))  # type: ignore[no-any-return]
 
 
 def event(document: Any, name: str | None = None) -> SSEEvent:
@@ -27,7 +45,7 @@ def run(s: ResponseShaper, documents: list[Any], named: bool = False) -> list[An
     out: list[Any] = []
     for document in documents:
         name = document.get("type") if named and isinstance(document, dict) else None
-        for shaped in s.shape_event(event(document, name)):
+        for shaped in now(s.shape_event(event(document, name))):
             if named:
                 assert shaped.event == orjson.loads(shaped.data)["type"]
             out.append(shaped.data if shaped.data == "[DONE]" else orjson.loads(shaped.data))

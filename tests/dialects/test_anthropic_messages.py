@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from gatekeeper.dialects import AnthropicMessages
-from tests.dialects.streams import event, run, shaper
+from tests.dialects.streams import event, now, run, shaper
 
 
 def test_anthropic_json_keeps_only_known_safe_blocks() -> None:
@@ -24,7 +24,7 @@ def test_anthropic_json_keeps_only_known_safe_blocks() -> None:
         "usage": {"output_tokens": 50, "output_tokens_details": {"thinking_tokens": 30}},
     }
     s = shaper(AnthropicMessages())
-    shaped = s.shape_json(document)
+    shaped = now(s.shape_json(document))
     assert [b["type"] for b in shaped["content"]] == [
         "text",
         "tool_use",
@@ -115,7 +115,7 @@ def test_anthropic_full_mode_changes_nothing() -> None:
         0, {"type": "thinking", "thinking": ""}, [{"type": "thinking_delta", "thinking": "abcd"}]
     ):
         ev = event(document, document["type"])
-        assert s.shape_event(ev)[0] is ev
+        assert now(s.shape_event(ev))[0] is ev
     assert (s.stats.seen_chars, s.stats.exposed_tokens, s.stats.removed_tokens) == (4, 1, 0)
 
 

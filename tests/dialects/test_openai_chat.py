@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from gatekeeper.dialects import OpenAIChat
-from tests.dialects.streams import event, run, shaper
+from tests.dialects.streams import event, now, run, shaper
 
 
 def chunk(
@@ -57,7 +57,7 @@ def test_chat_json_removes_every_reasoning_key_and_unknown_keys() -> None:
     }
     before = copy.deepcopy(document)
     s = shaper(OpenAIChat())
-    shaped = s.shape_json(document)
+    shaped = now(s.shape_json(document))
     assert document == before, "the input is never mutated"
     assert shaped["choices"][0]["message"] == {
         "role": "assistant",
@@ -70,7 +70,7 @@ def test_chat_json_removes_every_reasoning_key_and_unknown_keys() -> None:
 
 def test_chat_json_without_reasoning_is_returned_as_is() -> None:
     document = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
-    assert shaper(OpenAIChat()).shape_json(document) is document
+    assert now(shaper(OpenAIChat()).shape_json(document)) is document
 
 
 STREAM_CASES: dict[str, tuple[list[Any], list[Any]]] = {
@@ -170,7 +170,7 @@ def test_chat_stream(upstream: list[Any], expected: list[Any]) -> None:
 def test_chat_full_mode_returns_the_same_events_and_records_stats() -> None:
     s = shaper(OpenAIChat(), "full")
     ev = event(chunk({"reasoning_content": "12345678"}))
-    assert s.shape_event(ev) == [ev] and s.shape_event(ev)[0] is ev
+    assert now(s.shape_event(ev)) == [ev] and now(s.shape_event(ev))[0] is ev
     assert (s.stats.seen_chars, s.stats.exposed_chars, s.stats.removed_items) == (16, 16, 0)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from gatekeeper.dialects import OpenAIResponses
-from tests.dialects.streams import run, shaper
+from tests.dialects.streams import now, run, shaper
 
 
 def test_responses_json_keeps_only_known_safe_items_and_parts() -> None:
@@ -32,7 +32,7 @@ def test_responses_json_keeps_only_known_safe_items_and_parts() -> None:
         "usage": {"output_tokens_details": {"reasoning_tokens": 3}},
     }
     s = shaper(OpenAIResponses())
-    shaped = s.shape_json(document)
+    shaped = now(s.shape_json(document))
     assert [i["id"] for i in shaped["output"]] == ["fc", "msg"]
     assert shaped["output"][1]["content"] == [
         {"type": "output_text", "text": "answer", "annotations": []}

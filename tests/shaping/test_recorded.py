@@ -1,5 +1,7 @@
-"""Every recorded provider response, shaped: nothing of the reasoning reaches the client, the
-result is a well-formed response of its dialect, and the official SDKs read it."""
+"""Every recorded provider response, shaped in every mode: in ``drop`` nothing of the reasoning
+reaches the client, the result is a well-formed response of its dialect whatever the mode and
+however the body is chunked, and the official SDKs read it. (What ``summary``, ``truncate`` and
+``redact`` show is in test_recorded_modes.py.)"""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from tests.shaping.recorded import (
     strings,
 )
 from tests.shaping.sdk import read_final
+
+MODES = ["full", "summary", "truncate", "redact", "drop"]
 
 
 @pytest.fixture(params=RECORDINGS, ids=ids(RECORDINGS))
@@ -90,17 +94,37 @@ def test_sdk_reads_the_shaped_response_without_reasoning(recording: Recording) -
     assert not any(s in orjson.dumps(shaped.dump).decode() for s in reasoning_strings(recording))
 
 
-def test_sdk_sees_the_original_usage(recording: Recording) -> None:
-    original = read_final(recording, recording.body)
-    shaped = read_final(recording, shape(recording, "drop"))
-    assert shaped.dump.get("usage") == original.dump.get("usage")
+def without_reasoning_count(usage: Any) -> Any:
+    """A usage object without its reasoning breakdown (the one count shaping rewrites)."""
+    if not isinstance(usage, dict):
+        return usage
+    out = dict(usage)
+    for outer in ("completion_tokens_details", "output_tokens_details"):
+        if isinstance(out.get(outer), dict):
+            out[outer] = {
+                k: v
+                for k, v in out[outer].items()
+                if k not in ("reasoning_tokens", "thinking_tokens")
+            }
+    return out
 
 
-@pytest.mark.parametrize("mode", ["summary", "truncate", "redact"])
-def test_modes_not_implemented_yet_behave_exactly_like_drop(
-    recording: Recording, mode: str
-) -> None:
-    assert shape(recording, mode) == shape(recording, "drop")
+def reasoning_count(usage: Any) -> int | None:
+    for outer in ("completion_tokens_details", "output_tokens_details"):
+        details = usage.get(outer) if isinstance(usage, dict) else None
+        for inner in ("reasoning_tokens", "thinking_tokens"):
+            if isinstance(details, dict) and isinstance(details.get(inner), int):
+                return int(details[inner])
+    return None
+
+
+@pytest.mark.parametrize("mode", ["drop", "redact"])
+def test_sdk_sees_billing_totals_and_no_reasoning_tokens(recording: Recording, mode: str) -> None:
+    original = read_final(recording, recording.body).dump.get("usage")
+    shaped = read_final(recording, shape(recording, mode)).dump.get("usage")
+    assert without_reasoning_count(shaped) == without_reasoning_count(original)
+    assert reasoning_count(shaped) in (None, 0)
+    assert (reasoning_count(shaped) is None) == (reasoning_count(original) is None)
 
 
 def test_full_mode_is_byte_identical(recording: Recording) -> None:
@@ -125,7 +149,7 @@ _REDACTED_ONLY = {
 }
 
 
-@pytest.mark.parametrize("mode", ["drop", "full"])
+@pytest.mark.parametrize("mode", MODES)
 def test_stats_record_final_usage_and_reasoning(recording: Recording, mode: str) -> None:
     shaper = recording.shaper(mode)
     asyncio.run(respond([recording.body], shaper=shaper, content_type=recording.content_type))
@@ -136,11 +160,15 @@ def test_stats_record_final_usage_and_reasoning(recording: Recording, mode: str)
     assert stats.removed_unknown == 0
     if mode == "drop":
         assert stats.removed_items >= 1
+    if mode in ("drop", "redact"):
         assert stats.exposed_tokens == 0
         assert stats.removed_tokens == stats.seen_tokens
-    else:
+    elif mode == "full":
         assert stats.removed_items == 0
         assert stats.exposed_tokens == stats.seen_tokens
+    else:
+        assert stats.exposed_tokens <= stats.seen_tokens
+        assert stats.seen_tokens == stats.exposed_tokens + stats.removed_tokens
     if stats.usage_reasoning_tokens is not None:
         assert stats.seen_tokens == stats.usage_reasoning_tokens
     if recording.name in _REDACTED_ONLY:
@@ -158,8 +186,8 @@ def _check_chat(original: bytes, shaped: bytes) -> None:
     assert all(d.get("object") == "chat.completion.chunk" for d in docs)
     assert events(shaped)[-1].data == "[DONE]"
     assert any(c.get("finish_reason") for d in docs for c in d.get("choices", []))
-    usage = [d["usage"] for d in documents(original) if d.get("usage")]
-    assert [d["usage"] for d in docs if d.get("usage")] == usage
+    usage = [without_reasoning_count(d["usage"]) for d in documents(original) if d.get("usage")]
+    assert [without_reasoning_count(d["usage"]) for d in docs if d.get("usage")] == usage
 
 
 def _check_responses(original: bytes, shaped: bytes) -> None:
@@ -213,8 +241,9 @@ _CHECKS = {
 }
 
 
-def test_shaped_stream_is_well_formed(stream: Recording) -> None:
-    _CHECKS[stream.dialect.name](stream.body, shape(stream, "drop"))
+@pytest.mark.parametrize("mode", MODES)
+def test_shaped_stream_is_well_formed(stream: Recording, mode: str) -> None:
+    _CHECKS[stream.dialect.name](stream.body, shape(stream, mode))
 
 
 def test_keep_alive_comments_pass_through(stream: Recording) -> None:
@@ -225,6 +254,8 @@ def test_keep_alive_comments_pass_through(stream: Recording) -> None:
 
 def _stays_raw(recording: Recording, doc: dict[str, Any], before_first_removal: bool) -> bool:
     """Whether shaping must leave this event's bytes alone."""
+    if reasoning_count(doc.get("usage")) is not None:
+        return False  # its reasoning count shows what the client was shown
     if recording.dialect.name == "openai_chat":
         return _reasoning_structure(doc) == [] and not any(
             k in _CHAT_REASONING_KEYS for c in doc.get("choices", []) for k in c.get("delta", {})
@@ -251,31 +282,51 @@ def test_unchanged_events_are_forwarded_byte_for_byte(stream: Recording) -> None
 # -- any chunking -------------------------------------------------------------------------
 
 
-_WHOLE = {r.name: shape(r, "drop") for r in STREAMS}
+_WHOLE = {(r.name, mode): shape(r, mode) for r in STREAMS for mode in MODES}
+_SECRETS = {r.name: reasoning_strings(r) for r in STREAMS}
+
+
+def _no_reasoning_in(recording: Recording, body: bytes) -> None:
+    """Not one reasoning text or opaque payload of the recording is in ``body``."""
+    assert [s for s in _SECRETS[recording.name] if orjson.dumps(s)[1:-1] in body] == []
 
 
 @given(
     recording=st.sampled_from(STREAMS),
+    mode=st.sampled_from(MODES),
     cuts=st.lists(st.floats(min_value=0, max_value=1), max_size=40),
 )
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_any_chunking_gives_the_same_output(recording: Recording, cuts: list[float]) -> None:
+def test_any_chunking_gives_the_same_output(
+    recording: Recording, mode: str, cuts: list[float]
+) -> None:
     body = recording.body
     points = sorted({int(c * len(body)) for c in cuts})
     chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
-    assert shape(recording, "drop", chunks) == _WHOLE[recording.name]
+    shaped = shape(recording, mode, chunks)
+    assert shaped == _WHOLE[(recording.name, mode)]
+    if mode == "drop":
+        _no_reasoning_in(recording, shaped)
 
 
-@given(recording=st.sampled_from(STREAMS), size=st.integers(min_value=1, max_value=7))
+@given(
+    recording=st.sampled_from(STREAMS),
+    mode=st.sampled_from(MODES),
+    size=st.integers(min_value=1, max_value=7),
+)
 @settings(max_examples=30, deadline=None)
-def test_tiny_chunks_give_the_same_output(recording: Recording, size: int) -> None:
+def test_tiny_chunks_give_the_same_output(recording: Recording, mode: str, size: int) -> None:
     body = recording.body
     chunks = [body[i : i + size] for i in range(0, len(body), size)]
-    assert shape(recording, "drop", chunks) == _WHOLE[recording.name]
+    shaped = shape(recording, mode, chunks)
+    assert shaped == _WHOLE[(recording.name, mode)]
+    if mode == "drop":
+        _no_reasoning_in(recording, shaped)
 
 
 @pytest.mark.parametrize("recording", DOCUMENTS, ids=ids(DOCUMENTS))
-def test_json_in_any_chunks_gives_the_same_output(recording: Recording) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_json_in_any_chunks_gives_the_same_output(recording: Recording, mode: str) -> None:
     body = recording.body
     chunks = [body[i : i + 97] for i in range(0, len(body), 97)]
-    assert shape(recording, "drop", chunks) == shape(recording, "drop")
+    assert shape(recording, mode, chunks) == shape(recording, mode)

@@ -238,10 +238,10 @@ async def test_data_after_a_deflate_stream_is_refused() -> None:
 
 
 class _Broken(ResponseShaper):
-    def shape_json(self, document: Any) -> Any:
+    async def shape_json(self, document: Any) -> Any:
         raise RuntimeError("bug")
 
-    def shape_event(self, event: SSEEvent) -> list[SSEEvent]:
+    async def shape_event(self, event: SSEEvent) -> list[SSEEvent]:
         raise RuntimeError("bug")
 
     def error_document(self, status: int, code: str, message: str) -> dict[str, Any]:
