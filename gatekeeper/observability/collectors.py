@@ -1,0 +1,143 @@
+"""Scrape-time collectors: state that is read when Prometheus asks, never per request.
+
+The decision log's queue depth, capacity, written and dropped counts; the policy revision; the
+counters the parts keep themselves (the engine's errors by kind, the quota store's outage
+counters, the runtime's ``counters``); and the process (CPU, memory, file descriptors). All are
+read duck-typed, since each part is written by different hands: what a part does not offer is
+left out, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gatekeeper.runtime import Gatekeeper
+
+
+class RuntimeCollector(Collector):
+    """Scrape-time state of a ``Gatekeeper``: decision-log queue, policy revision, counters."""
+
+    def __init__(self, gatekeeper_ref: Callable[[], Gatekeeper | None]) -> None:
+        self._ref = gatekeeper_ref
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected on demand; nothing to describe in advance
+
+    def collect(self) -> Iterator[Metric]:
+        gk = self._ref()
+        if gk is None:
+            return
+        from gatekeeper import __version__
+
+        build = GaugeMetricFamily(
+            "gatekeeper_build_info", "gatekeeper version.", labels=["version"]
+        )
+        build.add_metric([__version__], 1)
+        yield build
+        policy = GaugeMetricFamily(
+            "gatekeeper_policy_revision_info",
+            "The policy revision being enforced.",
+            labels=["engine", "revision"],
+        )
+        policy.add_metric([str(getattr(gk.engine, "name", "")), _safe_revision(gk)], 1)
+        yield policy
+        yield from _decision_log_metrics(gk.decision_log)
+        yield from _part_counters(gk)
+        events = CounterMetricFamily(
+            "gatekeeper_runtime_events",
+            "Events the runtime counts (e.g. policy_errors), by name.",
+            labels=["event"],
+        )
+        for name, value in sorted(gk.counters.items()):
+            events.add_metric([name], value)
+        yield events
+
+
+def _part_counters(gk: Gatekeeper) -> Iterator[Metric]:
+    """Counters the parts keep themselves, when they offer them (duck-typed: the engine's
+    ``status()["errors"]``, the quota store's ``counters``)."""
+    status = getattr(gk.engine, "status", None)
+    if callable(status):
+        try:
+            errors = status().get("errors")
+        except Exception:
+            errors = None
+        if isinstance(errors, dict):
+            family = CounterMetricFamily(
+                "gatekeeper_policy_engine_errors",
+                "Policy engine failures by kind (each one refused a request).",
+                labels=["kind"],
+            )
+            for kind, value in sorted(errors.items()):
+                if isinstance(value, int):
+                    family.add_metric([str(kind)], value)
+            yield family
+    counters = getattr(gk.quotas, "counters", None)
+    if isinstance(counters, dict):
+        family = CounterMetricFamily(
+            "gatekeeper_quota_store_events",
+            "What the quota store counted (store errors, fallbacks), by event.",
+            labels=["event"],
+        )
+        for name, value in sorted(counters.items()):
+            if isinstance(value, int | float):
+                family.add_metric([str(name)], value)
+        yield family
+
+
+def _safe_revision(gk: Gatekeeper) -> str:
+    try:
+        return str(gk.engine.revision)
+    except Exception:  # a reloading engine must not break the scrape
+        return ""
+
+
+def _decision_log_metrics(decision_log: Any) -> Iterator[Metric]:
+    depth = _queue_depth(decision_log)
+    if depth is not None:
+        gauge = GaugeMetricFamily(
+            "gatekeeper_decision_log_queue_depth", "Decision events waiting to be written."
+        )
+        gauge.add_metric([], depth)
+        yield gauge
+    capacity = getattr(decision_log, "_queue_size", None)
+    if isinstance(capacity, int):
+        gauge = GaugeMetricFamily(
+            "gatekeeper_decision_log_queue_capacity", "Decision events the queue can hold."
+        )
+        gauge.add_metric([], capacity)
+        yield gauge
+    for attr, help_text in (
+        ("written", "Decision events written to the sink."),
+        ("dropped", "Decision events dropped (queue full or sink failure); see gap records."),
+    ):
+        value = getattr(decision_log, attr, None)
+        if isinstance(value, int):
+            counter = CounterMetricFamily(f"gatekeeper_decision_log_{attr}", help_text)
+            counter.add_metric([], value)
+            yield counter
+
+
+def _queue_depth(decision_log: Any) -> int | None:
+    """The log's queue depth: its ``queue_depth`` if it has one, else its queue's size."""
+    depth = getattr(decision_log, "queue_depth", None)
+    if callable(depth):
+        depth = depth()
+    if isinstance(depth, int):
+        return depth
+    queue = getattr(decision_log, "_queue", None)
+    if queue is None:
+        return 0
+    qsize = getattr(queue, "qsize", None)
+    return int(qsize()) if callable(qsize) else None
+
+
+def add_process_metrics(registry: CollectorRegistry) -> None:
+    """Process CPU, memory and file descriptors, as the default registry has them."""
+    ProcessCollector(registry=registry)

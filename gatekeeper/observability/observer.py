@@ -1,0 +1,231 @@
+"""``Observability``: what the middleware calls to be observed, in three hooks.
+
+- ``serve(scope, receive, send)``: answers the operations endpoints (liveness, readiness,
+  metrics) at their configured paths, before any protection applies.
+- ``start(scope, record)``: at the start of a protected request; returns the live trace span
+  handle, or ``None`` (no SDK, the usual case).
+- ``finish(record, handle, log_started_ns)``: after the decision event is queued; a handful of
+  histogram observations and counter increments, the stage spans, the access-log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
+from starlette.types import Message, Receive, Scope, Send
+
+from gatekeeper.observability.collectors import RuntimeCollector, add_process_metrics
+from gatekeeper.observability.health import liveness, readiness
+from gatekeeper.observability.metrics import GatekeeperMetrics
+from gatekeeper.observability.tracing import RequestTrace, Tracing
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from gatekeeper.audit import DecisionRecord
+    from gatekeeper.runtime import Gatekeeper
+
+log = logging.getLogger("gatekeeper")
+access_log = logging.getLogger("gatekeeper.access")
+
+
+class Observability:
+    """Health endpoints, metrics, traces and the access log of one ``Gatekeeper``."""
+
+    def __init__(self, gk: Gatekeeper) -> None:
+        settings = gk.settings.observability
+        self.settings = settings
+        self._gk = weakref.ref(gk)  # the runtime owns this object; no cycle to keep it alive
+        self.metrics = GatekeeperMetrics()
+        self.metrics.registry.register(RuntimeCollector(self._gk))
+        add_process_metrics(self.metrics.registry)
+        self.tracing = Tracing(settings.tracing)
+        self._access = settings.access_log
+        self._endpoints: dict[str, str] = {}
+        for path, kind in (
+            (settings.liveness_path, "liveness"),
+            (settings.readiness_path, "readiness"),
+            (settings.metrics_path, "metrics"),
+        ):
+            if path:
+                self._endpoints[path] = kind
+        #: The paths ``serve`` answers; the middleware checks a request's path against it.
+        self.paths = frozenset(self._endpoints)
+        self._server: WSGIServer | None = None
+        self._started = settings.metrics_port is None
+
+    # -- the operations endpoints ----------------------------------------------------------
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request to an operations endpoint."""
+        kind = self._endpoints[scope["path"]]
+        if scope["method"] not in ("GET", "HEAD"):
+            await _respond(send, scope, 405, b'{"error":"method not allowed"}', allow=True)
+            return
+        if kind == "metrics":
+            body = generate_latest(self.metrics.registry)
+            await _respond(send, scope, 200, body, CONTENT_TYPE_LATEST.encode())
+            return
+        if kind == "liveness":
+            await _respond(send, scope, 200, orjson.dumps(liveness()))
+            return
+        gk = self._gk()
+        assert gk is not None
+        ready, document = await readiness(
+            gk,
+            self.settings.readiness_timeout_seconds,
+            degraded_ok=self.settings.ready_when_degraded,
+        )
+        body = orjson.dumps(document, default=str)
+        await _respond(send, scope, 200 if ready else 503, body)
+
+    def start_listener(self) -> None:
+        """Start the separate metrics listener (``metrics_port``) once; a thread, not the loop."""
+        if self._started:
+            return
+        self._started = True
+        port = self.settings.metrics_port
+        assert port is not None
+        try:
+            server, _thread = start_http_server(
+                port, addr=self.settings.metrics_host, registry=self.metrics.registry
+            )
+        except OSError as exc:
+            # e.g. several workers of one server: the first one serves the port. Not fatal:
+            # the request path does not depend on it, and metrics_path still answers.
+            log.error("metrics listener on port %d not started: %s", port, exc)
+            return
+        self._server = server
+        log.info("metrics listener on %s:%d", self.settings.metrics_host, server.server_port)
+
+    @property
+    def listener_port(self) -> int | None:
+        """The port the separate metrics listener is bound to (``None`` when there is none)."""
+        return self._server.server_port if self._server is not None else None
+
+    async def aclose(self) -> None:
+        """Stop the separate metrics listener."""
+        server, self._server = self._server, None
+        if server is not None:
+            # shutdown() waits for the serving thread's poll loop: off the event loop.
+            await asyncio.to_thread(server.shutdown)
+            server.server_close()
+
+    # -- per request -----------------------------------------------------------------------
+
+    def start(self, scope: Scope, record: DecisionRecord) -> RequestTrace | None:
+        """Called when a protected request starts."""
+        if not self._started:
+            self.start_listener()
+        return self.tracing.start(scope, record)
+
+    def finish(
+        self, record: DecisionRecord, handle: RequestTrace | None, log_started_ns: int
+    ) -> None:
+        """Called once the request's decision event is queued. Never raises."""
+        try:
+            log_ns = time.perf_counter_ns() - log_started_ns
+            outcome = self.metrics.observe(record, log_ns)
+            if handle is not None:
+                self.tracing.finish(handle, record, outcome, log_ns)
+            if self._access:
+                _access_line(record, outcome)
+        except Exception:
+            log.exception("recording metrics for decision %s failed", record.decision_id)
+
+
+def _access_line(record: DecisionRecord, outcome: tuple[str, str]) -> None:
+    subject = (record.input or {}).get("subject") or {}
+    network = (record.input or {}).get("network") or {}
+    latency_ms = round((time.perf_counter_ns() - record.started_ns) / 1e6, 3)
+    access_log.info(
+        "%s %s %s %s/%s %.1fms",
+        record.method,
+        record.path,
+        record.status,
+        outcome[0],
+        outcome[1],
+        latency_ms,
+        extra={
+            "decision_id": record.decision_id,
+            "method": record.method,
+            "path": record.path,
+            "status": record.status,
+            "outcome": outcome[0],
+            "reason": outcome[1],
+            "subject_id": subject.get("id"),
+            "client_ip": network.get("client_ip"),
+            "upstream_status": record.upstream_status,
+            "upstream_error": record.upstream_error,
+            "latency_ms": latency_ms,
+        },
+    )
+
+
+async def _respond(
+    send: Send,
+    scope: Scope,
+    status: int,
+    body: bytes,
+    content_type: bytes = b"application/json",
+    *,
+    allow: bool = False,
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if allow:
+        headers.append((b"allow", b"GET, HEAD"))
+    start: Message = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    payload = b"" if scope["method"] == "HEAD" else body
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+class ShapingClock:
+    """Measures the time spent inside the ``Responder`` (shaping), net of the server's send.
+
+    The app is given ``clock.around(responder)``; the responder is given ``clock.downstream``.
+    """
+
+    __slots__ = ("_inner", "_responder", "downstream_ns", "total_ns")
+
+    def __init__(self, send: Send) -> None:
+        self._inner = send
+        self._responder: Send | None = None
+        self.total_ns = 0
+        self.downstream_ns = 0
+
+    async def downstream(self, message: Message) -> None:
+        started = time.perf_counter_ns()
+        try:
+            await self._inner(message)
+        finally:
+            self.downstream_ns += time.perf_counter_ns() - started
+
+    def around(self, responder: Send) -> Send:
+        self._responder = responder
+        return self._timed
+
+    async def _timed(self, message: Message) -> None:
+        assert self._responder is not None
+        started = time.perf_counter_ns()
+        try:
+            await self._responder(message)
+        finally:
+            self.total_ns += time.perf_counter_ns() - started
+
+    @property
+    def shaping_ns(self) -> int:
+        return max(0, self.total_ns - self.downstream_ns)
+
+
+__all__ = ["Observability", "ShapingClock"]

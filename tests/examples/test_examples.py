@@ -1,0 +1,205 @@
+"""Smoke tests: every example in examples/ starts and protects what it says it protects."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.observability.conftest import release_on_this_thread
+from tests.servers import ROOT, free_port, wait_for_port
+
+pytestmark = pytest.mark.e2e
+
+QUESTION = {"role": "user", "content": "Is 9.11 larger than 9.8?"}
+
+
+@contextmanager
+def script(path: str, tmp: Path, ports: list[int], **env: str) -> Iterator[None]:
+    """Run an example's run.sh in its own process group; stop the group (its own jobs) after."""
+    output = (tmp / "script.log").open("wb")
+    environ = {**os.environ, **quiet_env(tmp), **env}
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / path)],
+        cwd=ROOT,
+        env=environ,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        for port in ports:
+            try:
+                wait_for_port(port, timeout=30, proc=proc)
+            except (TimeoutError, RuntimeError) as exc:
+                raise RuntimeError((tmp / "script.log").read_text()) from exc
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        output.close()
+
+
+def quiet_env(tmp: Path) -> dict[str, str]:
+    """Settings that keep the examples' state (decision log, GeoIP build) out of the repo."""
+    return {
+        "PYTHONUNBUFFERED": "1",
+        "GATEKEEPER_AUDIT__PATH": str(tmp / "audit" / "decisions.jsonl"),
+        "GATEKEEPER_NETWORK__GEOIP_DATABASE": str(tmp / "demo-geo.mmdb"),
+        # The pack's Rego tests run in tests/policy, not again at each start.
+        "GATEKEEPER_POLICY__CHECK": "false",
+    }
+
+
+@pytest.fixture
+def imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``imported(module)``: an example module imported afresh with ``quiet_env`` settings."""
+    for name, value in quiet_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+
+    def load(module: str) -> Any:
+        sys.modules.pop(module, None)
+        return importlib.import_module(module)
+
+    yield load
+    for name in [m for m in sys.modules if m.startswith("examples.")]:
+        del sys.modules[name]
+    gc.collect()  # regorus engines are freed on the thread that made them
+
+
+def client_of(app: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://example.test")
+
+
+def gatekeeper_in(app: Any) -> Any:
+    """The ``Gatekeeper`` of the ``GatekeeperMiddleware`` somewhere in a built app's stack."""
+    layer = getattr(app, "middleware_stack", None)
+    while layer is not None and not hasattr(layer, "gk"):
+        layer = getattr(layer, "app", None)
+    assert layer is not None, "no GatekeeperMiddleware in the app"
+    return layer.gk
+
+
+async def test_fastapi_app_shapes_reasoning_per_key(imported: Any) -> None:
+    app = imported("examples.fastapi_app.app").app
+    async with client_of(app) as client:
+        body = {"model": "my-model", "messages": [QUESTION]}
+        enterprise = await client.post(
+            "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": "Bearer gk-demo-enterprise"},
+        )
+        free = await client.post(
+            "/v1/chat/completions", json=body, headers={"Authorization": "Bearer gk-demo-free"}
+        )
+        stream = await client.post(
+            "/v1/chat/completions",
+            json={**body, "stream": True},
+            headers={"Authorization": "Bearer gk-demo-free"},
+        )
+        anonymous = await client.post("/v1/chat/completions", json=body)
+        health = await client.get("/healthz")
+    await gatekeeper_in(app).aclose()
+    await release_on_this_thread()
+    assert enterprise.json()["choices"][0]["message"]["reasoning_content"]
+    assert free.status_code == 200
+    assert "reasoning_content" not in free.json()["choices"][0]["message"]
+    assert stream.status_code == 200
+    assert "larger" in stream.text and "reasoning_content" not in stream.text
+    assert anonymous.status_code == 401
+    assert health.json()["status"] == "ok"
+
+
+async def test_starlette_app_shapes_thinking_per_key(imported: Any) -> None:
+    module = imported("examples.starlette_app.app")
+    body = {"model": "my-model", "max_tokens": 100, "messages": [QUESTION]}
+    async with client_of(module.app) as client:
+        enterprise = await client.post(
+            "/v1/messages", json=body, headers={"x-api-key": "gk-demo-enterprise"}
+        )
+        free = await client.post("/v1/messages", json=body, headers={"x-api-key": "gk-demo-free"})
+    await module.gatekeeper.aclose()
+    await release_on_this_thread()
+    assert [b["type"] for b in enterprise.json()["content"]] == ["thinking", "text"]
+    assert [b["type"] for b in free.json()["content"]] == ["text"]
+
+
+def test_proxy_example_in_front_of_a_local_model_server(tmp_path: Path) -> None:
+    model_port, proxy_port = free_port(), free_port()
+    env = {"MODEL_PORT": str(model_port), "PROXY_PORT": str(proxy_port)}
+    with script("examples/proxy/run.sh", tmp_path, [model_port, proxy_port], **env):
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key="gk-demo-free", max_retries=0
+        )
+        result = client.chat.completions.create(model="demo-reasoner", messages=[QUESTION])
+        ready = httpx.get(f"http://127.0.0.1:{proxy_port}/readyz", timeout=5)
+    assert result.choices[0].message.content
+    assert not getattr(result.choices[0].message, "reasoning_content", None)
+    assert ready.status_code == 200
+
+
+def test_multi_replica_example_shares_quotas_through_redis(tmp_path: Path, redis_url: str) -> None:
+    port_a, port_b = free_port(), free_port()
+    env = {
+        "PORT_A": str(port_a),
+        "PORT_B": str(port_b),
+        "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/7",  # a database of its own
+        "LOG_DIR": str(tmp_path / "logs"),
+    }
+    statuses: dict[int, list[int]] = {port_a: [], port_b: []}
+    with script("examples/multi_replica/run.sh", tmp_path, [port_a, port_b], **env):
+        for i in range(12):
+            port = (port_a, port_b)[i % 2]
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                json={"model": "demo-reasoner", "messages": [QUESTION]},
+                headers={"Authorization": "Bearer gk-demo-free"},
+                timeout=10,
+            )
+            statuses[port].append(response.status_code)
+    allowed = sum(s.count(200) for s in statuses.values())
+    # The free tier allows 10 a minute (plus what refills during the test): one shared bucket.
+    # Two unshared buckets would have allowed all 12.
+    assert 10 <= allowed <= 11
+    assert 429 in statuses[port_a] + statuses[port_b]
+
+
+def opa_binary() -> str | None:
+    found = shutil.which("opa")
+    local = ROOT / ".tools" / "bin" / "opa"
+    return found or (str(local) if local.exists() else None)
+
+
+@pytest.mark.skipif(opa_binary() is None, reason="no opa binary (make test builds one with Go)")
+def test_opa_sidecar_example_decides_through_opa(tmp_path: Path) -> None:
+    opa_port, port = free_port(), free_port()
+    env = {
+        "OPA": opa_binary() or "opa",
+        "OPA_PORT": str(opa_port),
+        "PORT": str(port),
+    }
+    with script("examples/opa_sidecar/run.sh", tmp_path, [opa_port, port], **env):
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="gk-demo-unverified", max_retries=0
+        )
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model="demo-reasoner", messages=[QUESTION])
+    assert ready["checks"]["policy"]["engine"] == "opa"
