@@ -1,0 +1,137 @@
+"""Account clusters: subjects linked by attributes they shared within a window.
+
+Each request carries link keys, one per configured attribute or combination (setting
+``signals.link_by``): ``payment:<h>`` for a payment fingerprint, ``org:<h>``, and e.g.
+``network+user_agent:<h>`` for "the same /24 (IPv4) or /48 (IPv6) with the same User-Agent".
+Values are hashed, so neither this index nor the Redis stream holds the raw attributes. Two
+subjects that used one link key within the window are in one cluster, and so, transitively,
+is everyone linked to either of them (union-find).
+
+The cluster id is derived from the cluster's smallest subject id, so every gateway that saw
+the same links names the cluster the same way, and the id changes only when the membership
+does (a merge keeps the id of the side holding the smallest member).
+
+Links expire: ``rebuild`` (run once per bucket of the main window) drops links not used within
+the window and rebuilds the union-find, so clusters split again when what tied them is gone.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterable
+
+
+def link_key(kind: str, values: Iterable[object]) -> str:
+    """``<kind>:<hash of the values>``, e.g. ``payment:5f0c…``."""
+    return _link_key(kind, "\x1f".join(str(v) for v in values))
+
+
+@functools.lru_cache(maxsize=65536)
+def _link_key(kind: str, joined: str) -> str:
+    # Cached: a subject sends the same attributes request after request.
+    return f"{kind}:{hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()}"
+
+
+def cluster_id(root: str) -> str:
+    """The public id of the cluster whose smallest member is ``root``."""
+    return "c-" + hashlib.blake2b(root.encode(), digest_size=6).hexdigest()
+
+
+class ClusterIndex:
+    """Union-find over subjects, fed with link keys and their last use."""
+
+    def __init__(self, window_seconds: float) -> None:
+        self.window = window_seconds
+        self._parent: dict[str, str] = {}
+        self._size: dict[str, int] = {}
+        #: link key -> {subject: last time it used the key}
+        self._members: dict[str, dict[str, float]] = {}
+
+    def find(self, subject: str) -> str:
+        """The root (smallest member) of ``subject``'s cluster; itself when alone."""
+        parent = self._parent
+        root = subject
+        while (up := parent.get(root, root)) != root:
+            root = up
+        while (up := parent.get(subject, subject)) != root:  # path compression
+            parent[subject] = root
+            subject = up
+        return root
+
+    def size(self, root: str) -> int:
+        return self._size.get(root, 1)
+
+    def link(self, subject: str, keys: Iterable[str], at: float) -> list[tuple[str, str]]:
+        """Record that ``subject`` used ``keys`` at ``at``; the merges it caused, as
+        ``(absorbed root, surviving root)`` pairs in order."""
+        merges: list[tuple[str, str]] = []
+        for key in keys:
+            members = self._members.get(key)
+            if members is None:
+                self._members[key] = {subject: at}
+                continue
+            seen = members.get(subject)
+            if seen is None or seen < at:
+                members[subject] = at
+            # Every member of a key is in one cluster (each joined it through a union with an
+            # earlier member), so only a newcomer can merge anything.
+            if seen is None and len(members) > 1:
+                other = next(iter(members))
+                merged = self._union(subject, other)
+                if merged is not None:
+                    merges.append(merged)
+        return merges
+
+    def _union(self, a: str, b: str) -> tuple[str, str] | None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return None
+        into, absorbed = (ra, rb) if ra < rb else (rb, ra)
+        self._parent[absorbed] = into
+        self._size[into] = self._size.get(into, 1) + self._size.pop(absorbed, 1)
+        return absorbed, into
+
+    def shared(self, subject: str, keys: Iterable[str]) -> list[str]:
+        """The kinds of ``keys`` that ``subject`` shares with at least one other subject."""
+        kinds = []
+        for key in keys:
+            members = self._members.get(key)
+            if members is not None and (len(members) > 1 or subject not in members):
+                kinds.append(key.partition(":")[0])
+        return kinds
+
+    def rebuild(self, now: float) -> dict[str, list[str]]:
+        """Forget links unused within the window and rebuild the clusters from the rest.
+
+        Returns the clusters of two or more members: root -> members.
+        """
+        cutoff = now - self.window
+        for key in list(self._members):
+            members = self._members[key]
+            stale = [s for s, last in members.items() if last < cutoff]
+            for subject in stale:
+                del members[subject]
+            if not members:
+                del self._members[key]
+        self._parent.clear()
+        self._size.clear()
+        for members in self._members.values():
+            if len(members) > 1:
+                first, *rest = members
+                for other in rest:
+                    self._union(first, other)
+        groups: dict[str, list[str]] = {}
+        for subject in list(self._parent):
+            groups.setdefault(self.find(subject), []).append(subject)
+        for root, group in groups.items():
+            group.append(root)
+        return groups
+
+    def linked_subjects(self) -> list[str]:
+        """Every subject in a cluster of two or more."""
+        return [*self._parent, *self._size]
+
+    def __len__(self) -> int:
+        """Link keys currently remembered."""
+        return len(self._members)

@@ -1,0 +1,269 @@
+"""The signals stage of the request pipeline: facts for ``input.signals``, and the update after.
+
+``inspect`` runs after identify/locate/inspect and before the policy. It scores the prompt's
+chain-of-thought elicitation, hashes its template, links the subject to the account cluster
+its attributes put it in, and reads the subject's and the cluster's rolling usage from the
+in-process state: no round trip, a few tens of microseconds. ``observe`` (after the policy
+decided) counts the request; ``settle`` (after the response) adds the tokens it used and the
+reasoning tokens the client saw. Neither blocks: with Redis storage they are published in the
+background. The stage never refuses anything: an error in it is logged and the policy sees
+``signals.available = false``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gatekeeper.contract import Decision, Network, Signals, Subject
+from gatekeeper.errors import ConfigurationError
+from gatekeeper.quota.reservation import usage_total_tokens
+from gatekeeper.signals.clusters import link_key
+from gatekeeper.signals.prompt import prompt_text
+from gatekeeper.signals.scorer import ElicitationScore, PatternScorer, Scorer
+from gatekeeper.signals.skeleton import template_hash
+from gatekeeper.signals.state import Observation, SignalState
+from gatekeeper.signals.store import MemorySignalStore, RedisSignalStore, SignalStore
+
+if TYPE_CHECKING:
+    from gatekeeper.dialects.base import ReasoningStats
+    from gatekeeper.settings import SignalSettings
+
+log = logging.getLogger("gatekeeper.signals")
+
+
+@dataclass(slots=True)
+class SignalContext:
+    """What ``inspect`` found, carried to ``observe`` and ``settle`` of the same request."""
+
+    signals: Signals
+    subject: str = ""
+    at: float = 0.0
+    template: str | None = None
+    links: tuple[str, ...] = ()
+    reasoning_requested: bool = False
+    estimated_tokens: int = 0
+    observed: bool = field(default=False)
+
+
+class SignalStage:
+    """Computes ``input.signals`` and records what each request did."""
+
+    def __init__(
+        self,
+        store: SignalStore,
+        *,
+        scorer: Scorer | None = None,
+        link_by: list[str] | None = None,
+        max_prompt_chars: int = 2000,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.store = store
+        self.state = store.state
+        self.scorer: Scorer = scorer or PatternScorer()
+        self.link_by = [combo.split("+") for combo in (link_by or ["payment", "org"])]
+        self.max_prompt_chars = max_prompt_chars
+        self.counters = {"errors": 0}
+        # An injected clock (the simulator's) runs maintenance in-band as its time passes;
+        # the wall clock gets a background task instead, off the request path.
+        self._clock = clock or time.time
+        self._inline = clock is not None
+        self._next_maintenance = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._started = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: SignalSettings,
+        default_storage: str,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> SignalStage:
+        """The stage ``settings`` describe; raises ``ConfigurationError``."""
+        state = SignalState(settings.windows, settings.window, settings.buckets)
+        uri = (settings.storage or default_storage).strip().removeprefix("async+")
+        store: SignalStore
+        if uri.startswith("memory://"):
+            store = MemorySignalStore(state)
+        elif uri.startswith(("redis://", "rediss://", "redis+")):
+            try:
+                store = RedisSignalStore(
+                    state,
+                    uri,
+                    key=f"{settings.key_prefix}:events",
+                    flush_seconds=settings.flush_seconds,
+                    retention_seconds=max(settings.windows.values()),
+                )
+            except (ValueError, TypeError) as exc:
+                raise ConfigurationError(f"signals storage: {exc}") from exc
+        else:
+            raise ConfigurationError(
+                f"unsupported signals storage {uri.split('://')[0]!r}:// (memory:// or redis)"
+            )
+        scorer = load_scorer(settings.scorer) if settings.scorer else None
+        return cls(
+            store,
+            scorer=scorer,
+            link_by=settings.link_by,
+            max_prompt_chars=settings.max_prompt_chars,
+            clock=clock,
+        )
+
+    async def inspect(
+        self,
+        subject: Subject,
+        network: Network,
+        document: Any,
+        *,
+        reasoning_requested: bool = False,
+        estimated_tokens: int = 0,
+        user_agent: str | None = None,
+    ) -> SignalContext:
+        """The signals of one request (``document`` is its parsed JSON body, or None)."""
+        try:
+            if not self._started:
+                await self.start()
+            text = prompt_text(document, self.max_prompt_chars) if document is not None else ""
+            scored = await self.scorer.score(text) if text else ElicitationScore()
+            template = template_hash(text) if text else None
+            links = self._links(subject, network, user_agent)
+            now = self._clock()
+            if self._inline and now >= self._next_maintenance:
+                self.state.maintain(now)
+                self._next_maintenance = now + self.state.maintenance_interval
+            self.state.link(subject.id, links, now)
+            own, cluster, repetition = self.state.read(subject.id, template, links, now)
+            own.account_age_days = subject.account_age_days
+            signals = Signals(
+                available=True,
+                subject=own,
+                cluster=cluster,
+                cot_elicitation=scored.score,
+                cot_patterns=list(scored.patterns),
+                template_hash=template,
+                template_repetition=repetition,
+            )
+        except Exception:
+            self.counters["errors"] += 1
+            log.exception("signals stage failed; the policy sees signals.available = false")
+            return SignalContext(Signals())
+        return SignalContext(
+            signals,
+            subject=subject.id,
+            at=now,
+            template=template,
+            links=links,
+            reasoning_requested=reasoning_requested,
+            estimated_tokens=estimated_tokens,
+        )
+
+    def _links(self, subject: Subject, network: Network, user_agent: str | None) -> tuple[str, ...]:
+        attributes: dict[str, object] = {
+            "payment": subject.payment_fingerprint,
+            "org": subject.org,
+            "network": network_prefix(network.client_ip),
+            "asn": network.asn,
+            "user_agent": user_agent,
+        }
+        keys = []
+        for combination in self.link_by:
+            values = [attributes[kind] for kind in combination]
+            if all(v is not None and v != "" for v in values):
+                keys.append(link_key("+".join(combination), values))
+        return tuple(keys)
+
+    def observe(self, ctx: SignalContext, decision: Decision) -> None:
+        """Count the request once the policy decided (refused unless allowed or shadowed)."""
+        if not ctx.signals.available or ctx.observed:
+            return
+        ctx.observed = True
+        refused = not decision.allow and not decision.shadow
+        self.store.publish(
+            Observation(
+                ctx.at,
+                ctx.subject,
+                requests=1,
+                reasoning_requests=int(ctx.reasoning_requested),
+                refused=int(refused),
+                template=ctx.template,
+                links=ctx.links,
+            )
+        )
+
+    def settle(self, ctx: SignalContext, stats: ReasoningStats | None, status: int | None) -> None:
+        """Add the tokens the request used and the reasoning tokens its client saw."""
+        if not ctx.signals.available:
+            return
+        tokens = None
+        if stats is not None and stats.usage is not None:
+            tokens = usage_total_tokens(stats.usage)
+        if tokens is None:
+            tokens = ctx.estimated_tokens if status is not None and status < 400 else 0
+        exposed = stats.exposed_tokens if stats is not None else 0
+        if tokens or exposed:
+            self.store.publish(
+                Observation(self._clock(), ctx.subject, tokens=tokens, reasoning_tokens=exposed)
+            )
+
+    async def start(self) -> None:
+        """Start the store's background work and maintenance (idempotent). Called at ASGI
+        lifespan start-up, so the first request does not pay for opening connections."""
+        if self._started:
+            return
+        self._started = True
+        await self.store.start()
+        if not self._inline:
+            self._task = asyncio.create_task(self._maintain_loop(), name="gatekeeper-signals")
+
+    async def _maintain_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.state.maintenance_interval)
+            started = time.perf_counter()
+            self.state.maintain(self._clock())
+            log.debug("signals maintenance took %.1f ms", (time.perf_counter() - started) * 1e3)
+
+    async def health(self) -> dict[str, Any]:
+        return {**await self.store.health(), "stage_errors": self.counters["errors"]}
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.store.aclose()
+
+
+def network_prefix(ip: str | None) -> str | None:
+    """The /24 of an IPv4 address or the /48 of an IPv6 one (``None`` when unknown)."""
+    if not ip or ip == "unknown":
+        return None
+    if ":" not in ip:
+        head, _, _ = ip.rpartition(".")
+        return f"{head}.0/24" if head else None
+    try:
+        address = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return None
+    return str(ipaddress.IPv6Network((int(address) >> 80 << 80, 48)))
+
+
+def load_scorer(path: str) -> Scorer:
+    """Call the factory named ``module:attribute`` and return the Scorer it builds."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+        scorer = factory()
+    except Exception as exc:
+        raise ConfigurationError(f"signals.scorer {path!r}: {exc}") from exc
+    if not callable(getattr(scorer, "score", None)):
+        raise ConfigurationError(f"signals.scorer {path!r} built no object with score(text)")
+    return scorer  # type: ignore[no-any-return]

@@ -1,0 +1,255 @@
+"""The signals' in-process state: per-subject and per-cluster usage in rolling windows.
+
+Every gateway holds one ``SignalState``. Its own requests are applied at once; with Redis
+storage, other gateways' observations arrive through a Redis stream a moment later and are
+applied the same way (``gatekeeper.signals.store``), so every gateway converges on the same
+counts and reads them without a network round trip.
+
+What is kept, per subject and per cluster of two or more subjects: the usage metrics
+(``USAGE_METRICS``) in every configured window, and the template hashes of the main window. A
+cluster's usage is the sum of its members' since they joined it; a singleton's cluster usage is
+its own. Memory is bounded by activity: a subject idle for the longest window is forgotten by
+``maintain``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gatekeeper.contract import ClusterSignals, SubjectSignals
+from gatekeeper.signals.clusters import ClusterIndex, cluster_id
+from gatekeeper.signals.windows import RollingCounts, RollingTally
+
+USAGE_METRICS = ("requests", "tokens", "reasoning_requests", "reasoning_tokens", "refused")
+_REQUESTS, _REASONING = 0, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One thing a gateway saw about a subject, as applied and replicated.
+
+    A request is observed twice: when the policy has decided (``requests = 1``, whether it
+    asked for reasoning, was refused, its template and links) and, if it ran, after the
+    response (the tokens it used and the reasoning tokens the client saw).
+    """
+
+    at: float
+    subject: str
+    requests: int = 0
+    tokens: int = 0
+    reasoning_requests: int = 0
+    reasoning_tokens: int = 0
+    refused: int = 0
+    template: str | None = None
+    links: tuple[str, ...] = ()
+
+    @property
+    def amounts(self) -> tuple[int, ...]:
+        return (
+            self.requests,
+            self.tokens,
+            self.reasoning_requests,
+            self.reasoning_tokens,
+            self.refused,
+        )
+
+    def to_wire(self) -> list[Any]:
+        """A compact JSON-able form for the Redis stream."""
+        return [self.at, self.subject, *self.amounts, self.template, list(self.links)]
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> Observation:
+        """The inverse of ``to_wire``; raises ``ValueError`` on anything else."""
+        if not isinstance(raw, list) or len(raw) != 9:
+            raise ValueError("an observation is a list of 9 items")
+        at, subject, template, links = raw[0], raw[1], raw[7], raw[8]
+        amounts = raw[2:7]
+        if not isinstance(at, (int, float)) or not isinstance(subject, str):
+            raise ValueError("bad observation time or subject")
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in amounts):
+            raise ValueError("bad observation amounts")
+        if template is not None and not isinstance(template, str):
+            raise ValueError("bad observation template")
+        if not isinstance(links, list) or not all(isinstance(k, str) for k in links):
+            raise ValueError("bad observation links")
+        requests, tokens, reasoning_requests, reasoning_tokens, refused = amounts
+        return cls(
+            float(at),
+            subject,
+            requests,
+            tokens,
+            reasoning_requests,
+            reasoning_tokens,
+            refused,
+            template,
+            tuple(links),
+        )
+
+
+class _Usage:
+    """One subject's or one cluster's counters."""
+
+    __slots__ = ("counts", "templates")
+
+    def __init__(self, windows: Sequence[float], main: float, buckets: int) -> None:
+        width = len(USAGE_METRICS)
+        self.counts = [RollingCounts(seconds, buckets, width) for seconds in windows]
+        self.templates = RollingTally(main, buckets)
+
+    def add(self, obs: Observation) -> None:
+        amounts = obs.amounts
+        for counter in self.counts:
+            counter.add(obs.at, amounts)
+        if obs.template is not None:
+            self.templates.add(obs.at, obs.template)
+
+    def merge(self, other: _Usage) -> None:
+        for mine, theirs in zip(self.counts, other.counts, strict=True):
+            mine.merge(theirs)
+        self.templates.merge(other.templates)
+
+    def idle(self, now: float) -> bool:
+        return all(counter.idle(now) for counter in self.counts)
+
+
+class SignalState:
+    """Usage, templates and clusters of every recently active subject."""
+
+    def __init__(self, windows: dict[str, float], main: str, buckets: int = 12) -> None:
+        if main not in windows:
+            raise ValueError(f"main window {main!r} is not one of {sorted(windows)}")
+        self.names = list(windows)
+        self._seconds = list(windows.values())
+        self._main = self.names.index(main)
+        self._main_seconds = windows[main]
+        self._buckets = buckets
+        self.clusters = ClusterIndex(self._main_seconds)
+        self._subjects: dict[str, _Usage] = {}
+        #: Usage of clusters of two or more subjects, by root.
+        self._cluster_usage: dict[str, _Usage] = {}
+
+    @property
+    def maintenance_interval(self) -> float:
+        """How often ``maintain`` should run: one bucket of the main window."""
+        return self._main_seconds / self._buckets
+
+    def _new_usage(self) -> _Usage:
+        return _Usage(self._seconds, self._main_seconds, self._buckets)
+
+    def link(self, subject: str, links: Sequence[str], at: float) -> None:
+        """Record ``subject``'s link keys, merging clusters they join."""
+        for absorbed, into in self.clusters.link(subject, links, at):
+            # A singleton's cluster usage is its own: copy it, never share the object.
+            kept = self._cluster_usage.pop(into, None)
+            taken = self._cluster_usage.pop(absorbed, None)
+            if kept is None and taken is not None:
+                # Keep the bigger cluster's counters and add the singleton's: a new account
+                # joining a campaign costs O(its own usage), not O(the campaign's).
+                kept, taken = taken, self._subjects.get(into)
+            elif taken is None:
+                taken = self._subjects.get(absorbed)
+            if kept is None:
+                kept = self._new_usage()
+                alone = self._subjects.get(into)
+                if alone is not None:
+                    kept.merge(alone)
+            if taken is not None:
+                kept.merge(taken)
+            self._cluster_usage[into] = kept
+
+    def apply(self, obs: Observation) -> None:
+        """Count one observation (links first, so it lands in the cluster it joins)."""
+        if obs.links:
+            self.link(obs.subject, obs.links, obs.at)
+        usage = self._subjects.get(obs.subject)
+        if usage is None:
+            usage = self._subjects[obs.subject] = self._new_usage()
+        usage.add(obs)
+        cluster = self._cluster_usage.get(self.clusters.find(obs.subject))
+        if cluster is not None:
+            cluster.add(obs)
+
+    def read(
+        self, subject: str, template: str | None, links: Sequence[str], now: float
+    ) -> tuple[SubjectSignals, ClusterSignals, float]:
+        """The subject's and its cluster's signals at ``now``, and the template repetition."""
+        own = self._subjects.get(subject)
+        root = self.clusters.find(subject)
+        size = self.clusters.size(root)
+        shared = self._cluster_usage.get(root) if size > 1 else own
+        subject_signals = SubjectSignals(**self._usage_fields(own, template, now))
+        cluster_signals = ClusterSignals(
+            id=cluster_id(root),
+            size=size,
+            linked_by=self.clusters.shared(subject, links),
+            **self._usage_fields(shared, template, now),
+        )
+        repetition = 0.0
+        if template is not None:
+            main = self.names[self._main]
+            for signals in (subject_signals, cluster_signals):
+                seen = signals.requests.get(main, 0)
+                share = (signals.template_count + 1) / (seen + 1)
+                repetition = max(repetition, min(1.0, share))
+        return subject_signals, cluster_signals, round(repetition, 4)
+
+    def _usage_fields(
+        self, usage: _Usage | None, template: str | None, now: float
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if usage is None:
+            for name in USAGE_METRICS:
+                fields[name] = dict.fromkeys(self.names, 0)
+            return fields
+        per_window = [counter.totals(now) for counter in usage.counts]
+        for i, metric in enumerate(USAGE_METRICS):
+            fields[metric] = {
+                w: totals[i] for w, totals in zip(self.names, per_window, strict=True)
+            }
+        main_totals = per_window[self._main]
+        requests = main_totals[_REQUESTS]
+        fields["reasoning_share"] = (
+            round(main_totals[_REASONING] / requests, 4) if requests > 0 else 0.0
+        )
+        fields["template_count"] = usage.templates.count(now, template) if template else 0
+        return fields
+
+    def maintain(self, now: float) -> None:
+        """Forget idle subjects and expired links; rebuild the clusters (off the hot path)."""
+        for subject in [s for s, usage in self._subjects.items() if usage.idle(now)]:
+            del self._subjects[subject]
+        for usage in self._subjects.values():
+            usage.templates.compact(now)
+        old_roots = {root: self._cluster_usage[root] for root in self._cluster_usage}
+        previous = {s: self.clusters.find(s) for s in self.clusters.linked_subjects()}
+        groups = self.clusters.rebuild(now)
+        # A cluster that kept its members (less those who went idle) keeps its counters; one
+        # that split is recounted from its members' own usage.
+        claimed: dict[str, int] = {}
+        for members in groups.values():
+            for old in {previous.get(m, m) for m in members}:
+                claimed[old] = claimed.get(old, 0) + 1
+        self._cluster_usage = {}
+        for root, members in groups.items():
+            olds = {previous.get(m, m) for m in members}
+            old = next(iter(olds))
+            if len(olds) == 1 and claimed[old] == 1 and old in old_roots:
+                self._cluster_usage[root] = old_roots[old]
+                old_roots[old].templates.compact(now)
+                continue
+            usage = self._new_usage()
+            for member in members:
+                own = self._subjects.get(member)
+                if own is not None:
+                    usage.merge(own)
+            self._cluster_usage[root] = usage
+
+    def stats(self) -> dict[str, int]:
+        """Sizes, for /healthz and the docs' cost figures."""
+        return {
+            "subjects": len(self._subjects),
+            "clusters": len(self._cluster_usage),
+            "link_keys": len(self.clusters),
+        }

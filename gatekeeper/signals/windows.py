@@ -1,0 +1,143 @@
+"""Rolling-window counters: sums over the last ``seconds``, kept as ``buckets`` sub-buckets.
+
+A window of one hour with 12 buckets counts what happened in the last 55 to 60 minutes (the
+current, partly filled bucket plus 11 full ones): the resolution is one bucket. A bucket is
+recycled in place when time moves past it, so an idle counter needs no clean-up to stay right.
+``RollingCounts`` keeps a running sum, so adding and reading cost O(metrics) (plus, on a read,
+one comparison per bucket that expired since the last read).
+
+Late additions (an observation replicated from another gateway a few seconds after it happened)
+land in their own bucket while it is still inside the window, and are ignored after.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class RollingCounts:
+    """Sums of a fixed number of metrics over one rolling window."""
+
+    __slots__ = ("_expired", "_n", "_size", "_stamps", "_sums", "_values", "_width")
+
+    def __init__(self, seconds: float, buckets: int, width: int) -> None:
+        self._size = seconds / buckets
+        self._n = buckets
+        self._width = width
+        self._stamps = [-1] * buckets
+        self._values = [0] * (buckets * width)
+        self._sums = [0] * width
+        #: Every bucket index up to this one is out of ``_sums`` already.
+        self._expired = -1
+
+    def _expire(self, oldest: int) -> None:
+        """Take buckets with an index <= ``oldest`` out of the running sums."""
+        if oldest <= self._expired:
+            return
+        if oldest - self._expired >= self._n:
+            # A long idle spell: look at every bucket once rather than every index passed.
+            for pos, stamp in enumerate(self._stamps):
+                if 0 <= stamp <= oldest:
+                    self._drop(pos)
+        else:
+            for index in range(self._expired + 1, oldest + 1):
+                pos = index % self._n
+                if self._stamps[pos] == index:
+                    self._drop(pos)
+        self._expired = oldest
+
+    def _drop(self, pos: int) -> None:
+        base = pos * self._width
+        values, sums = self._values, self._sums
+        for i in range(self._width):
+            sums[i] -= values[base + i]
+            values[base + i] = 0
+        self._stamps[pos] = -1
+
+    def add(self, at: float, amounts: tuple[int, ...]) -> None:
+        """Add ``amounts`` (one per metric) at time ``at``."""
+        index = math.floor(at / self._size)
+        if index <= self._expired:
+            return  # older than the window: that bucket has been recycled
+        if index - self._n > self._expired:
+            self._expire(index - self._n)
+        pos = index % self._n
+        stamp = self._stamps[pos]
+        if stamp > index:
+            return  # a newer bucket holds the slot: this addition is out of the window
+        self._stamps[pos] = index
+        base = pos * self._width
+        values, sums = self._values, self._sums
+        for i, amount in enumerate(amounts):
+            values[base + i] += amount
+            sums[i] += amount
+
+    def totals(self, now: float) -> list[int]:
+        """Each metric's sum over the window ending at ``now`` (a copy)."""
+        self._expire(math.floor(now / self._size) - self._n)
+        return list(self._sums)
+
+    def idle(self, now: float) -> bool:
+        """Whether nothing at all was counted inside the window ending at ``now``."""
+        self._expire(math.floor(now / self._size) - self._n)
+        return all(stamp < 0 for stamp in self._stamps)
+
+    def merge(self, other: RollingCounts) -> None:
+        """Add every bucket of ``other`` (same shape) into this one."""
+        width = other._width
+        for pos, stamp in enumerate(other._stamps):
+            if stamp >= 0:
+                amounts = tuple(other._values[pos * width : (pos + 1) * width])
+                self.add((stamp + 0.5) * self._size, amounts)
+
+
+class RollingTally:
+    """Counts per key (a template hash) over one rolling window."""
+
+    __slots__ = ("_n", "_size", "_stamps", "_tallies")
+
+    def __init__(self, seconds: float, buckets: int) -> None:
+        self._size = seconds / buckets
+        self._n = buckets
+        self._stamps = [-1] * buckets
+        self._tallies: list[dict[str, int] | None] = [None] * buckets
+
+    def add(self, at: float, key: str, amount: int = 1) -> None:
+        index = math.floor(at / self._size)
+        pos = index % self._n
+        stamp = self._stamps[pos]
+        if stamp > index:
+            return
+        tally = self._tallies[pos]
+        if stamp < index or tally is None:
+            self._stamps[pos] = index
+            tally = self._tallies[pos] = {}
+        tally[key] = tally.get(key, 0) + amount
+
+    def count(self, now: float, key: str) -> int:
+        """How many times ``key`` was added inside the window ending at ``now``."""
+        oldest = math.floor(now / self._size) - self._n
+        total = 0
+        for stamp, tally in zip(self._stamps, self._tallies, strict=True):
+            if stamp > oldest and tally is not None:
+                total += tally.get(key, 0)
+        return total
+
+    def idle(self, now: float) -> bool:
+        oldest = math.floor(now / self._size) - self._n
+        return all(stamp <= oldest for stamp in self._stamps)
+
+    def compact(self, now: float) -> None:
+        """Free the tallies of buckets outside the window ending at ``now``."""
+        oldest = math.floor(now / self._size) - self._n
+        for pos, stamp in enumerate(self._stamps):
+            if 0 <= stamp <= oldest:
+                self._stamps[pos] = -1
+                self._tallies[pos] = None
+
+    def merge(self, other: RollingTally) -> None:
+        for stamp, tally in zip(other._stamps, other._tallies, strict=True):
+            if stamp >= 0 and tally:
+                at = (stamp + 0.5) * self._size
+                for key, amount in tally.items():
+                    self.add(at, key, amount)

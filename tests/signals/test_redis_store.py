@@ -1,0 +1,112 @@
+"""Gateways sharing signals through a real Redis stream (tests/servers.py starts redis-server)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from gatekeeper.signals import Observation, RedisSignalStore, SignalState
+
+
+def gateway(redis_url: str, key: str) -> RedisSignalStore:
+    state = SignalState({"1h": 3600.0}, "1h")
+    return RedisSignalStore(state, redis_url, key=key, flush_seconds=0.05, retention_seconds=3600)
+
+
+@pytest.fixture
+def key() -> str:
+    return f"gk:test-signals:{uuid.uuid4().hex}"
+
+
+def request(subject: str, *, links: tuple[str, ...] = ()) -> Observation:
+    return Observation(time.time(), subject, requests=1, template="t", links=links)
+
+
+async def test_one_gateways_requests_reach_the_other(redis_url: str, key: str) -> None:
+    a, b = gateway(redis_url, key), gateway(redis_url, key)
+    try:
+        for _ in range(3):
+            a.publish(request("s1", links=("payment:1",)))
+        b.publish(request("s2", links=("payment:1",)))
+        # Each gateway sees its own requests at once, without Redis ...
+        assert a.state.read("s1", "t", (), time.time())[0].requests["1h"] == 3
+        assert b.state.read("s1", "t", (), time.time())[0].requests["1h"] == 0
+        await a.sync()
+        await b.sync()
+        await a.sync()
+        # ... and the other's after one flush and one read, each counted once.
+        for store in (a, b):
+            own, cluster, _ = store.state.read("s2", "t", (), time.time())
+            assert own.requests["1h"] == 1
+            assert (cluster.size, cluster.requests["1h"]) == (2, 4)
+        assert a.counters["published"] == 3 and a.counters["applied"] == 1
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_new_gateway_replays_the_window(redis_url: str, key: str) -> None:
+    a = gateway(redis_url, key)
+    for _ in range(5):
+        a.publish(request("s1"))
+    await a.aclose()  # flushes what is buffered
+    late = gateway(redis_url, key)
+    try:
+        await late.sync()
+        assert late.state.read("s1", "t", (), time.time())[0].requests["1h"] == 5
+    finally:
+        await late.aclose()
+
+
+async def test_background_tasks_keep_gateways_in_step(redis_url: str, key: str) -> None:
+    import asyncio
+
+    a, b = gateway(redis_url, key), gateway(redis_url, key)
+    await a.start()
+    await b.start()
+    try:
+        a.publish(request("s1"))
+        for _ in range(100):
+            if b.state.read("s1", None, (), time.time())[0].requests["1h"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert b.state.read("s1", None, (), time.time())[0].requests["1h"] == 1
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_malformed_stream_entries_are_skipped(redis_url: str, key: str) -> None:
+    client = Redis.from_url(redis_url)
+    await client.xadd(key, {"r": "someone", "o": b"not json"})
+    await client.xadd(key, {"r": "someone", "o": b'[["bad"]]'})
+    await client.aclose()
+    good = gateway(redis_url, key)
+    other = gateway(redis_url, key)
+    try:
+        other.publish(request("s1"))
+        await other.flush()
+        await good.sync()
+        assert good.counters["errors"] == 2
+        assert good.state.read("s1", None, (), time.time())[0].requests["1h"] == 1
+    finally:
+        await good.aclose()
+        await other.aclose()
+
+
+async def test_an_unreachable_redis_only_costs_the_shared_view(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = gateway("redis://127.0.0.1:1/0", "gk:nowhere")
+    try:
+        store.publish(request("s1"))
+        await store.flush()  # fails: counted and logged, never raised
+        assert store.counters["dropped"] == 1
+        assert "signals store" in caplog.text
+        assert store.state.read("s1", None, (), time.time())[0].requests["1h"] == 1
+        assert (await store.health())["state"] == "down"
+    finally:
+        await store.aclose()

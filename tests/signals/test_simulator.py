@@ -1,0 +1,105 @@
+"""``gatekeeper simulate``: the smoke scenario in-process, and the scenario machinery.
+
+The thresholds the pack must meet on simulations/smoke.yaml (a farm of 50 accounts sharing
+five payment cards and three datacenter /24s, against 50 customers, half a simulated hour):
+- the farm harvests at most 10% of the reasoning tokens it harvests under per-key limits alone;
+- at most 1% of benign requests are refused because of the pack, and at most 5% refused or
+  degraded (fewer reasoning tokens than under the baseline).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gatekeeper.cli import cli
+from gatekeeper.errors import ConfigurationError
+from gatekeeper.simulate import Population, Scenario, render_html, render_text, simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "simulations" / "smoke.yaml"
+DEFAULT = ROOT / "simulations" / "default.yaml"
+
+
+async def test_the_pack_starves_the_farm_and_spares_customers() -> None:
+    report = await simulate(Scenario.load(SMOKE))
+    farm = report["campaigns"]["farm"]
+    assert farm["baseline"]["reasoning_tokens"] > 10_000
+    assert farm["pack_share_of_baseline"] <= 0.10
+    benign = report["benign"]["all"]
+    assert benign["baseline"]["refused_share"] == 0
+    assert benign["refused_by_pack_share"] <= 0.01
+    assert benign["refused_or_degraded_by_pack_share"] <= 0.05
+    text = render_text(report)
+    assert "farm" in text and "pack/baseline" in text
+    assert "<table>" in render_html(report)
+
+
+def test_a_seed_gives_the_same_traffic() -> None:
+    first, second = Population(Scenario.load(SMOKE)), Population(Scenario.load(SMOKE))
+    assert [(r.at, r.account.key, r.body) for r in first.requests] == [
+        (r.at, r.account.key, r.body) for r in second.requests
+    ]
+    other = Population(Scenario.load(SMOKE, seed=12))
+    assert [r.body for r in other.requests] != [r.body for r in first.requests]
+
+
+def test_campaign_accounts_share_what_the_scenario_says() -> None:
+    population = Population(Scenario.load(SMOKE))
+    farm = [a for a in population.accounts if a.group == "farm"]
+    assert len(farm) == 50 and all(a.campaign for a in farm)
+    assert len({a.payment for a in farm}) <= 5
+    assert len({a.ip.rsplit(".", 1)[0] for a in farm}) <= 3
+    assert {a.user_agent for a in farm} == {"python-httpx/0.27.2"}
+    benign = [a for a in population.accounts if not a.campaign]
+    assert len({a.payment for a in benign if a.group == "free-users"}) == 20
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"benign": [{"name": "x", "accounts": 1, "tiers": [{"tier": "free", "kyc": "email"}],
+                      "requests_per_hour": 1, "network": "nowhere"}]}, "unknown network"),
+        ({"hours": 0}, "greater than 0"),
+        ({"campaigns": [{"name": "c", "accounts": 1, "tiers": [{"tier": "pro", "kyc": "email"}],
+                         "requests_per_hour": 1, "network": "cloud", "prompts": "templates"}]},
+         "needs `templates`"),
+    ],
+    ids=["unknown-network", "no-time", "templates-missing"],
+)  # fmt: skip
+def test_a_bad_scenario_is_a_clear_error(
+    tmp_path: Path, patch: dict[str, object], message: str
+) -> None:
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(patch)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigurationError, match=message):
+        Scenario.load(path)
+
+
+def test_the_default_scenario_loads() -> None:
+    scenario = Scenario.load(DEFAULT)
+    assert {c.name for c in scenario.campaigns} == {"reseller-farm", "stealth-proxies"}
+    assert scenario.pack == ROOT / "policies"
+
+
+def test_cli_writes_the_subjects_file_for_a_target_gateway(tmp_path: Path) -> None:
+    out = tmp_path / "subjects.json"
+    result = CliRunner().invoke(cli, ["simulate", str(SMOKE), "--write-subjects", str(out)])
+    assert result.exit_code == 0, result.output
+    subjects = json.loads(out.read_text())["subjects"]
+    assert len(subjects) == 100
+    assert {"key", "id", "org", "tier", "kyc_level", "payment_fingerprint"} <= set(subjects[0])
+
+
+def test_cli_reports_a_bad_scenario(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    result = CliRunner().invoke(cli, ["simulate", str(bad)])
+    assert result.exit_code == 1
+    assert "error: scenario" in result.output

@@ -1,0 +1,75 @@
+"""Rolling-window counters against a brute-force count of the same events."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gatekeeper.signals import RollingCounts, RollingTally
+
+SECONDS, BUCKETS = 3600.0, 12
+SIZE = SECONDS / BUCKETS
+
+
+def in_window(at: float, now: float) -> bool:
+    return math.floor(at / SIZE) > math.floor(now / SIZE) - BUCKETS
+
+
+def test_counts_leave_the_window_a_bucket_at_a_time() -> None:
+    counts = RollingCounts(SECONDS, BUCKETS, 2)
+    counts.add(10.0, (1, 100))
+    counts.add(400.0, (2, 5))
+    assert counts.totals(3599.0) == [3, 105]
+    assert counts.totals(3600.0) == [2, 5]  # the first bucket (0-300 s) has left
+    assert counts.totals(4200.0) == [0, 0]
+    assert counts.idle(4200.0)
+
+
+def test_a_late_addition_lands_in_its_bucket_or_nowhere() -> None:
+    counts = RollingCounts(SECONDS, BUCKETS, 1)
+    counts.add(4000.0, (1,))
+    counts.add(3990.0, (1,))  # a few seconds late: still inside the window
+    counts.add(100.0, (1,))  # an hour late: outside the window, ignored
+    assert counts.totals(4000.0) == [2]
+
+
+def test_merge_adds_bucket_by_bucket() -> None:
+    a, b = RollingCounts(SECONDS, BUCKETS, 1), RollingCounts(SECONDS, BUCKETS, 1)
+    a.add(10.0, (1,))
+    b.add(10.0, (2,))
+    b.add(700.0, (4,))
+    a.merge(b)
+    assert a.totals(800.0) == [7]
+    assert a.totals(3700.0) == [4]
+
+
+events = st.lists(
+    st.tuples(st.floats(min_value=0, max_value=4 * SECONDS), st.integers(0, 50)), max_size=60
+)
+
+
+@given(events, st.floats(min_value=0, max_value=SECONDS))
+def test_totals_match_brute_force(raw: list[tuple[float, int]], later: float) -> None:
+    ordered = sorted(raw)
+    counts = RollingCounts(SECONDS, BUCKETS, 1)
+    tally = RollingTally(SECONDS, BUCKETS)
+    for at, amount in ordered:
+        counts.add(at, (amount,))
+        tally.add(at, "k", amount)
+    now = (ordered[-1][0] if ordered else 0.0) + later
+    expected = sum(amount for at, amount in ordered if in_window(at, now))
+    assert counts.totals(now) == [expected]
+    assert tally.count(now, "k") == expected
+
+
+def test_tally_counts_keys_apart_and_compacts() -> None:
+    tally = RollingTally(SECONDS, BUCKETS)
+    tally.add(10.0, "a")
+    tally.add(20.0, "a")
+    tally.add(30.0, "b")
+    assert (tally.count(40.0, "a"), tally.count(40.0, "b"), tally.count(40.0, "c")) == (2, 1, 0)
+    tally.compact(SECONDS + 400)
+    assert tally.idle(SECONDS + 400)
+    assert tally.count(SECONDS + 400, "a") == 0
