@@ -108,12 +108,48 @@ class RequestInfo(_Model):
     prompt_features: PromptFeatures = Field(default_factory=PromptFeatures)
 
 
-class Signals(_Model):
-    """Distillation signals computed before the policy. Empty until a signal stage is enabled."""
+class UsageSignals(_Model):
+    """Usage in rolling windows; each map is keyed by window name (setting ``signals.windows``).
 
-    subject: dict[str, Any] = Field(default_factory=dict)
-    cluster: dict[str, Any] = Field(default_factory=dict)
+    Counts cover the requests seen before this one (this request is not included).
+    """
+
+    requests: dict[str, int] = Field(default_factory=dict)
+    tokens: dict[str, int] = Field(default_factory=dict)
+    reasoning_requests: dict[str, int] = Field(default_factory=dict)
+    reasoning_tokens: dict[str, int] = Field(default_factory=dict)
+    refused: dict[str, int] = Field(default_factory=dict)
+    reasoning_share: float = Field(
+        default=0.0, description="reasoning_requests / requests in the main window (0-1)."
+    )
+    template_count: int = Field(
+        default=0, description="Prompts in the main window with this prompt's skeleton."
+    )
+
+
+class SubjectSignals(UsageSignals):
+    """The calling subject's own usage."""
+
+    account_age_days: float | None = None
+
+
+class ClusterSignals(UsageSignals):
+    """The account cluster of the subject: subjects linked by shared attributes."""
+
+    id: str | None = None
+    size: int = 1
+    linked_by: list[str] = Field(default_factory=list)
+
+
+class Signals(_Model):
+    """Distillation signals computed before the policy (``available`` once the stage ran)."""
+
+    available: bool = False
+    subject: SubjectSignals = Field(default_factory=SubjectSignals)
+    cluster: ClusterSignals = Field(default_factory=ClusterSignals)
     cot_elicitation: float = 0.0
+    cot_patterns: list[str] = Field(default_factory=list)
+    template_hash: str | None = None
     template_repetition: float = 0.0
 
 
@@ -168,6 +204,17 @@ class QuotaSpec(_Model):
     cost: StrictInt = Field(default=1, ge=0)
     on_store_error: StoreErrorMode = "deny"
 
+    @model_validator(mode="after")
+    def _window_is_a_calendar_window(self) -> QuotaSpec:
+        if self.kind == "window":
+            # Imported here: the quota package imports this module.
+            from gatekeeper.quota.windows import parse_window
+
+            if self.window is None:
+                raise ValueError(f"window quota {self.name!r} needs a window, e.g. 'month'")
+            parse_window(self.window)
+        return self
+
     @property
     def refill_per_second(self) -> float:
         return self.rate / self.period
@@ -177,7 +224,13 @@ ReasoningMode = Literal["full", "summary", "truncate", "redact", "drop"]
 
 
 class ReasoningPolicy(_Model):
-    """How much of the model's reasoning the response may expose."""
+    """How much of the model's reasoning the response may expose (docs/reasoning.md).
+
+    ``max_tokens`` bounds what ``summary`` and ``truncate`` show of one response (gatekeeper's
+    ``shaping.summary_tokens`` / ``shaping.truncate_tokens`` when unset). ``budget_quota`` names
+    one of the decision's quotas (unit ``reasoning_tokens``) that meters the reasoning tokens
+    shown across requests: once it is spent, the mode degrades to ``drop``.
+    """
 
     mode: ReasoningMode = "drop"
     max_tokens: int | None = Field(default=None, ge=0)

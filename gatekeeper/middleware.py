@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gatekeeper.audit import DecisionRecord, new_decision_id
-from gatekeeper.contract import Decision, Input, Network, Reason, RequestInfo, TimeInfo
+from gatekeeper.audit import DecisionRecord, DurableResponse, new_decision_id
+from gatekeeper.audit.setup import is_durable_path
+from gatekeeper.contract import Decision, Input, Network, Reason, RequestInfo, Signals, TimeInfo
 from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.errors import (
@@ -30,14 +31,18 @@ from gatekeeper.errors import (
 )
 from gatekeeper.identity import api_key_from_headers
 from gatekeeper.network import locate
-from gatekeeper.quota import QuotaResult, rate_limit_headers
+from gatekeeper.observability import ShapingClock
+from gatekeeper.quota import QuotaResult, TokenReservation, rate_limit_headers
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings
 from gatekeeper.shaping import Responder
+from gatekeeper.shaping.enforcement import ReasoningEnforcement
 
 log = logging.getLogger("gatekeeper")
 
 DECISION_ID_HEADER = b"x-gatekeeper-decision-id"
+#: Scope key under which an app (the reverse proxy) reports ``(upstream status, error code)``.
+UPSTREAM_SCOPE_KEY = "gatekeeper.upstream"
 
 
 class GatekeeperMiddleware:
@@ -59,10 +64,15 @@ class GatekeeperMiddleware:
         self.gk = gatekeeper or Gatekeeper.from_settings(settings or Settings.load())
         self.settings = self.gk.settings
         self._unprotected = frozenset(self.settings.request.unprotected_paths)
+        self._ops = self.gk.observability
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))
+            return
+        # Health and metrics endpoints come first: unprotected, and ahead of the app's own.
+        if scope["type"] == "http" and scope["path"] in self._ops.paths:
+            await self._ops.serve(scope, receive, send)
             return
         if scope["type"] != "http" or scope["path"] in self._unprotected:
             await self.app(scope, receive, send)
@@ -73,13 +83,49 @@ class GatekeeperMiddleware:
         client = scope.get("client")
         if client:
             record.requested_by = f"{client[0]}:{client[1]}"
+        trace = self._ops.start(scope, record)
+        durable = self._durable_response(scope, send, record)
         try:
-            await self._handle(scope, receive, send, record)
+            await self._handle(scope, receive, durable or send, record)
+            if durable is not None:
+                await durable.finish()
+        except Exception:
+            if durable is not None:  # the server will answer (500): make the event durable first
+                await durable.finish(send_held=False)
+            raise
         finally:
-            self.gk.decision_log.record(record.to_event(self.settings.audit.labels))
+            log_started = time.perf_counter_ns()
+            if not record.logged:  # a durable response has already written its event
+                self.gk.decision_log.record(record.to_event(self.settings.audit.labels))
+            self._ops.finish(record, trace, log_started)
+
+    def _durable_response(
+        self, scope: Scope, send: Send, rec: DecisionRecord
+    ) -> DurableResponse | None:
+        """On a durable route: a ``send`` that completes the response only once its event is
+        fsynced (or refuses it); see ``gatekeeper.audit.durable``."""
+        audit = self.settings.audit
+        if not audit.durable_paths or not is_durable_path(audit.durable_paths, scope["path"]):
+            return None
+        dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
+
+        async def refuse(send: Send, status: int, code: str, message: str) -> None:
+            await _send_error(send, dialect, rec, status, code, message, [])
+
+        return DurableResponse(
+            send,
+            self.gk.decision_log,
+            rec,
+            labels=audit.labels,
+            timeout=audit.durable_timeout_seconds,
+            refuse=refuse,
+        )
 
     def _lifespan_send(self, send: Send) -> Send:
         async def wrapped(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                self._ops.start_listener()  # the separate metrics port, if one is configured
+                await self.gk.start()  # policy engine connection and reload watcher
             if message["type"] == "lifespan.shutdown.complete":
                 await self.gk.aclose()
             await send(message)
@@ -110,10 +156,11 @@ class GatekeeperMiddleware:
         # inspect
         body = b""
         facts = RequestFacts()
+        document: Any = None
         if dialect is not None:
             try:
                 body = await _read_body(receive, headers, self.settings.request.max_body_bytes)
-                facts = _inspect(dialect, body)
+                facts, document = _inspect(dialect, body)
             except ClientInputError as exc:
                 await self._refuse_unenforced(send, dialect, rec, exc.status, exc.code, str(exc))
                 return
@@ -125,13 +172,31 @@ class GatekeeperMiddleware:
         network: Network = locate(address, self.gk.geo)
         timer.lap("timer_gatekeeper_locate_ns")
 
-        input_doc = _build_input(scope, headers, dialect, facts, subject, network, rec.unix_ns)
+        # signals: in-process reads only (docs/distillation.md); never refuses
+        signals, sig = self.gk.signals, None
+        if signals is not None:
+            sig = await signals.inspect(
+                subject,
+                network,
+                document,
+                reasoning_requested=facts.reasoning_requested,
+                estimated_tokens=facts.estimated_tokens,
+                user_agent=next(
+                    (v.decode("latin-1") for k, v in headers if k == b"user-agent"), None
+                ),
+            )
+            timer.lap("timer_gatekeeper_signals_ns")
+
+        found = sig.signals if sig is not None else None
+        input_doc = _build_input(
+            scope, headers, dialect, facts, subject, network, rec.unix_ns, found
+        )
         rec.input = input_doc
         rec.revision = self.gk.engine.revision
 
         # policy
         try:
-            decision = await self.gk.engine.decide(input_doc)
+            verdict = await self.gk.engine.verdict(input_doc)
         except PolicyError as exc:
             self.gk.count("policy_errors")
             log.warning("policy error, request refused: %s", exc)
@@ -139,17 +204,28 @@ class GatekeeperMiddleware:
             await self._refuse_unenforced(send, dialect, rec, exc.status, exc.code, str(exc))
             return
         timer.lap("timer_rego_query_eval_ns")
+        decision = verdict.decision
+        rec.revision = verdict.revision  # the revision that decided, even across a hot reload
         rec.result = decision.model_dump(mode="json")
-        # A shadow refusal is logged, not enforced: the request continues, without quotas.
+        if signals is not None and sig is not None:
+            signals.observe(sig, decision)  # counted whatever happens next
+        # A shadow refusal is logged, not enforced: the request continues as if allowed, held
+        # to the quotas the decision carries (the default pack gives it the allowed quotas).
         if not decision.allow and not decision.shadow:
             await self._refuse(send, dialect, rec, decision, decision.status, decision.reasons)
             return
 
+        # Reasoning budget, continuity and shaper (gatekeeper/shaping/enforcement.py).
+        reasoning = ReasoningEnforcement(self.gk, dialect, subject.id, decision.reasoning)
+        quota_specs = reasoning.quotas(decision.quotas)
+        acquired: QuotaResult | None = None
+
         # quotas
         quota_headers: list[tuple[bytes, bytes]] = []
-        if decision.allow and decision.quotas:
+        reservation: TokenReservation | None = None
+        if (decision.allow or decision.shadow) and decision.quotas:
             try:
-                result = await self.gk.quotas.acquire(decision.quotas)
+                result = acquired = await self.gk.quotas.acquire(quota_specs)
             except QuotaStoreError as exc:
                 await self._refuse_unenforced(send, dialect, rec, exc.status, exc.code, str(exc))
                 return
@@ -165,34 +241,58 @@ class GatekeeperMiddleware:
                 )
                 await self._refuse(send, dialect, rec, decision, 429, [reason], quota_headers)
                 return
+            # Token quotas paid the estimate; the response's real usage settles them below.
+            reservation = TokenReservation.open(
+                self.gk.quotas, quota_specs, result, prompt_chars=facts.prompt_features.chars
+            )
+        reasoning.apply_budget(acquired, decision.quotas)
 
         # app, with the response shaped and the headers added
         extra = [(DECISION_ID_HEADER, rec.decision_id.encode()), *quota_headers]
         extra.extend((k.lower().encode(), v.encode()) for k, v in decision.headers.items())
-        mode = decision.reasoning.mode
-        shaper = None
-        if dialect is not None and mode != "full":
-            shaper = dialect.new_shaper(decision.reasoning)
+        # Every model request is shaped, "full" too: no byte changes, but the usage is read.
+        shaper = reasoning.new_shaper()
+        body = await reasoning.restore(scope, body)
+        clock = ShapingClock(send) if shaper is not None else None
+        downstream = clock.downstream if clock is not None else send
         responder = Responder(
-            send,
+            reservation.meter(downstream) if reservation is not None else downstream,
             shaper=shaper,
             extra_headers=extra,
             max_event_bytes=self.settings.request.max_event_bytes,
+            before_end=reasoning.save,
         )
-        try:
-            await self.app(scope, _replay(body, receive) if dialect else receive, responder)
-        finally:
+        app_send = clock.around(responder) if clock is not None else responder
+        settled = False
+
+        async def settle() -> None:
+            # What enforcement did, for the event: when the app returns, or earlier on a durable
+            # route, where the event is written before the final body chunk goes out.
+            nonlocal settled
+            if settled:
+                return
+            settled = True
             rec.status = responder.status
             stats = responder.stats
-            rec.reasoning = {
-                "mode": mode,
-                "seen_tokens": stats.seen_tokens if stats else None,
-                "exposed_tokens": stats.exposed_tokens if stats else None,
-                "removed_tokens": stats.removed_tokens if stats else 0,
-                "removed_items": stats.removed_items if stats else 0,
-                "aborted": responder.aborted,
-            }
+            rec.reasoning = reasoning.record(responder)
             timer.lap("timer_gatekeeper_app_ns")
+            if clock is not None:
+                rec.metrics["timer_gatekeeper_shape_ns"] = clock.shaping_ns
+            # The reverse proxy reports what its upstream did under this scope key.
+            upstream = scope.get(UPSTREAM_SCOPE_KEY)
+            if upstream is not None:
+                rec.upstream_status, rec.upstream_error = upstream
+            if reservation is not None:
+                await reservation.settle(stats, rec.quotas)
+            if signals is not None and sig is not None:
+                signals.settle(sig, stats, responder.status)
+
+        if isinstance(send, DurableResponse):
+            send.before_commit = settle
+        try:
+            await self.app(scope, _replay(body, receive) if dialect else receive, app_send)
+        finally:
+            await settle()
 
     async def _refuse(
         self,
@@ -290,13 +390,14 @@ async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit
             return b"".join(chunks)
 
 
-def _inspect(dialect: Dialect, body: bytes) -> RequestFacts:
+def _inspect(dialect: Dialect, body: bytes) -> tuple[RequestFacts, Any]:
+    """The dialect's facts and the parsed body (the signals stage reads its prompt text)."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedBodyError(f"request body is not valid JSON: {exc}") from exc
     try:
-        return dialect.read_request(document)
+        return dialect.read_request(document), document
     except RequestBodyError as exc:
         raise MalformedBodyError(str(exc)) from exc
 
@@ -323,6 +424,7 @@ def _build_input(
     subject: Any,
     network: Network,
     unix_ns: int,
+    signals: Signals | None = None,
 ) -> dict[str, Any]:
     user_agent = next((v.decode("latin-1") for k, v in headers if k == b"user-agent"), None)
     now = datetime.fromtimestamp(unix_ns / 1e9, UTC)
@@ -341,6 +443,7 @@ def _build_input(
             user_agent=user_agent,
             prompt_features=facts.prompt_features,
         ),
+        signals=signals or Signals(),
         time=TimeInfo(
             unix_ns=unix_ns,
             rfc3339=now.isoformat().replace("+00:00", "Z"),
@@ -359,9 +462,10 @@ def _quota_states(result: QuotaResult) -> list[dict[str, Any]]:
             "capacity": s.capacity,
             "remaining": round(s.remaining, 3),
             "refused": result.refused is not None and result.refused.key == s.key,
+            **({"source": s.source} if s.source != "store" else {}),
         }
         for s in result.states
-    ]
+    ] + [{"name": name, "unchecked": True} for name in result.unchecked]
 
 
 class _Timer:
@@ -379,4 +483,4 @@ class _Timer:
         self._last = now
 
 
-__all__ = ["DECISION_ID_HEADER", "GatekeeperMiddleware"]
+__all__ = ["DECISION_ID_HEADER", "UPSTREAM_SCOPE_KEY", "GatekeeperMiddleware"]

@@ -1,9 +1,10 @@
 """The parts one gatekeeper instance runs with, built once from settings.
 
 The middleware runs the request pipeline; this module owns what the pipeline calls: the subject
-store, the address resolver and GeoIP database, the policy engine, the quota store and the
-decision log. Building them validates every file the settings name, so a misconfiguration
-fails at start-up with ``ConfigurationError`` rather than on the first request.
+store, the address resolver and GeoIP database, the policy engine, the quota store, the
+distillation signals stage and the decision log. Building them validates every file the
+settings name, so a misconfiguration fails at start-up with ``ConfigurationError`` rather than
+on the first request.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from gatekeeper.audit import DecisionLog, JsonlFileSink
-from gatekeeper.errors import ConfigurationError, PolicyLoadError
+from gatekeeper.audit import DecisionLog
+from gatekeeper.audit.setup import build_decision_log, policy_data_of
+from gatekeeper.errors import ConfigurationError
 from gatekeeper.identity import FileSubjectStore, RedisSubjectStore, SubjectStore
 from gatekeeper.network import ClientAddressResolver, GeoLocator, ensure_database
-from gatekeeper.policy import EmbeddedEngine, PolicyEngine, load_policy
-from gatekeeper.quota import MemoryQuotaStore, QuotaStore
+from gatekeeper.observability import Observability
+from gatekeeper.policy import PolicyEngine, open_engine
+from gatekeeper.quota import QuotaStore, open_quota_store
 from gatekeeper.settings import Settings
+from gatekeeper.shaping.continuity import ReasoningVault, open_vault
+from gatekeeper.shaping.summarize import ExtractiveSummariser, Summariser, load_summariser
+from gatekeeper.signals import SignalStage
 
 log = logging.getLogger("gatekeeper")
 
@@ -34,31 +40,59 @@ class Gatekeeper:
     quotas: QuotaStore
     decision_log: DecisionLog
     counters: dict[str, int] = field(default_factory=dict)
+    #: The distillation signals stage (``input.signals``); None when ``signals.enabled`` is off.
+    signals: SignalStage | None = None
+    #: What ``summary`` mode shows (``shaping.summariser``); an API team may set its own.
+    summariser: Summariser = field(default_factory=ExtractiveSummariser)
+    #: Where continuity keeps reasoning; None when ``shaping.continuity`` is off.
+    vault: ReasoningVault | None = None
+    #: Health endpoints, metrics, traces; built from ``settings.observability``.
+    observability: Observability = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.observability = Observability(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gatekeeper:
         """Build every part named by ``settings``; raises ``ConfigurationError``."""
+        engine = _engine(settings)
         return cls(
             settings=settings,
             subjects=_subject_store(settings),
             resolver=ClientAddressResolver(settings.network.trusted_proxies),
             geo=_geo(settings),
-            engine=_engine(settings),
+            engine=engine,
             quotas=_quota_store(settings),
-            decision_log=DecisionLog(
-                JsonlFileSink(settings.audit.path), queue_size=settings.audit.queue_size
-            ),
+            # The policy's own mask rules (data.gatekeeper.config.log.mask) are read per batch.
+            decision_log=build_decision_log(settings.audit, lambda: policy_data_of(engine)),
+            signals=_signal_stage(settings),
+            summariser=load_summariser(settings.shaping.summariser),
+            vault=_vault(settings),
         )
 
     def count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
+
+    async def start(self) -> None:
+        """Start background work ahead of the first request: the policy engine's connection
+        and first upload (OPA), the policy reload watcher, and the signals' stream reader and
+        maintenance. Called at ASGI lifespan start-up; without a lifespan, each part starts on
+        first use."""
+        await self.engine.start()
+        if self.signals is not None:
+            await self.signals.start()
 
     async def aclose(self) -> None:
         """Flush the decision log and release stores."""
         await self.decision_log.aclose()
         await self.subjects.aclose()
         await self.quotas.aclose()
+        if self.vault is not None:
+            await self.vault.aclose()
+        if self.signals is not None:
+            await self.signals.aclose()
         await self.engine.aclose()
+        await self.observability.aclose()
         if self.geo is not None:
             self.geo.close()
 
@@ -89,15 +123,29 @@ def _geo(settings: Settings) -> GeoLocator | None:
 
 
 def _engine(settings: Settings) -> PolicyEngine:
-    try:
-        source = load_policy(settings.policy.path)
-        return EmbeddedEngine(source, settings.policy.decision)
-    except PolicyLoadError as exc:
-        raise ConfigurationError(f"policy {settings.policy.path}: {exc}") from exc
+    # embedded or opa, wrapped for hot reload when policy.reload is set.
+    return open_engine(settings.policy)
 
 
 def _quota_store(settings: Settings) -> QuotaStore:
-    uri = settings.quota.storage
-    if uri.startswith("memory://"):
-        return MemoryQuotaStore()
-    raise ConfigurationError(f"unsupported quota storage {uri!r} (supported: memory://)")
+    quota = settings.quota
+    return open_quota_store(
+        quota.storage,
+        prefix=quota.key_prefix,
+        timeout=quota.timeout,
+        local_fraction=quota.local_fraction,
+        retry_interval=quota.retry_interval,
+    )
+
+
+def _vault(settings: Settings) -> ReasoningVault | None:
+    # Continuity keeps reasoning where quotas live: in process, or in the same Redis.
+    if not settings.shaping.continuity:
+        return None
+    return open_vault(settings.quota.storage, max_entries=settings.shaping.continuity_max_entries)
+
+
+def _signal_stage(settings: Settings) -> SignalStage | None:
+    if not settings.signals.enabled:
+        return None
+    return SignalStage.from_settings(settings.signals, settings.quota.storage)

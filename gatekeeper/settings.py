@@ -13,9 +13,17 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,7 +43,9 @@ class _Section(BaseModel):
 class IdentitySettings(_Section):
     """Where subjects (API keys and what they map to) come from."""
 
-    store: Literal["file", "redis"] = "file"
+    store: Literal["file", "redis"] = Field(
+        default="file", description="file: subjects_file; redis: shared by replicas (redis_url)."
+    )
     subjects_file: Path | None = Field(
         default=None, description="TOML, JSON or YAML file of subjects (store = file)."
     )
@@ -62,46 +72,408 @@ class NetworkSettings(_Section):
     )
 
 
+class OpaSettings(_Section):
+    """The OPA server queried by the ``opa`` policy engine (docs/policy-authoring.md)."""
+
+    url: str = Field(default="http://127.0.0.1:8181", description="OPA's address, http(s)://h:p.")
+    push: bool = Field(
+        default=True,
+        description="Upload policy.path to OPA (and on every reload); false: OPA loads its "
+        "own bundles and decisions are stamped with the bundle revision OPA reports.",
+    )
+    timeout: float = Field(
+        default=0.5, gt=0, description="Seconds a decision may take (then 503 policy_error)."
+    )
+    admin_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds an upload or check request may take."
+    )
+    pool_size: int = Field(default=32, gt=0, description="Connections kept to OPA.")
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token, for OPA run with --authentication=token."
+    )
+
+
 class PolicySettings(_Section):
     """Which policy is evaluated, and how."""
 
-    engine: Literal["embedded"] = "embedded"
-    path: Path = Field(default=Path("policies"), description="Policy directory.")
+    engine: Literal["embedded", "opa"] = Field(
+        default="embedded",
+        description="embedded: regorus in-process; opa: an OPA server (policy.opa).",
+    )
+    path: Path = Field(
+        default=Path("policies"), description="Policy directory or OPA bundle (.tar.gz)."
+    )
     decision: str = Field(
         default="data.gatekeeper.decision", description="The rule gatekeeper queries."
     )
+    check: bool = Field(
+        default=True,
+        description="Run a revision's Rego tests and conformance cases before it becomes "
+        "active (at start-up and on reload); a revision that fails is not activated.",
+    )
+    reload: bool = Field(
+        default=False, description="Watch policy.path and activate new revisions live."
+    )
+    reload_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between two looks at policy.path."
+    )
+    opa: OpaSettings = Field(default_factory=OpaSettings)
 
 
 class QuotaSettings(_Section):
-    """Where quota state lives."""
+    """Where quota state lives, and what happens when it cannot be reached (docs/quotas.md)."""
 
     storage: str = Field(
-        default="memory://", description="memory://, redis://, rediss://, redis+cluster://…"
+        default="memory://",
+        description="memory://, redis://, rediss://, redis+unix://, redis+cluster://h:p,h:p, "
+        "redis+sentinel://h:p,h:p/service (limits' URI conventions).",
     )
-    key_prefix: str = "gk"
+    key_prefix: str = Field(
+        default="gk", pattern=r"^[^{}]*$", description="Redis key prefix (no hash-tag braces)."
+    )
+    timeout: float = Field(
+        default=0.05, gt=0, description="Seconds a quota check may wait for the store."
+    )
+    local_fraction: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Share of a quota's capacity and rate kept in-process when its "
+        "on_store_error is 'local' and the store is down (about 1 / replicas).",
+    )
+    retry_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between attempts to reach a store that failed."
+    )
+
+
+_LINK_KINDS = frozenset({"payment", "org", "network", "asn", "user_agent"})
+
+
+class SignalSettings(_Section):
+    """The distillation signals stage that fills ``input.signals`` (docs/distillation.md)."""
+
+    enabled: bool = Field(default=True, description="Compute signals before the policy.")
+    storage: str | None = Field(
+        default=None,
+        description="memory:// (one process) or a Redis URI as in quota.storage (replicas "
+        "share observations through a Redis stream); unset: quota.storage.",
+    )
+    key_prefix: str = Field(default="gk:signals", description="Prefix of the Redis stream key.")
+    windows: dict[str, float] = Field(
+        default_factory=lambda: {"10m": 600.0, "1h": 3600.0, "24h": 86400.0},
+        description="Rolling windows of usage counters: name (as policies read it) -> seconds.",
+    )
+    window: str = Field(
+        default="1h",
+        description="The main window (one of windows): templates, clusters, reasoning share.",
+    )
+    buckets: int = Field(
+        default=12, ge=1, le=600, description="Sub-buckets per window (its resolution)."
+    )
+    link_by: list[str] = Field(
+        default_factory=lambda: ["payment", "org", "network+user_agent"],
+        description="Attributes (or '+'-joined combinations) whose sharing links subjects "
+        "into one cluster: payment, org, network (/24 or /48), asn, user_agent.",
+    )
+    max_prompt_chars: int = Field(
+        default=2000,
+        ge=16,
+        description="Prompt characters scored and templated (head and tail of longer prompts).",
+    )
+    flush_seconds: float = Field(
+        default=0.5, gt=0, description="Redis storage: how often observations are published."
+    )
+    scorer: str | None = Field(
+        default=None,
+        description="'module:factory' returning a Scorer (e.g. a model-backed classifier); "
+        "unset: the built-in pattern scorer.",
+    )
+
+    @field_validator("windows")
+    @classmethod
+    def _positive_windows(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("at least one window is needed")
+        bad = sorted(name for name, seconds in value.items() if seconds <= 0)
+        if bad:
+            raise ValueError(f"window lengths must be positive: {', '.join(bad)}")
+        return value
+
+    @field_validator("link_by")
+    @classmethod
+    def _known_link_kinds(cls, value: list[str]) -> list[str]:
+        for combination in value:
+            unknown = set(combination.split("+")) - _LINK_KINDS
+            if unknown:
+                raise ValueError(
+                    f"unknown link attribute {sorted(unknown)[0]!r} in {combination!r} "
+                    f"(known: {', '.join(sorted(_LINK_KINDS))})"
+                )
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window_is_one_of_windows(cls, value: str, info: Any) -> str:
+        windows = info.data.get("windows")
+        if windows is not None and value not in windows:
+            raise ValueError(f"{value!r} is not one of signals.windows ({', '.join(windows)})")
+        return value
+
+
+class _RemoteSinkSettings(_Section):
+    buffer_events: int = Field(
+        default=10_000, gt=0, description="Entries held while the receiver is away; then a gap."
+    )
+    batch_events: int = Field(default=500, gt=0, description="Most entries sent at once.")
+    flush_seconds: float = Field(
+        default=1.0, gt=0, description="Longest an entry waits for its batch to fill."
+    )
+    max_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="Cap of the retry backoff (from 100 ms, doubling)."
+    )
+
+
+class AuditRedisSinkSettings(_RemoteSinkSettings):
+    """A Redis Stream that receives every entry of the decision log (``XADD``)."""
+
+    url: str | None = Field(default=None, description="Redis URL; unset: no Redis sink.")
+    stream: str = Field(default="gatekeeper:decisions", description="Stream key.")
+    maxlen: int | None = Field(
+        default=1_000_000, gt=0, description="Trim to about this many entries; unset: never."
+    )
+
+
+class AuditHttpSinkSettings(_RemoteSinkSettings):
+    """An HTTP receiver of OPA's decision-log uploads (gzip JSON arrays, POST)."""
+
+    url: str | None = Field(
+        default=None, description="Full upload URL, e.g. http://collector:8282/logs; unset: none."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every upload.")
+    upload_size_limit_bytes: int = Field(
+        default=32768, ge=90, description="Largest compressed body (OPA's default)."
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per-upload timeout.")
 
 
 class AuditSettings(_Section):
-    """The decision log."""
+    """The decision log (docs/audit.md)."""
 
     path: Path = Field(default=Path("var/decisions.jsonl"), description="JSONL decision log.")
     queue_size: int = Field(default=10_000, gt=0, description="Events buffered before drops.")
     labels: dict[str, str] = Field(default_factory=dict, description="Added to every event.")
+    rotate_bytes: int = Field(
+        default=64 << 20, ge=0, description="Rotate the JSONL file at this size (0: never)."
+    )
+    rotate_seconds: float = Field(
+        default=0.0, ge=0, description="Rotate the JSONL file at this age (0: never)."
+    )
+    stdout: bool = Field(default=False, description="Also write every entry to stdout.")
+    redis: AuditRedisSinkSettings = Field(default_factory=AuditRedisSinkSettings)
+    http: AuditHttpSinkSettings = Field(default_factory=AuditHttpSinkSettings)
+    durable_paths: list[str] = Field(
+        default_factory=list,
+        description="Request paths (fnmatch patterns, e.g. /v1/*) whose responses complete "
+        "only once their event is fsynced, or are refused (503).",
+    )
+    durable_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Longest a durable response waits for its event."
+    )
+    checkpoint_every: int = Field(
+        default=1000, gt=0, description="Sign a checkpoint after this many entries."
+    )
+    checkpoint_seconds: float = Field(
+        default=60.0, ge=0, description="…or after this many seconds with new entries (0: never)."
+    )
+    signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) for checkpoints, created if missing; "
+        "default: keys/checkpoint-signing.pem beside the log.",
+    )
+    keyring: Path | None = Field(
+        default=None,
+        description="Directory of public keys by fingerprint; default: keys/ beside the log.",
+    )
+    hmac_key: SecretStr | None = Field(
+        default=None, description="Key of the keyed hashes kept by 'hash' mask rules."
+    )
+    hmac_key_file: Path | None = Field(default=None, description="…or a file holding it.")
+    mask: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description="Mask rules: JSON Pointers to remove, or {op: remove|upsert|hash, path, "
+        "value} (also read from data.gatekeeper.config.log.mask).",
+    )
+    secret_fields: list[str] | None = Field(
+        default=None,
+        description="Member names removed wherever they occur; default: a built-in list "
+        "(authorization, x-api-key, password, document_number, …).",
+    )
+
+    @field_validator("mask")
+    @classmethod
+    def _valid_mask_rules(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        from gatekeeper.audit.masking import parse_rules
+
+        parse_rules(value)
+        return value
 
 
 class RequestSettings(_Section):
     """Limits on what clients may send, and which paths are not protected."""
 
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    unprotected_paths: list[str] = Field(default_factory=lambda: ["/healthz"])
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="Largest model-API request body (else 413)."
+    )
+    unprotected_paths: list[str] = Field(
+        default_factory=lambda: ["/healthz"],
+        description="Paths passed to the app without any check (exact match).",
+    )
     max_event_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest SSE event shaped.")
 
 
 class ServerSettings(_Section):
     """Where the demo and the proxy listen."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address `gatekeeper demo`/`proxy` bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port they listen on.")
+
+
+def _endpoint_path(value: str) -> str:
+    if value and not value.startswith("/"):
+        raise ValueError(f"an endpoint path starts with '/' (or is empty to disable): {value!r}")
+    return value
+
+
+EndpointPath = Annotated[str, AfterValidator(_endpoint_path)]
+
+
+class ObservabilitySettings(_Section):
+    """Health endpoints, Prometheus metrics, OpenTelemetry spans and logs."""
+
+    liveness_path: EndpointPath = Field(
+        default="/healthz",
+        description="Liveness endpoint served by the middleware, unprotected ('' disables).",
+    )
+    readiness_path: EndpointPath = Field(
+        default="/readyz",
+        description="Readiness endpoint (policy loaded, stores reachable; '' disables).",
+    )
+    readiness_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Longest a readiness check of one part may take."
+    )
+    ready_when_degraded: bool = Field(
+        default=True,
+        description="Stay ready (status degraded) while a store is down but requests are "
+        "served by its fallback modes; false: 503, out of the load balancer.",
+    )
+    metrics_path: EndpointPath = Field(
+        default="/metrics",
+        description="Prometheus metrics on the app's own port, unprotected ('' disables).",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Also serve metrics on this separate port (e.g. 9464); unset: no listener.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the separate metrics listener binds."
+    )
+    tracing: bool = Field(
+        default=True,
+        description="Emit OpenTelemetry spans per stage when an OpenTelemetry SDK is configured.",
+    )
+    json_logs: bool = Field(
+        default=False, description="Write logs as one JSON object per line (proxy command)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Level of gatekeeper's own loggers (proxy command)."
+    )
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per protected request (decision id, outcome, status, latency).",
+    )
+
+
+class ProxySettings(_Section):
+    """The reverse proxy (``gatekeeper proxy``): where requests go and how."""
+
+    upstream: str | None = Field(
+        default=None,
+        description="Base URL every request is forwarded to, e.g. http://127.0.0.1:9000.",
+    )
+    upstream_api_key: SecretStr | None = Field(
+        default=None,
+        description="Replaces the client's Authorization / x-api-key on the way upstream; "
+        "unset: the client's credentials pass through.",
+    )
+    forwarded_headers: Literal["x-forwarded", "forwarded", "both", "none"] = Field(
+        default="x-forwarded",
+        description="How the client's address is passed on: X-Forwarded-For/-Proto/-Host, "
+        "RFC 7239 Forwarded, both, or none.",
+    )
+    preserve_host: bool = Field(
+        default=False, description="Send the client's Host upstream instead of the upstream's."
+    )
+    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect (→ 504).")
+    read_timeout: float = Field(
+        default=300.0, gt=0, description="Longest silence between upstream bytes (→ 504)."
+    )
+    write_timeout: float = Field(default=60.0, gt=0, description="Seconds to send a chunk.")
+    pool_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a free pooled connection (→ 504)."
+    )
+    max_connections: int = Field(default=100, gt=0, description="Connection pool size.")
+    max_keepalive_connections: int = Field(
+        default=20, ge=0, description="Idle connections kept open to the upstream."
+    )
+    keepalive_expiry: float = Field(
+        default=30.0, ge=0, description="Seconds an idle upstream connection is kept."
+    )
+
+    @field_validator("upstream")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"upstream must be an http:// or https:// URL: {value!r}")
+        return value.rstrip("/")
+
+
+class ShapingSettings(_Section):
+    """Reasoning shaping: summaries, truncation defaults, continuity (docs/reasoning.md)."""
+
+    summariser: str = Field(
+        default="extractive",
+        description="'extractive' (built in, no model) or 'package.module:attribute' naming a "
+        "summariser object, class or factory (an async summarise(text, max_tokens) method).",
+    )
+    summary_tokens: int = Field(
+        default=64, ge=0, description="Summary length when the policy sets no max_tokens."
+    )
+    truncate_tokens: int = Field(
+        default=256, ge=0, description="Tokens truncate lets through when the policy sets none."
+    )
+    buffer_chars: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="Reasoning characters one response may hold (summaries, continuity).",
+    )
+    continuity: bool = Field(
+        default=True,
+        description="Keep reasoning a client was not shown and restore it into its next "
+        "request (stored where quotas are: memory:// or Redis).",
+    )
+    continuity_ttl_seconds: float = Field(
+        default=86_400.0, gt=0, description="How long kept reasoning can be restored."
+    )
+    continuity_timeout: float = Field(
+        default=0.25, gt=0, description="Seconds a vault read or write may take."
+    )
+    continuity_max_entries: int = Field(
+        default=100_000, gt=0, description="Entries the in-memory vault holds (memory://)."
+    )
 
 
 class Settings(BaseSettings):
@@ -121,6 +493,10 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     request: RequestSettings = Field(default_factory=RequestSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    proxy: ProxySettings = Field(default_factory=ProxySettings)
+    signals: SignalSettings = Field(default_factory=SignalSettings)
+    shaping: ShapingSettings = Field(default_factory=ShapingSettings)
 
     @classmethod
     def settings_customise_sources(

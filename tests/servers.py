@@ -59,6 +59,74 @@ def redis_server() -> Iterator[str]:
         proc.wait(10)
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (so at most 55535)."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20_000, 55_535)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+@contextmanager
+def redis_cluster(primaries: int = 3) -> Iterator[str]:
+    """A throw-away Redis Cluster of ``primaries`` primaries and no replicas.
+
+    Yields a ``redis+cluster://`` URL naming every node. Started with ``redis-server
+    --cluster-enabled yes`` per node and ``redis-cli --cluster create``; stopped after.
+    """
+    import tempfile
+
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        raise RuntimeError("redis-server/redis-cli are not installed (make test installs them)")
+    ports = [_cluster_port() for _ in range(primaries)]
+    workdir = tempfile.mkdtemp(prefix="gk-redis-cluster-")
+
+    def node(port: int) -> subprocess.Popen[bytes]:
+        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
+        args += ["--cluster-node-timeout", "2000", "--dir", workdir]
+        return subprocess.Popen([server, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    procs = [node(port) for port in ports]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            wait_for_port(port, proc=proc)
+        nodes = [f"127.0.0.1:{p}" for p in ports]
+        subprocess.run(
+            [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        for port in ports:
+            while True:
+                info = subprocess.run(
+                    [cli, "-p", str(port), "cluster", "info"], capture_output=True, text=True
+                ).stdout
+                if "cluster_state:ok" in info:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cluster node {port} not ready:\n{info}")
+                time.sleep(0.1)
+        yield "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @contextmanager
 def demo_server(tmp: Path, **env: str) -> Iterator[DemoServer]:
     """``gatekeeper demo`` in its own process, its decision log in ``tmp``."""
@@ -103,13 +171,23 @@ class DemoServer:
         self.proc = proc
 
     def events(self, count: int | None = None, timeout: float = 5.0) -> list[dict]:
-        """The decision events written so far (waiting until at least ``count`` exist)."""
+        """The decision events written so far (waiting until at least ``count`` exist).
+
+        Only request events: the log's own entries (start, restart, gap, checkpoint…) are left
+        out, as is a last line still being written."""
         import json
 
         deadline = time.monotonic() + timeout
         while True:
-            lines = self.log_path.read_text().splitlines() if self.log_path.exists() else []
-            events = [json.loads(line) for line in lines if line.strip()]
+            raw = self.log_path.read_text() if self.log_path.exists() else ""
+            lines = raw.splitlines(keepends=True)
+            events = [
+                event
+                for line in lines
+                if line.endswith("\n") and line.strip()
+                for event in [json.loads(line)]
+                if event.get("gatekeeper", {}).get("kind", "decision") == "decision"
+            ]
             if count is None or len(events) >= count or time.monotonic() > deadline:
                 return events
             time.sleep(0.05)

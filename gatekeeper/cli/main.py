@@ -7,8 +7,11 @@ from pathlib import Path
 import click
 
 from gatekeeper import __version__
+from gatekeeper.cli.audit import audit
 from gatekeeper.cli.policy import policy
+from gatekeeper.cli.simulate import simulate_command
 from gatekeeper.network.cli import geoip_cli
+from gatekeeper.proxy.cli import proxy_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,11 +42,16 @@ def demo(config: Path, host: str | None, port: int | None) -> None:
     port = port if port is not None else settings.server.port
     app = create_demo_app(config)
     click.echo(demo_banner(host, port, settings))
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    # gatekeeper resolves the client address itself (trusted proxies); uvicorn must not rewrite
+    # the peer from X-Forwarded-For first.
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
 
 
 cli.add_command(policy)
 cli.add_command(geoip_cli)
+cli.add_command(proxy_command)
+cli.add_command(audit)
+cli.add_command(simulate_command)
 
 
 def main() -> None:

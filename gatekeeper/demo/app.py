@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -37,7 +38,7 @@ def demo_banner(host: str, port: int, settings: Settings) -> str:
     )
     return f"""gatekeeper demo: demo-reasoner behind gatekeeper on {base}
   policy:       {settings.policy.path} ({settings.policy.engine} engine)
-  quotas:       {settings.quota.storage}
+  quotas:       {_without_password(settings.quota.storage)}
   decision log: {settings.audit.path}
 
 API keys (Authorization: Bearer <key> or x-api-key: <key>):
@@ -65,3 +66,8 @@ def _curl_lines(base: str) -> str:
         f"-H 'X-Forwarded-For: 198.51.100.7' {json_type} -d '{responses}'",
     ]
     return "\n".join("  " + line for line in lines)
+
+
+def _without_password(uri: str) -> str:
+    """A storage URI fit for printing: ``redis://:secret@host`` becomes ``redis://:***@host``."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", uri)

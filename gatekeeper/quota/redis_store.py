@@ -228,7 +228,12 @@ class RedisQuotaStore:
                 start = "" if adj.window_start is None else f"{adj.window_start:.0f}"
                 args += [*_spec_args(adj.spec, adj.delta), start]
             calls.append(self._run(ADJUST, [keys[i] for i in group], args))
-        await asyncio.gather(*calls)
+        if len(calls) == 1:
+            # The common case: awaited directly, without the task gather would wrap it in
+            # (about a fifth of a settlement's CPU; bench/profile.py).
+            await calls[0]
+        else:
+            await asyncio.gather(*calls)
 
     async def health(self) -> dict[str, Any]:
         try:
