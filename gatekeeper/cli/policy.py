@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -99,7 +100,7 @@ def check_cmd(path: Path, decision: str, no_tests: bool) -> None:
     help="Input document (JSON); - for stdin.",
 )
 @_DECISION
-def eval_cmd(path: Path, input_file: click.utils.LazyFile, decision: str) -> None:
+def eval_cmd(path: Path, input_file: IO[bytes], decision: str) -> None:
     """Print the decision for one input document, as JSON."""
     try:
         doc = json.loads(input_file.read())
