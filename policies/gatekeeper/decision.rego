@@ -13,7 +13,7 @@
 # Performance (regorus evaluates this on every request): rules of other packages are referenced
 # by their full path, not through an `import` of the package, because regorus evaluates every
 # rule of an imported package that is referenced this way; and the allowed path never touches
-# the ordering, obligation or shadow rules.
+# the ordering, obligation or shadow rules (it is the first branch of `decision`).
 package gatekeeper
 
 refusals := data.gatekeeper.jurisdiction.refusals | data.gatekeeper.kyc.refusals | data.gatekeeper.distillation.refusals
@@ -39,7 +39,20 @@ obligations := object.union(data.gatekeeper.distillation.obligations, {"step_up_
 	not shadow_codes[r.code]
 } else := data.gatekeeper.distillation.obligations
 
+# The allowed decision is tested first: it is the common case, and it needs neither the
+# ordering nor the shadow rules.
 decision := {
+	"allow": true,
+	"status": 200,
+	"reasons": [],
+	"quotas": data.gatekeeper.quotas.applicable,
+	"reasoning": data.gatekeeper.reasoning.exposure,
+	"obligations": data.gatekeeper.distillation.obligations,
+	"headers": {},
+	"shadow": false,
+} if {
+	count(refusals) == 0
+} else := {
 	"allow": false,
 	"status": ordered_refusals[0].status,
 	"reasons": [{"code": r.code, "message": r.message} | some r in ordered_refusals],
@@ -49,7 +62,6 @@ decision := {
 	"headers": {},
 	"shadow": false,
 } if {
-	count(refusals) > 0
 	enforcing
 } else := {
 	"allow": false,
@@ -62,13 +74,4 @@ decision := {
 	"shadow": true,
 } if {
 	count(refusals) > 0
-} else := {
-	"allow": true,
-	"status": 200,
-	"reasons": [],
-	"quotas": data.gatekeeper.quotas.applicable,
-	"reasoning": data.gatekeeper.reasoning.exposure,
-	"obligations": data.gatekeeper.distillation.obligations,
-	"headers": {},
-	"shadow": false,
 }

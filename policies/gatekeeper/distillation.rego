@@ -139,7 +139,9 @@ obligations := object.union(
 	step_up_obligation,
 ) if level != "none"
 
-step_up_obligation := {"step_up_kyc": step_up_level} if step_up else := {}
+step_up_obligation := {"step_up_kyc": step_up_level} if step_up
+
+else := {}
 
 # --- reasoning and quotas ------------------------------------------------------------------
 
@@ -162,9 +164,12 @@ caps contains data.gatekeeper.config.distillation.responses[response].reasoning 
 
 caps contains data.gatekeeper.config.launch.reasoning if launch_applies
 
-engaged if level != "none"
-
-engaged if launch_applies
+# One rule with `else`, not two bodies: regorus evaluates every body of a multi-body rule.
+engaged if {
+	level != "none"
+} else := true if {
+	launch_applies
+}
 
 default quotas := []
 
@@ -219,4 +224,5 @@ launch_weak_account if {
 launch_quotas := [quota(name, spec, sprintf("subject:%s", [input.subject.id])) |
 	some name, spec in data.gatekeeper.config.launch.quotas
 	cost(spec.unit)
-] if launch_applies else := []
+] if launch_applies
+ else := []

@@ -5,7 +5,10 @@ import data.gatekeeper.config.kyc.levels
 import data.gatekeeper.config.reasoning as cfg
 
 # The tier's exposure, lowered (never raised) by the anti-extraction pack's cap: distillation.rego.
-exposure := cap if {
+# Without distillation evidence or a launch window (the common case) no cap is looked for.
+exposure := tier_exposure if {
+	not data.gatekeeper.distillation.engaged
+} else := cap if {
 	cap := data.gatekeeper.distillation.reasoning_cap
 	data.gatekeeper.distillation.tighter(cap, tier_exposure)
 } else := tier_exposure
