@@ -97,6 +97,11 @@ def test_canonical_json_is_stable_across_a_round_trip(value: Any) -> None:
         pytest.param(0.00001, "0.00001", id="small-plain"),
         pytest.param({"b": 1, "a": [1, 2.5]}, '{"a":[1,2.5],"b":1}', id="sorted-keys"),
         pytest.param("é\u2028\x7f\x01", '"é\u2028\x7f\\u0001"', id="utf8-not-escaped"),
+        pytest.param(
+            {"s": '1e+16 \\" e+3', "f": 2e300},
+            '{"f":2e300,"s":"1e+16 \\\\\\" e+3"}',
+            id="exponent-text-in-strings-kept",
+        ),
     ],
 )
 def test_canonical_examples(value: Any, expected: str) -> None:
