@@ -34,7 +34,7 @@ from gatekeeper.dialects._messages_shaper import (
     MessagesShaper,
 )
 from gatekeeper.dialects._trace import HANDLE_PREFIX, ShapingOptions
-from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts, estimate_tokens
+from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
 
 __all__ = ["SAFE_BLOCK_TYPES", "SAFE_DELTA_TYPES", "AnthropicMessages", "MessagesShaper"]
 
@@ -66,8 +66,7 @@ class AnthropicMessages(Dialect):
             stream=bool(opt_bool(body, "stream")),
             reasoning_requested=thinking is not None and thinking.get("type") != "disabled",
             max_tokens=max_tokens,
-            estimated_tokens=estimate_tokens(chars)
-            + (max_tokens if max_tokens is not None else self.default_output_tokens),
+            estimated_tokens=self.estimated_tokens(chars, max_tokens),
             prompt_features=features,
         )
 

@@ -198,6 +198,13 @@ class Dialect(ABC):
     paths: ClassVar[tuple[str, ...]]
     #: Output tokens assumed by ``estimated_tokens`` when the request sets no maximum.
     default_output_tokens: ClassVar[int] = 4096
+
+    def estimated_tokens(self, prompt_chars: int, max_tokens: int | None) -> int:
+        """The request's cost estimate: the prompt's tokens plus its output limit (or the
+        dialect's default when the request sets none)."""
+        output = max_tokens if max_tokens is not None else self.default_output_tokens
+        return estimate_tokens(prompt_chars) + output
+
     #: Byte strings without which a request body cannot refer to kept reasoning (a cheap test
     #: before parsing it for ``history_keys``).
     history_markers: ClassVar[tuple[bytes, ...]] = ()

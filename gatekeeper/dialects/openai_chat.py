@@ -26,7 +26,7 @@ from gatekeeper.dialects._common import (
     text_chars,
 )
 from gatekeeper.dialects._trace import ShapingOptions
-from gatekeeper.dialects.base import Dialect, RequestFacts, estimate_tokens
+from gatekeeper.dialects.base import Dialect, RequestFacts
 
 __all__ = ["SAFE_MESSAGE_KEYS", "ChatShaper", "OpenAIChat"]
 
@@ -57,8 +57,7 @@ class OpenAIChat(Dialect):
             stream=bool(opt_bool(body, "stream")),
             reasoning_requested=_reasoning_requested(body),
             max_tokens=max_tokens,
-            estimated_tokens=estimate_tokens(chars)
-            + (max_tokens if max_tokens is not None else self.default_output_tokens),
+            estimated_tokens=self.estimated_tokens(chars, max_tokens),
             prompt_features=features,
         )
 

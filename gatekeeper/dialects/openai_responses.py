@@ -32,7 +32,7 @@ from gatekeeper.dialects._responses_items import (
 )
 from gatekeeper.dialects._responses_shaper import ResponsesShaper
 from gatekeeper.dialects._trace import ShapingOptions
-from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts, estimate_tokens
+from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
 
 __all__ = ["SAFE_ITEM_TYPES", "SAFE_PART_TYPES", "OpenAIResponses", "ResponsesShaper"]
 
@@ -73,8 +73,7 @@ class OpenAIResponses(Dialect):
                 or "reasoning.encrypted_content" in include
             ),
             max_tokens=max_tokens,
-            estimated_tokens=estimate_tokens(chars)
-            + (max_tokens if max_tokens is not None else self.default_output_tokens),
+            estimated_tokens=self.estimated_tokens(chars, max_tokens),
             prompt_features=features,
         )
 
