@@ -64,7 +64,7 @@ rego-test: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
-# Every benchmark scenario in sequence (docs/performance.md); about 15 minutes. One scenario:
+# Every benchmark scenario in sequence (docs/performance.md); 10-15 minutes. One scenario:
 # $(PY) -m bench.<name> --help. Benchmarks never run in `make test` (only a smoke test does).
 bench: $(STAMP) system-deps
 	$(PY) -m pip install --quiet -e '.[bench]'

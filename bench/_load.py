@@ -1,0 +1,217 @@
+"""The load generator of the HTTP benchmarks (wrk with a Lua script) and what Redis counts.
+
+wrk (Debian's) runs in its own process, one thread, so the other core serves. Its Lua script
+sends the benchmark's ``POST`` with its JSON body and headers, and prints wrk's per-request
+latency percentiles in microseconds as one JSON line, with the request and error counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench._common import Child, free_port, wait_for_port
+
+_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, '
+    .. '"p50": %d, "p90": %d, "p99": %d, "p999": %d, "max": %d, "mean": %.1f}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean))
+end
+"""
+
+
+def _lua_string(text: str | bytes) -> str:
+    raw = text.decode() if isinstance(text, bytes) else text
+    return json.dumps(raw)  # a JSON string literal is a valid Lua string literal here
+
+
+def lua_script(method: str, body: bytes, headers: Mapping[str, str]) -> str:
+    """wrk's script: the request, and a ``done`` that prints the percentiles as JSON."""
+    lines = [f"wrk.method = {_lua_string(method)}", f"wrk.body = {_lua_string(body)}"]
+    lines += [f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()]
+    return "\n".join(lines) + "\n" + _DONE
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one wrk run measured; latencies in milliseconds."""
+
+    requests: int
+    seconds: float
+    errors: int
+    p50: float
+    p90: float
+    p99: float
+    p999: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+class Wrk:
+    """wrk with one Lua script, reused for every run of a benchmark."""
+
+    def __init__(self, method: str, body: bytes, headers: Mapping[str, str]) -> None:
+        binary = shutil.which("wrk")
+        if binary is None:
+            sys.exit("wrk is not installed (apt-get install wrk)")
+        self.binary = binary
+        handle, name = tempfile.mkstemp(suffix=".lua", prefix="bench-")
+        os.write(handle, lua_script(method, body, headers).encode())
+        os.close(handle)
+        self.script = Path(name)
+
+    def run(self, url: str, *, connections: int, seconds: float) -> Load:
+        command = [
+            self.binary, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+            "--timeout", "5s", "-s", str(self.script), url,
+        ]  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        line = next((x for x in out.splitlines() if x.startswith("BENCH ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk printed no result:\n{out}")
+        data = json.loads(line.removeprefix("BENCH "))
+        return Load(
+            requests=data["requests"],
+            seconds=data["duration_us"] / 1e6,
+            errors=data["status_errors"] + data["socket_errors"],
+            p50=data["p50"] / 1000,
+            p90=data["p90"] / 1000,
+            p99=data["p99"] / 1000,
+            p999=data["p999"] / 1000,
+        )
+
+    def close(self) -> None:
+        self.script.unlink(missing_ok=True)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+async def _redis_info(url: str) -> tuple[dict[str, int], float]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+        cpu = await client.info("cpu")
+    finally:
+        await client.aclose()
+    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+    return calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def redis_info(url: str) -> tuple[dict[str, int], float]:
+    """Redis' command counts (``INFO commandstats``) and the CPU seconds it has used."""
+    return asyncio.run(_redis_info(url))
+
+
+def command_deltas(
+    before: dict[str, int], after: dict[str, int], requests: int
+) -> dict[str, float]:
+    """Commands per request between two ``redis_info`` counts (the INFO calls left out)."""
+    return {
+        name: (after[name] - before.get(name, 0)) / max(1, requests)
+        for name in after
+        if name != "info" and after[name] != before.get(name, 0)
+    }
+
+
+def monitor_scripts(url: str, seconds: float, during: Any) -> Counter[str]:
+    """Commands Redis receives while ``during()`` runs (``MONITOR``), scripts named by SHA.
+
+    MONITOR slows Redis: use it to see *which* commands a request sends, never for timing.
+    """
+    import threading
+
+    import redis
+
+    seen: Counter[str] = Counter()
+    client = redis.Redis.from_url(url, socket_timeout=0.5)
+    stop = threading.Event()
+
+    def watch() -> None:
+        with client.monitor() as monitor:
+            while not stop.is_set():
+                try:
+                    entry = monitor.next_command()
+                except (redis.TimeoutError, TimeoutError):
+                    continue
+                words = entry["command"].split()
+                if not words:
+                    continue
+                name = words[0].upper()
+                if name in ("EVALSHA", "EVAL") and len(words) > 1:
+                    name = f"{name} {words[1][:12]}"
+                seen[name] += 1
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    try:
+        during()
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(2)
+        client.close()
+    return seen
+
+
+@contextmanager
+def servers(module: str, names: list[str], *args: str) -> Iterator[dict[str, Child]]:
+    """``python -m <module> serve <name> --port P <args>`` for every name, started together.
+
+    Like ``bench._common.child_server``, but every server starts at once (gatekeeper takes a
+    second or two to start: one after the other, four of them would take as long as a round).
+    """
+    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        for name in names:
+            port = free_port()
+            command = [sys.executable, "-m", module, "serve", name, "--port", str(port), *args]
+            procs[name] = (
+                subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
+                port,
+            )
+        for proc, port in procs.values():
+            wait_for_port(port, proc)
+        yield {
+            name: Child(f"http://127.0.0.1:{port}", proc.pid)
+            for name, (proc, port) in procs.items()
+        }
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+        for proc, _ in procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
