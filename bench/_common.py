@@ -38,7 +38,7 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
                 return
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on port {port}")
+    raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
 
 
 @contextmanager
