@@ -105,7 +105,7 @@ def eval_cmd(path: Path, input_file: IO[bytes], decision: str) -> None:
     try:
         doc = json.loads(input_file.read())
         engine = EmbeddedEngine(load_policy(path), decision)
-        value = decision_from_value(engine.evaluate(doc))
+        value = decision_from_value(engine.evaluate(doc), doc)
     except (PolicyError, ValueError) as exc:
         _fail(str(exc))
     click.echo(json.dumps(value.model_dump(mode="json"), indent=2, sort_keys=True))

@@ -218,7 +218,7 @@ def judge(case: Case, value: Any, revision: str = "") -> CaseResult:
         return result
     try:
         # Matched against the validated decision, so defaults count as written.
-        normalized = decision_from_value(value).model_dump(mode="json")
+        normalized = decision_from_value(value, case.input).model_dump(mode="json")
     except Exception as exc:
         result.error = str(exc)
     else:

@@ -203,7 +203,7 @@ class EmbeddedEngine:
                 "undefined", PolicyEvaluationError("the decision rule is undefined for this input")
             )
         try:
-            decision = decision_from_json(raw)
+            decision = decision_from_json(raw, input_doc)
         except InvalidDecisionError as exc:
             raise self.counters.failed("invalid", exc) from exc
         except PolicyError as exc:

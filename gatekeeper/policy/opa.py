@@ -160,7 +160,7 @@ class OpaEngine:
         await self._ensure_started()
         value, revision = await self._query(input_doc, counted=True)
         try:
-            decision = decision_from_value(value)
+            decision = decision_from_value(value, input_doc)
         except InvalidDecisionError as exc:
             raise self.counters.failed("invalid", exc) from exc
         except PolicyEvaluationError as exc:

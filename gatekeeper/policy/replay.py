@@ -165,8 +165,12 @@ def _recorded(event: dict[str, Any]) -> tuple[str, Decision | None]:
     error = event.get("error") or {}
     if error.get("code") == POLICY_ERROR:
         return POLICY_ERROR, None
+    input_doc = event.get("input")
+    # gatekeeper logs decisions with their quotas resolved; an OPA server logs the policy's
+    # raw result, whose quota templates are resolved here against the recorded input.
+    context = {"input": input_doc} if isinstance(input_doc, dict) else None
     try:
-        decision = Decision.model_validate(event.get("result"))
+        decision = Decision.model_validate(event.get("result"), context=context)
     except ValueError:  # no valid decision was recorded: the policy failed
         return POLICY_ERROR, None
     return outcome_of(decision), decision
@@ -203,7 +207,7 @@ async def replay(
         before, old = _recorded(event)
         try:
             value, _ = await engine.evaluate_raw(input_doc)
-            new: Decision | None = decision_from_value(value)
+            new: Decision | None = decision_from_value(value, input_doc)
         except PolicyError:
             value, new = None, None
         after = outcome_of(new) if new is not None else POLICY_ERROR

@@ -175,32 +175,10 @@ default quotas := []
 
 quotas := array.concat(signal_quotas, launch_quotas) if engaged
 
-signal_quotas := [quota(name, spec, owner(spec)) |
-	level != "none"
-	some name, spec in data.gatekeeper.config.distillation.quotas[response]
-	cost(spec.unit)
-]
-
-owner(spec) := sprintf("cluster:%s", [input.signals.cluster.id]) if {
-	spec.scope == "cluster"
-	is_string(input.signals.cluster.id)
-} else := sprintf("subject:%s", [input.subject.id])
-
-cost("requests") := 1
-
-cost("tokens") := input.request.estimated_tokens if is_string(input.request.dialect)
-
-quota(name, spec, who) := {
-	"name": name,
-	"key": sprintf("%s:%s", [who, name]),
-	"kind": "token_bucket",
-	"unit": spec.unit,
-	"capacity": spec.capacity,
-	"rate": spec.rate,
-	"period": spec.period,
-	"cost": cost(spec.unit),
-	"on_store_error": object.get(spec, "on_store_error", "deny"),
-}
+# Quota templates (scope "cluster" or "subject"): gatekeeper fills in key and cost, as for
+# the tiers' (quotas.rego).
+signal_quotas := data.gatekeeper.config.distillation.quotas[response] if level != "none"
+else := []
 
 # --- launch window -------------------------------------------------------------------------
 
@@ -221,8 +199,5 @@ launch_weak_account if {
 	input.subject.account_age_days < data.gatekeeper.config.launch.new_account_days
 }
 
-launch_quotas := [quota(name, spec, sprintf("subject:%s", [input.subject.id])) |
-	some name, spec in data.gatekeeper.config.launch.quotas
-	cost(spec.unit)
-] if launch_applies
- else := []
+launch_quotas := data.gatekeeper.config.launch.quotas if launch_applies
+else := []

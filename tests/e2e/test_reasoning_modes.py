@@ -59,19 +59,16 @@ def _policy_pack(root: Path) -> Path:
         },
     }
     (config / "reasoning" / "data.json").write_text(json.dumps(reasoning))
-    roomy = {"requests": {"unit": "requests", "capacity": 1000, "rate": 1000, "period": 60}}
-    tiers: dict[str, Any] = {f"t-{name}": {"quotas": roomy} for name in EXPOSURE}
-    tiers["t-budget"] = {
-        "quotas": {
-            **roomy,
-            "reasoning_tokens": {
-                "unit": "reasoning_tokens",
-                "capacity": 40,
-                "rate": 1,
-                "period": 86400,
-            },
-        }
+    roomy = {"name": "requests", "unit": "requests", "capacity": 1000, "rate": 1000, "period": 60}
+    tiers: dict[str, Any] = {f"t-{name}": {"quotas": [roomy]} for name in EXPOSURE}
+    budget = {
+        "name": "reasoning_tokens",
+        "unit": "reasoning_tokens",
+        "capacity": 40,
+        "rate": 1,
+        "period": 86400,
     }
+    tiers["t-budget"] = {"quotas": [roomy, budget]}
     (config / "tiers" / "data.json").write_text(
         json.dumps({"default_tier": "t-drop", "tiers": tiers})
     )

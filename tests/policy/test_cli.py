@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from gatekeeper.audit.events import DecisionRecord
 from gatekeeper.cli import cli
-from gatekeeper.policy import EmbeddedEngine, PolicySource, load_policy
+from gatekeeper.policy import EmbeddedEngine, PolicySource, decision_from_value, load_policy
 from tests.policy.conftest import POLICIES, make_input
 
 
@@ -113,7 +113,7 @@ def recorded_log(tmp_path: Path, pack: PolicySource) -> Path:
         doc = json.loads(json.dumps(doc))
         doc["subject"]["id"] = name
         record = DecisionRecord(decision_id=f"id-{name}", revision=pack.revision, input=doc)
-        record.result = engine.evaluate(doc)
+        record.result = decision_from_value(engine.evaluate(doc), doc).model_dump(mode="json")
         lines.append(record.to_event({}))
     refused = DecisionRecord(decision_id="id-nokey", decided_by="gatekeeper")
     refused.result = {"allow": False, "status": 401, "reasons": [{"code": "missing_api_key"}]}
