@@ -14,8 +14,11 @@
                         cost of setting the input.
 
 Inputs are four realistic documents (an allowed free user, an allowed pro user, a refused
-unverified user from a restricted country, a client of unknown location), rotated. Figures are
-medians of interleaved rounds, so a busy machine slows every contender alike.
+unverified user from a restricted country, a client of unknown location), rotated, in two sets:
+**without signals** (``input.signals.available`` false: the distillation module grades nothing)
+and **with signals** (the signal stage ran, as in gatekeeper's default configuration: benign
+usage counts, a small account cluster, a low CoT score; every piece of evidence is evaluated).
+Figures are medians of interleaved rounds, so a busy machine slows every contender alike.
 """
 
 from __future__ import annotations
@@ -70,7 +73,18 @@ def opa_server(opa: str) -> Iterator[str]:
         proc.wait(10)
 
 
-def inputs() -> list[dict[str, Any]]:
+#: What the signal stage reports for ordinary traffic (``--signals`` inputs).
+BENIGN_SIGNALS: dict[str, Any] = {
+    "available": True,
+    "cot_elicitation": 0.1,
+    "template_repetition": 0.05,
+    "subject": {"requests": {"1h": 40, "24h": 300}, "tokens": {"1h": 9000},
+                "reasoning_share": 0.3, "template_count": 1},
+    "cluster": {"id": "c-1", "size": 2, "requests": {"1h": 80}, "template_count": 1},
+}  # fmt: skip
+
+
+def inputs(signals: bool = False) -> list[dict[str, Any]]:
     def doc(tier: str, kyc: str, country: str | None, ip: str) -> dict[str, Any]:
         return Input.model_validate(
             {
@@ -88,6 +102,7 @@ def inputs() -> list[dict[str, Any]]:
                     "user_agent": "OpenAI/Python 1.50.0",
                     "prompt_features": {"messages": 3, "chars": 800},
                 },
+                "signals": BENIGN_SIGNALS if signals else {},
                 "time": {
                     "unix_ns": 0,
                     "rfc3339": "2026-01-01T00:00:00Z",
@@ -125,31 +140,39 @@ def _timed(call: Callable[[Any], Any], arg: Any, n: int) -> list[int]:
 
 async def run(rounds: int, per_round: int, compare: Path | None) -> None:
     source = load_policy(ROOT / "policies")
-    docs = inputs()
-    jsons = [orjson.dumps(d).decode() for d in docs]
+    sets = {"": inputs(), ", signals": inputs(signals=True)}
+    docs = {name: list(zip(d, [orjson.dumps(x).decode() for x in d], strict=True))
+            for name, d in sets.items()}  # fmt: skip
     embedded = EmbeddedEngine(source)
     other = EmbeddedEngine(load_policy(compare), check=False) if compare else None
-    samples: dict[str, list[int]] = {"embedded eval": [], "embedded verdict": []}
-    if other is not None:
-        samples[f"embedded eval ({compare})"] = []
+    samples: dict[str, list[int]] = {}
     opa_bin = find_opa()
     opa: OpaEngine | None = None
     server = opa_server(opa_bin) if opa_bin else None
     if server is not None:
         opa = OpaEngine(server.__enter__(), source=source, pool_size=4)
         await opa.start()
-        samples["opa verdict"] = []
     else:
         print("opa not found (make tools builds it): OPA figures are skipped")
     try:
         for i in range(rounds):
-            doc, raw = docs[i % len(docs)], jsons[i % len(jsons)]
-            samples["embedded eval"] += _timed(embedded.evaluate_json, raw, per_round)
-            samples["embedded verdict"] += await _timed_async(embedded.verdict, doc, per_round)
-            if other is not None:
-                samples[f"embedded eval ({compare})"] += _timed(other.evaluate_json, raw, per_round)
-            if opa is not None:
-                samples["opa verdict"] += await _timed_async(opa.verdict, doc, per_round // 4 or 1)
+            for kind, pairs in docs.items():
+                doc, raw = pairs[i % len(pairs)]
+                add = samples.setdefault
+                add(f"embedded eval{kind}", []).extend(
+                    _timed(embedded.evaluate_json, raw, per_round)
+                )
+                add(f"embedded verdict{kind}", []).extend(
+                    await _timed_async(embedded.verdict, doc, per_round)
+                )
+                if other is not None:
+                    add(f"embedded eval{kind} ({compare})", []).extend(
+                        _timed(other.evaluate_json, raw, per_round)
+                    )
+                if opa is not None:
+                    add(f"opa verdict{kind}", []).extend(
+                        await _timed_async(opa.verdict, doc, per_round // 4 or 1)
+                    )
     finally:
         if opa is not None:
             await opa.aclose()
@@ -161,13 +184,14 @@ async def run(rounds: int, per_round: int, compare: Path | None) -> None:
     print(f"{'contender':<48}{'median µs':>12}{'samples':>10}")
     for name, median in medians.items():
         print(f"{name:<48}{median:>12.1f}{len(samples[name]):>10}")
-    base = medians["embedded verdict"]
-    if "opa verdict" in medians:
-        ratio = medians["opa verdict"] / base
-        print(f"opa verdict / embedded verdict: {ratio:.1f}x (target: >= 10x)")
-    if other is not None:
-        ratio = medians[f"embedded eval ({compare})"] / medians["embedded eval"]
-        print(f"embedded eval, {compare} / current pack: {ratio:.2f}x")
+    for kind in docs:
+        base = medians[f"embedded verdict{kind}"]
+        if f"opa verdict{kind}" in medians:
+            ratio = medians[f"opa verdict{kind}"] / base
+            print(f"opa verdict / embedded verdict{kind}: {ratio:.1f}x (target: >= 10x)")
+        if other is not None:
+            ratio = medians[f"embedded eval{kind} ({compare})"] / medians[f"embedded eval{kind}"]
+            print(f"embedded eval{kind}, {compare} / current pack: {ratio:.2f}x")
 
 
 def by_rule(rounds: int, per_round: int) -> None:

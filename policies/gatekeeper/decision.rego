@@ -51,7 +51,10 @@ decision := {
 	"headers": {},
 	"shadow": false,
 } if {
-	count(refusals) == 0
+	# Each module's refusals tested alone: cheaper than building their union first.
+	count(data.gatekeeper.jurisdiction.refusals) == 0
+	count(data.gatekeeper.kyc.refusals) == 0
+	count(data.gatekeeper.distillation.refusals) == 0
 } else := {
 	"allow": false,
 	"status": ordered_refusals[0].status,

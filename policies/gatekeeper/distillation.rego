@@ -107,7 +107,13 @@ step_up if {
 	data.gatekeeper.config.kyc.levels[input.subject.kyc_level] < data.gatekeeper.config.kyc.levels[step_up_level]
 }
 
-refusals contains {
+# Without evidence (the common case) there is nothing to refuse, and the refusal bodies are not
+# evaluated.
+refusals := set() if {
+	level == "none"
+} else := found
+
+found contains {
 	"priority": 40,
 	"status": 403,
 	"code": "distillation_suspected",
@@ -117,7 +123,7 @@ refusals contains {
 	refuse
 }
 
-refusals contains {
+found contains {
 	"priority": 35,
 	"status": 403,
 	"code": "kyc_step_up_required",
@@ -165,9 +171,11 @@ caps contains data.gatekeeper.config.distillation.responses[response].reasoning 
 caps contains data.gatekeeper.config.launch.reasoning if launch_applies
 
 # One rule with `else`, not two bodies: regorus evaluates every body of a multi-body rule.
+# The launch window is looked for only when the model has a release date (rarely).
 engaged if {
 	level != "none"
 } else := true if {
+	data.gatekeeper.config.launch.releases[input.request.model]
 	launch_applies
 }
 
