@@ -56,7 +56,8 @@ evidence := {name |
 	present == true
 }
 
-score := sum([w | some e in evidence; w := data.gatekeeper.config.distillation.weights[e]])
+# The weights are looked up once, not once per piece of evidence.
+score := sum([weights[e] | weights := data.gatekeeper.config.distillation.weights; some e in evidence])
 
 # --- grading -------------------------------------------------------------------------------
 
@@ -140,7 +141,7 @@ default obligations := {}
 obligations := object.union(
 	{
 		"flag_for_review": object.get(data.gatekeeper.config.distillation.responses[level], "flag_for_review", false) == true,
-		"notes": [sprintf("distillation:%s", [level]), sprintf("evidence:%s", [concat("+", sort([e | some e in evidence]))])],
+		"notes": [sprintf("distillation:%s", [level]), sprintf("evidence:%s", [concat("+", evidence)])],
 	},
 	step_up_obligation,
 ) if level != "none"
@@ -153,7 +154,12 @@ else := {}
 
 # The tightest reasoning cap of the level's response and the launch window; reasoning.rego
 # applies it where it is tighter than the tier's exposure.
-reasoning_cap := [c | some c in caps; count([x | some x in caps; tighter(x, c)]) == 0][0] if engaged
+# With one cap (the usual case: no launch window) no comparison is needed.
+reasoning_cap := c if {
+	engaged
+	count(caps) == 1
+	some c in caps
+} else := [c | some c in caps; count([x | some x in caps; tighter(x, c)]) == 0][0] if engaged
 
 # tighter(a, b): exposure `a` shows less reasoning than `b`: a lower mode (config mode_rank),
 # or the same mode with a smaller token budget.
