@@ -51,10 +51,8 @@ decision := {
 	"headers": {},
 	"shadow": false,
 } if {
-	# Each module's refusals tested alone: cheaper than building their union first.
-	count(data.gatekeeper.jurisdiction.refusals) == 0
-	count(data.gatekeeper.kyc.refusals) == 0
-	count(data.gatekeeper.distillation.refusals) == 0
+	# The union, not each module's set: a module added to `refusals` must refuse here too.
+	count(refusals) == 0
 } else := {
 	"allow": false,
 	"status": ordered_refusals[0].status,
