@@ -7,6 +7,11 @@ HTTP (uvicorn, one worker; wrk in its own process as the load generator, on loop
 - ``gk-redis-1``      the quota stage, Redis store, 1 token bucket;
 - ``gk-redis-3``      the quota stage, Redis store, 3 quotas of two owners (2 buckets + a
                       monthly window): one script, one round trip;
+- ``gk-settle-now``   ``gk-redis-3`` plus the token settlement after the response
+                      (``TokenReservation``, the middleware's code), ``quota.settle_interval``
+                      0: each settlement its own script call, as before deferred settlement;
+- ``gk-settle``       the same with the default ``quota.settle_interval`` (settlements merged
+                      and sent together);
 - ``slowapi-fixed``   slowapi with `limits` on the same Redis, fixed window (1 limit);
 - ``slowapi-moving``  slowapi, moving window (1 limit).
 
@@ -14,7 +19,8 @@ Each contender is measured saturated (``--connections``, for requests/s) and wit
 connection (for latency: p50/p99 minus the bare app's, "added latency"). Rounds are interleaved
 and the medians printed. Then each contender's Redis commands per request (``INFO
 commandstats`` deltas), and the cost of one check without HTTP: the multi-quota script against
-`limits`' fixed, moving and sliding windows on the same Redis.
+`limits`' fixed, moving and sliding windows on the same Redis, and a check plus its settlement,
+immediate and deferred.
 
 The quota stage here is gatekeeper's real store call and headers (``acquire`` +
 ``rate_limit_headers``) without identity or policy, so the figures isolate quota enforcement.
@@ -31,7 +37,16 @@ from typing import Any
 from bench._common import child_server, median, redis_server, wrk
 
 MODULE = "bench.quotas"
-CONTENDERS = ["none", "gk-memory", "gk-redis-1", "gk-redis-3", "slowapi-fixed", "slowapi-moving"]
+CONTENDERS = [
+    "none",
+    "gk-memory",
+    "gk-redis-1",
+    "gk-redis-3",
+    "gk-settle-now",
+    "gk-settle",
+    "slowapi-fixed",
+    "slowapi-moving",
+]
 HUGE = 10**9  # limits nothing is refused by: the benchmark measures checks, not refusals
 KEY_HEADER = "x-api-key: bench-subject"
 
@@ -84,18 +99,29 @@ def build_app(contender: str, redis_url: str) -> Any:
 
     if contender == "gk-memory":
         return QuotaStage(app, MemoryQuotaStore(), _specs(3))
-    store = open_quota_store(redis_url, prefix="bench", timeout=0.5)
-    return QuotaStage(app, store, _specs(1 if contender == "gk-redis-1" else 3))
+    settles = contender.startswith("gk-settle")
+    store = open_quota_store(
+        redis_url, prefix="bench", timeout=0.5, settle_interval=_settle_interval(contender)
+    )
+    return QuotaStage(app, store, _specs(1 if contender == "gk-redis-1" else 3), settle=settles)
+
+
+def _settle_interval(contender: str) -> float:
+    from gatekeeper.settings import QuotaSettings
+
+    return QuotaSettings().settle_interval if contender == "gk-settle" else 0.0
 
 
 class QuotaStage:
-    """gatekeeper's quota stage alone: acquire, 429 on refusal, RateLimit headers."""
+    """gatekeeper's quota stage alone: acquire, 429 on refusal, RateLimit headers, and with
+    ``settle`` the token settlement after the response (estimate reserved, bytes sent charged).
+    """
 
-    def __init__(self, app: Any, store: Any, specs: list[Any]) -> None:
-        self.app, self.store, self.specs = app, store, specs
+    def __init__(self, app: Any, store: Any, specs: list[Any], *, settle: bool = False) -> None:
+        self.app, self.store, self.specs, self.settle = app, store, specs, settle
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        from gatekeeper.quota import rate_limit_headers
+        from gatekeeper.quota import TokenReservation, rate_limit_headers
 
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -112,7 +138,14 @@ class QuotaStage:
                 message = {**message, "headers": [*message.get("headers", []), *headers]}
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        reservation = None
+        if self.settle:
+            reservation = TokenReservation.open(self.store, self.specs, result, prompt_chars=400)
+        if reservation is None:
+            await self.app(scope, receive, with_headers)
+            return
+        await self.app(scope, receive, reservation.meter(with_headers))
+        await reservation.settle(None)
 
 
 def serve(contender: str, port: int, redis_url: str) -> None:
@@ -189,6 +222,12 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
     from gatekeeper.quota import open_quota_store
 
     store = open_quota_store(redis_url, prefix="bench-check", timeout=0.5)
+    stores = {
+        name: open_quota_store(
+            redis_url, prefix="bench-check", timeout=0.5, settle_interval=_settle_interval(name)
+        )
+        for name in ("gk-settle-now", "gk-settle")
+    }
     storage = RedisStorage(f"async+{redis_url}", implementation="redispy")
     fixed = FixedWindowRateLimiter(storage)
     moving = MovingWindowRateLimiter(storage)
@@ -199,6 +238,18 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
     async def gk(specs: list[Any]) -> None:
         await store.acquire(specs)
 
+    async def settled(name: str) -> None:
+        # A request's quota work: the check, then its two token quotas settled (-100 each).
+        from gatekeeper.quota import QuotaAdjustment
+
+        result = await stores[name].acquire(three)
+        await stores[name].adjust(
+            [
+                QuotaAdjustment(s, -100, st.window_start)
+                for s, st in zip(three[1:], result.states[1:], strict=True)
+            ]
+        )
+
     async def lim(strategy: Any, limits: int) -> None:
         # Each strategy keeps its own kind of key: name them apart.
         for i in range(limits):
@@ -207,6 +258,8 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
     cases = {
         "gatekeeper script, 1 bucket": lambda: gk(one),
         "gatekeeper script, 3 quotas": lambda: gk(three),
+        "3 quotas + settlement, immediate": lambda: settled("gk-settle-now"),
+        "3 quotas + settlement, deferred": lambda: settled("gk-settle"),
         "limits fixed window, 1 limit": lambda: lim(fixed, 1),
         "limits moving window, 1 limit": lambda: lim(moving, 1),
         "limits sliding window counter, 1 limit": lambda: lim(sliding, 1),
@@ -221,12 +274,16 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
             started, cpu = time.perf_counter(), time.process_time()
             for _ in range(checks):
                 await make()
+            for deferred in stores.values():  # what is still pending is part of the cost
+                await deferred.store.flush()  # type: ignore[attr-defined]
             wall = time.perf_counter() - started
             cpu = time.process_time() - cpu
             _, redis_after = await _redis_stats(redis_url)
             per = 1e6 / checks
             costs[name].append((wall * per, cpu * per, (redis_after - redis_before) * per))
     await store.aclose()
+    for deferred in stores.values():
+        await deferred.aclose()
     return costs
 
 

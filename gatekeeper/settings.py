@@ -144,6 +144,13 @@ class QuotaSettings(_Section):
     retry_interval: float = Field(
         default=1.0, gt=0, description="Seconds between attempts to reach a store that failed."
     )
+    settle_interval: float = Field(
+        default=0.02,
+        ge=0,
+        le=10,
+        description="Seconds a token settlement may wait in memory to be written to Redis "
+        "together with others (one script call for all); 0: each is written at once.",
+    )
 
 
 _LINK_KINDS = frozenset({"payment", "org", "network", "asn", "user_agent"})

@@ -1,29 +1,41 @@
-"""Concurrent script calls to one Redis, written together when they would otherwise queue.
+"""Script calls to Redis written together: concurrent calls, and deferred settlements.
 
-A call goes out at once while fewer than ``max_in_flight`` calls are on the wire (the common,
-lightly loaded case: no added latency, no extra task). Past that, calls wait in a queue, and
-the next free slot sends everything queued as one pipeline (not a transaction: each script is
-still atomic on its own, and the scripts of different requests need not be atomic together).
+``ScriptBatcher``: a call goes out at once while fewer than ``max_in_flight`` calls are on the
+wire (the common, lightly loaded case: no added latency, no extra task). Past that, calls wait
+in a queue, and the next free slot sends everything queued as one pipeline (not a transaction:
+each script is still atomic on its own, and the scripts of different requests need not be
+atomic together).
 Under load this turns N writes, N reads and N pool checkouts into one of each. Every request
 still costs one round trip, shared with its neighbours instead of paid alone.
 
 Only for clients that talk to one server (single Redis, the Sentinel primary); a cluster client
 routes each script to its slot's node itself.
+
+``SettlementQueue``: token settlements (the corrections after a response) wait in memory,
+merged per quota and window, and go out together ``interval`` seconds after the first one
+arrived, or as soon as ``max_pending`` of them are waiting: one script call (per cluster slot)
+for every settlement of the interval instead of one per request. See docs/quotas.md,
+"Deferred settlement", for what a correction arriving a few milliseconds late means.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError, RedisError
 
 from gatekeeper.errors import QuotaStoreError
+from gatekeeper.quota.base import QuotaAdjustment
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from gatekeeper.quota.redis_store import LuaScript
+
+log = logging.getLogger("gatekeeper.quota")
 
 _Call = tuple["LuaScript", list[str], list[str], "asyncio.Future[Any]"]
 
@@ -132,3 +144,143 @@ def _settle(future: asyncio.Future[Any], reply: Any, description: str) -> None:
         future.set_exception(QuotaStoreError(f"quota store {description}: {reply}"))
     else:
         future.set_result(reply)
+
+
+#: What identifies one pending correction: the quota's key and shape, the window it was charged
+#: in, and whether it charges (True) or refunds (False).
+_Slot = tuple[str, float | None, bool, str, int, float, str | None]
+
+
+class SettlementQueue:
+    """Corrections waiting to be written, merged per quota, window and direction.
+
+    ``add`` never waits and never raises: it merges the deltas into what is pending and, for
+    the first one, arms a timer (``loop.call_later``) for ``interval`` seconds; when it fires,
+    or when ``max_pending`` distinct corrections are waiting, one task sends them all with
+    ``send`` (bounded by ``timeout``). Charges and refunds of one quota are kept apart and sent
+    charges first: see ``pending`` for why. When a send fails, ``on_lost`` is told the error
+    and how many settlements (``add`` calls) it carried; by default that is logged and counted
+    in ``lost``. ``aclose`` sends what is pending and waits for sends under way.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[QuotaAdjustment]], Awaitable[None]],
+        *,
+        interval: float,
+        max_pending: int = 256,
+        timeout: float = 1.0,
+        description: str = "redis",
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("a settlement interval must be positive (0 means: no queue)")
+        self.send = send
+        self.interval = interval
+        self.max_pending = max(1, max_pending)
+        self.timeout = timeout
+        self.description = description
+        self.on_lost: Callable[[BaseException, int], None] = self._count_lost
+        self.lost = 0
+        self.closed = False
+        self._pending: dict[_Slot, QuotaAdjustment] = {}
+        self._settlements = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        """Distinct corrections waiting (what the next send carries)."""
+        return len(self._pending)
+
+    def add(self, adjustments: Iterable[QuotaAdjustment]) -> None:
+        """Queue one settlement's corrections (zero deltas are dropped)."""
+        pending = self._pending
+        added = False
+        for adj in adjustments:
+            delta = adj.delta
+            if delta == 0:
+                continue
+            spec = adj.spec
+            slot = (
+                spec.key,
+                adj.window_start,
+                delta > 0,
+                spec.kind,
+                spec.capacity,
+                spec.refill_per_second,
+                spec.window,
+            )
+            queued = pending.get(slot)
+            if queued is not None:
+                adj = QuotaAdjustment(spec, queued.delta + delta, adj.window_start, adj.source)
+            pending[slot] = adj
+            added = True
+        if not added:
+            return
+        self._settlements += 1
+        if len(pending) >= self.max_pending:
+            self._start_send()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self._start_send)
+
+    def pending(self) -> list[QuotaAdjustment]:
+        """What the next send carries: every merged charge, then every merged refund.
+
+        Merging a quota's deltas is the same as applying them one by one, because charges add
+        up and refunds add up; the one difference is order. A refund is capped (a bucket at
+        capacity, a window at zero used) and a charge is not, so applied one by one a refund
+        that hit the cap before a later charge of the same interval is partly lost; charges
+        first, it is not. Kept apart, a window's refunds for a window that ended meanwhile are
+        dropped without cancelling its charges, as they would be one by one.
+        """
+        charges = [adj for slot, adj in self._pending.items() if slot[2]]
+        refunds = [adj for slot, adj in self._pending.items() if not slot[2]]
+        return charges + refunds
+
+    def _take(self) -> tuple[list[QuotaAdjustment], int]:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, settlements = self.pending(), self._settlements
+        self._pending, self._settlements = {}, 0
+        return batch, settlements
+
+    def _start_send(self) -> None:
+        self._timer = None
+        batch, settlements = self._take()
+        if not batch:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(batch, settlements))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[QuotaAdjustment], settlements: int) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.send(batch)
+        except (QuotaStoreError, TimeoutError) as exc:
+            self.on_lost(exc, settlements)
+        except Exception as exc:  # a task of its own: nobody else would ever see it
+            log.exception("token settlements not written")
+            self.on_lost(exc, settlements)
+
+    async def flush(self) -> None:
+        """Send what is pending now, and wait for every send under way."""
+        batch, settlements = self._take()
+        if batch:
+            await self._send(batch, settlements)
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Flush, then stop queueing (``closed``: the store writes at once from now on)."""
+        await self.flush()
+        self.closed = True
+
+    def _count_lost(self, exc: BaseException, settlements: int) -> None:
+        self.lost += settlements
+        log.warning(
+            "%d token settlements not written to quota store %s: %s",
+            settlements,
+            self.description,
+            exc,
+        )

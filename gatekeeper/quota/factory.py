@@ -40,11 +40,16 @@ def open_quota_store(
     timeout: float = 0.05,
     local_fraction: float = 0.25,
     retry_interval: float = 1.0,
+    settle_interval: float = 0.0,
+    settle_batch: int = 256,
 ) -> QuotaStore:
     """The quota store named by ``uri``; raises ``ConfigurationError`` for a bad one.
 
     Nothing connects here: the first request (or /healthz) does, so a Redis that is down at
     start-up is an outage handled by ``on_store_error``, not a crash.
+    ``settle_interval`` > 0 defers a Redis store's settlements (``quota.settle_interval``; 0,
+    the default here, writes each at once); ``settle_batch`` pending corrections are sent
+    without waiting for the interval. Deferred writes get the same ``timeout`` as a check.
     """
     uri = uri.strip().removeprefix("async+")
     parsed = urllib.parse.urlparse(uri)
@@ -61,7 +66,15 @@ def open_quota_store(
         # Every call is bounded by the failover layer's timeout (and pipelines by the store's
         # own): a socket-level read timeout on top would cost two extra tasks per command.
         client = redis_client(uri, socket_timeout=bound, read_timeout=False)
-        store = RedisQuotaStore(client, prefix=prefix, description=redact(uri), flush_timeout=bound)
+        store = RedisQuotaStore(
+            client,
+            prefix=prefix,
+            description=redact(uri),
+            flush_timeout=bound,
+            settle_interval=settle_interval,
+            settle_batch=settle_batch,
+            settle_timeout=timeout,
+        )
         return FailoverQuotaStore(
             store,
             timeout=timeout,

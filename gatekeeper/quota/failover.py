@@ -30,6 +30,7 @@ from typing import Any
 from gatekeeper.contract import QuotaSpec
 from gatekeeper.errors import QuotaStoreError
 from gatekeeper.quota.base import QuotaAdjustment, QuotaResult, QuotaStore
+from gatekeeper.quota.batching import SettlementQueue
 from gatekeeper.quota.memory import MemoryQuotaStore
 
 log = logging.getLogger("gatekeeper.quota")
@@ -64,6 +65,12 @@ class FailoverQuotaStore:
         self._retry_at = 0.0
         self._probing = False
         self._last_error: str | None = None
+        # A store that defers settlements writes them after ``adjust`` returned: its failures
+        # reach this layer through the queue.
+        queue = getattr(store, "settlements", None)
+        self._queue = queue if isinstance(queue, SettlementQueue) else None
+        if self._queue is not None:
+            self._queue.on_lost = self._settlements_lost
 
     @property
     def up(self) -> bool:
@@ -182,10 +189,25 @@ class FailoverQuotaStore:
         ]
         if local:
             await self.local.adjust(local)
-        if shared:
-            ok, _ = await self._call(lambda: self.store.adjust(shared))
-            if not ok:
+        if not shared:
+            return
+        if self._queue is not None and not self._queue.closed:
+            # Queued, no round trip: no success to learn from. A store known to be down is
+            # skipped as below; a failed flush is counted by ``_settlements_lost``.
+            if self._up:
+                await self.store.adjust(shared)
+            else:
                 self.counters["adjustments_lost"] += 1
+            return
+        ok, _ = await self._call(lambda: self.store.adjust(shared))
+        if not ok:
+            self.counters["adjustments_lost"] += 1
+
+    def _settlements_lost(self, exc: BaseException, settlements: int) -> None:
+        """A deferred flush failed: as if each settlement it carried had failed on its own."""
+        self.counters["adjustments_lost"] += settlements
+        if self._up:
+            self._failed(exc)
 
     async def health(self) -> dict[str, Any]:
         """State for /healthz and /readyz, from a PING within the timeout (which may also end

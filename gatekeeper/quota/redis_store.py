@@ -14,6 +14,11 @@ Round trips: on a single Redis (or the primary behind Sentinel) every request is
 ``EVALSHA``. In a cluster, a request whose quotas live in several slots runs one script per slot,
 concurrently (still one round trip of latency); if any slot refuses, the slots that debited are
 refunded at once (a second round trip, on refusals only), so the end state is "none debited".
+
+Settlements (``adjust``, the corrections after a response) are deferred when
+``settle_interval`` > 0: they wait in a ``SettlementQueue``, merged per quota and window, and
+every settlement of the interval goes out in one script call (per slot). So a request costs one
+``EVALSHA`` plus a small share of one, instead of two.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from gatekeeper.quota.base import (
     most_delayed,
     window_state,
 )
-from gatekeeper.quota.batching import ScriptBatcher
+from gatekeeper.quota.batching import ScriptBatcher, SettlementQueue
 from gatekeeper.quota.windows import parse_window
 
 RedisClient = Redis | RedisCluster
@@ -103,6 +108,10 @@ class RedisQuotaStore:
 
     Raises ``QuotaStoreError`` when Redis cannot answer; timeouts and the per-quota failure
     modes are the job of ``FailoverQuotaStore``, which wraps this store in production.
+
+    ``settle_interval`` (seconds; 0: write each settlement at once) defers ``adjust``: see
+    ``SettlementQueue``. Deferred corrections are sent within ``settle_timeout`` and when
+    ``settle_batch`` distinct ones are waiting, whatever the interval; ``aclose`` sends them.
     """
 
     def __init__(
@@ -112,6 +121,9 @@ class RedisQuotaStore:
         prefix: str = "gk",
         description: str = "redis",
         flush_timeout: float = 1.0,
+        settle_interval: float = 0.0,
+        settle_batch: int = 256,
+        settle_timeout: float | None = None,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("a quota key prefix may not contain '{' or '}' (hash tags)")
@@ -122,6 +134,16 @@ class RedisQuotaStore:
         self._batcher: ScriptBatcher | None = None
         if not isinstance(client, RedisCluster):
             self._batcher = ScriptBatcher(client, description, timeout=flush_timeout)
+        #: Deferred settlements (None when ``settle_interval`` is 0).
+        self.settlements: SettlementQueue | None = None
+        if settle_interval > 0:
+            self.settlements = SettlementQueue(
+                self._write,
+                interval=settle_interval,
+                max_pending=settle_batch,
+                timeout=flush_timeout if settle_timeout is None else settle_timeout,
+                description=description,
+            )
 
     async def _run(self, script: LuaScript, keys: list[str], args: list[str]) -> Any:
         if self._batcher is not None:
@@ -210,12 +232,31 @@ class RedisQuotaStore:
             for index, state in zip(reply.group, reply.states, strict=True)
         ]
         try:
-            await self.adjust(refunds)
+            # At once, never deferred: until it lands, the debit it undoes may refuse others.
+            await self._write(refunds)
         except QuotaStoreError:
             if not swallow:
                 raise
 
     async def adjust(self, adjustments: list[QuotaAdjustment]) -> None:
+        """Apply settlement corrections: queued for the next flush when deferred, else now.
+
+        Deferred, this returns without a round trip and never raises; a flush that fails is
+        reported to ``settlements.on_lost`` (``FailoverQuotaStore`` counts it).
+        """
+        queue = self.settlements
+        if queue is not None and not queue.closed:
+            queue.add(adjustments)
+            return
+        await self._write(adjustments)
+
+    async def flush(self) -> None:
+        """Send the deferred settlements now (nothing to do when settlements are immediate)."""
+        if self.settlements is not None:
+            await self.settlements.flush()
+
+    async def _write(self, adjustments: list[QuotaAdjustment]) -> None:
+        """One ADJUST script per slot group, in order; ``QuotaStoreError`` on failure."""
         todo = [a for a in adjustments if a.delta != 0]
         if not todo:
             return
@@ -243,6 +284,9 @@ class RedisQuotaStore:
         return {"backend": self.description, "state": "up"}
 
     async def aclose(self) -> None:
+        """Send the deferred settlements (a clean shutdown loses none), then disconnect."""
+        if self.settlements is not None:
+            await self.settlements.aclose()
         await self.client.aclose()
 
 

@@ -4,7 +4,9 @@ The policy sets a token quota's ``cost`` to the request's estimate (prompt estim
 ``max_tokens`` or a default). ``acquire`` debits that estimate; after the response,
 ``TokenReservation.settle`` computes what the request really used and applies the difference
 with ``adjust``: a refund (never above capacity) or an extra charge (which may leave a bucket
-in debt, so the subject's next requests wait until it refills).
+in debt, so the subject's next requests wait until it refills). A Redis store writes it with
+the other settlements of its ``quota.settle_interval`` (docs/quotas.md, "Deferred settlement"),
+so settling costs no round trip of its own.
 
 What "really used" means, in order:
 

@@ -97,11 +97,33 @@ def test_storage_comes_from_the_environment(
 
 
 @pytest.mark.parametrize(
+    ("environment", "interval"),
+    [
+        pytest.param({}, 0.02, id="default-20-ms"),
+        pytest.param({"GATEKEEPER_QUOTA__SETTLE_INTERVAL": "0.2"}, 0.2, id="set"),
+        pytest.param({"GATEKEEPER_QUOTA__SETTLE_INTERVAL": "0"}, None, id="zero-writes-at-once"),
+    ],
+)
+def test_settlements_wait_as_long_as_the_settings_say(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environment: dict, interval: float | None
+) -> None:
+    monkeypatch.setenv("GATEKEEPER_QUOTA__STORAGE", "redis://127.0.0.1:6390/3")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.load(DEMO, audit={"path": tmp_path / "decisions.jsonl"})
+    quotas = Gatekeeper.from_settings(settings).quotas
+    assert isinstance(quotas, FailoverQuotaStore) and isinstance(quotas.store, RedisQuotaStore)
+    queue = quotas.store.settlements
+    assert (queue.interval if queue is not None else None) == interval
+
+
+@pytest.mark.parametrize(
     "override",
     [
         pytest.param({"key_prefix": "gk{x}"}, id="prefix-with-hash-tag"),
         pytest.param({"timeout": 0}, id="zero-timeout"),
         pytest.param({"local_fraction": 1.5}, id="fraction-above-one"),
+        pytest.param({"settle_interval": -0.01}, id="negative-settle-interval"),
     ],
 )
 def test_bad_quota_settings_are_refused(override: dict) -> None:

@@ -1,11 +1,16 @@
-"""The hot-path budget: one Redis round trip per request, counted by Redis itself."""
+"""The hot-path budget: one Redis round trip per request, counted by Redis itself.
+
+A request's quota check is one ``EVALSHA``; its token settlement after the response is queued
+and sent with the other settlements of its interval (or of its batch): a share of one.
+"""
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
-from gatekeeper.quota import open_quota_store
-from tests.quota.conftest import RedisProcess, bucket, window
+from gatekeeper.quota import FailoverQuotaStore, QuotaAdjustment, RedisQuotaStore, open_quota_store
+from tests.quota.conftest import RedisProcess, bucket, unique_prefix, window
 
 # Commands the scripts run inside Redis; they cost no round trip.
 INSIDE_SCRIPTS = {"time", "get", "set"}
@@ -79,6 +84,54 @@ async def test_concurrent_requests_share_pipelines_and_stay_exact(
         again = await asyncio.gather(*(store.acquire([spec]) for _ in range(50)))
         assert not any(r.allowed for r in again)
         assert sum((await client_commands(observer)).values()) <= 2 * 50 + 1
+    finally:
+        await observer.aclose()
+        await store.aclose()
+
+
+async def flush(store: object) -> None:
+    """Send the settlements a store holds back (none when it writes them at once)."""
+    assert isinstance(store, FailoverQuotaStore) and isinstance(store.store, RedisQuotaStore)
+    await store.store.flush()
+
+
+@pytest.mark.parametrize(
+    ("interval", "subjects", "evalsha"),
+    [
+        # 40 checks + 4 sends of 10 corrections each: 1.1 per request.
+        pytest.param(3600.0, 40, 44, id="deferred-40-subjects-sent-by-tens"),
+        # One subject: its 40 corrections merge into one, sent by the final flush.
+        pytest.param(3600.0, 1, 41, id="deferred-one-subject-merged"),
+        pytest.param(0.0, 40, 80, id="immediate-two-per-request"),
+    ],
+)
+async def test_each_request_costs_one_script_call_and_a_share_of_one(
+    redis_process: RedisProcess, interval: float, subjects: int, evalsha: int
+) -> None:
+    """With settlements sent in batches of ``k`` corrections, a request costs at most
+    1 + 1/k script calls (fewer when corrections of one quota merge); with
+    ``settle_interval`` 0 it costs 2."""
+    observer = aioredis.Redis.from_url(redis_process.url)
+    store = open_quota_store(
+        redis_process.url,
+        prefix=unique_prefix(),
+        timeout=2.0,
+        settle_interval=interval,
+        settle_batch=10,
+    )
+    try:
+        await store.acquire([bucket("subject:warm:tokens")])  # loads the scripts
+        await store.adjust([QuotaAdjustment(bucket("subject:warm:tokens"), -1)])
+        await flush(store)
+        await observer.config_resetstat()
+        for i in range(40):
+            owner = i % subjects
+            spec = bucket(f"subject:q{owner}:tokens", capacity=10**6, cost=500, unit="tokens")
+            result = await store.acquire([spec, window(f"org:q{owner}:month", capacity=10**7)])
+            assert result.allowed
+            await store.adjust([QuotaAdjustment(spec, -100)])
+        await flush(store)
+        assert await client_commands(observer) == {"evalsha": evalsha}
     finally:
         await observer.aclose()
         await store.aclose()
