@@ -268,6 +268,14 @@ class AuditSettings(_Section):
 
     path: Path = Field(default=Path("var/decisions.jsonl"), description="JSONL decision log.")
     queue_size: int = Field(default=10_000, gt=0, description="Events buffered before drops.")
+    linger_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="How long the log's writer waits for more events when they arrive one at a "
+        "time, to seal and write them together (durable events never wait); 0: write each "
+        "batch at once.",
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="Added to every event.")
     rotate_bytes: int = Field(
         default=64 << 20, ge=0, description="Rotate the JSONL file at this size (0: never)."

@@ -70,6 +70,7 @@ def build_decision_log(
             audit.path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds
         ),
         queue_size=audit.queue_size,
+        linger_seconds=audit.linger_seconds,
         sinks=local,
         remote=remote,
         masker=masker,
