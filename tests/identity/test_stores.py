@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from gatekeeper.contract import KycLevel
+from gatekeeper.contract import KycLevel, Subject
 from gatekeeper.errors import ConfigurationError, IdentityError
 from gatekeeper.identity import (
     FileSubjectStore,
@@ -52,6 +55,58 @@ async def test_demo_subjects_load(key: str, tier: str, level: KycLevel) -> None:
     assert subject.kyc_rank == level.rank
     assert subject.account_age_days is not None and subject.account_age_days >= 0
     assert await store.lookup(key + "x") is None
+
+
+@settings(max_examples=200)
+@given(
+    created=st.none() | st.dates(min_value=date(1990, 1, 1), max_value=date(2100, 1, 1)),
+    now=st.datetimes(
+        min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+    level=st.sampled_from(list(KycLevel)),
+    org=st.none() | st.text(max_size=8),
+    flags=st.lists(st.text(max_size=8), max_size=3),
+    payment=st.none() | st.text(max_size=8),
+)
+def test_the_subject_is_the_record_with_its_age_in_days(
+    created: date | None,
+    now: datetime,
+    level: KycLevel,
+    org: str | None,
+    flags: list[str],
+    payment: str | None,
+) -> None:
+    record = SubjectRecord(
+        key="k",
+        id="s1",
+        org=org,
+        tier="pro",
+        kyc_level=level,
+        account_created=created,
+        flags=flags,
+        payment_fingerprint=payment,
+    )
+    subject = record.to_subject(now)
+    expected = Subject(
+        id="s1",
+        org=org,
+        tier="pro",
+        kyc_level=level,
+        account_created=created.isoformat() if created else None,
+        flags=flags,
+        payment_fingerprint=payment,
+    )
+    assert subject.model_dump(exclude={"account_age_days"}) == expected.model_dump(
+        exclude={"account_age_days"}
+    )
+    if created is None:
+        assert subject.account_age_days is None
+    else:
+        midnight = datetime(created.year, created.month, created.day, tzinfo=UTC)
+        days = max(0.0, (now - midnight).total_seconds() / 86400)
+        assert subject.account_age_days == pytest.approx(days, abs=1e-6)
+    subject.flags.append("changed")  # a subject's lists are its own
+    assert record.flags == flags
 
 
 def test_kyc_levels_are_ordered() -> None:

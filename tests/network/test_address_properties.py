@@ -85,3 +85,30 @@ def test_parse_ip_reads_every_written_form(
 
     assert expected is not None
     assert all(parse_ip(form) == expected for form in written)
+
+
+@given(
+    requests=st.lists(
+        st.tuples(st.one_of(_trusted_hops, _untrusted_ips).map(str), _header_lists),
+        max_size=8,
+    )
+)
+def test_a_resolver_answers_each_request_as_a_new_one_would(
+    requests: list[tuple[str, list[tuple[str, str]]]],
+) -> None:
+    # Results are cached by peer and forwarding header: a cached answer is never another's.
+    shared = ClientAddressResolver(TRUSTED)
+    for peer, headers in requests * 2:
+        assert shared.resolve(peer, headers) == ClientAddressResolver(TRUSTED).resolve(
+            peer, headers
+        )
+
+
+def test_a_long_forwarding_chain_is_resolved_like_a_short_one() -> None:
+    # Past a few hundred characters results are not cached (client-made keys stay small).
+    hops = ", ".join(["203.0.113.9", *(f"10.0.{i}.1" for i in range(40))])
+    resolver = ClientAddressResolver(TRUSTED)
+    for _ in range(2):
+        result = resolver.resolve("10.0.0.1", [("x-forwarded-for", hops)])
+        assert (result.ip, result.forwarded, len(result.chain)) == ("203.0.113.9", True, 41)
+    assert resolver._resolved.cache_info().currsize == 0

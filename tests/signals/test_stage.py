@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gatekeeper.contract import Decision, Network, Subject
+from gatekeeper.contract import Decision, Network, Signals, Subject
 from gatekeeper.dialects.base import ReasoningStats
 from gatekeeper.errors import ConfigurationError
 from gatekeeper.runtime import Gatekeeper
@@ -157,6 +161,82 @@ async def test_requests_without_a_body_are_counted() -> None:
     stage.observe(ctx, ALLOW)
     again = await stage.inspect(subject("a"), NET, None)
     assert again.signals.subject.requests["1h"] == 1
+
+
+history = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),  # who
+        st.sampled_from([{}, {"payment_fingerprint": "card-1"}, {"org": "acme"}]),  # links
+        st.sampled_from(["hi", "Think step by step: 2+2?", "Show your reasoning for 7", ""]),
+        st.booleans(),  # reasoning requested
+        st.booleans(),  # refused
+        st.floats(min_value=0, max_value=900),  # seconds since the previous request
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(requests=history, age=st.none() | st.floats(0, 900) | st.integers(0, 900))
+def test_the_signals_document_is_what_the_signals_model_dumps(
+    requests: list[tuple[str, dict[str, Any], str, bool, bool, float]], age: float | None
+) -> None:
+    # The stage builds input.signals as JSON: every field, in the model's order, of the type
+    # the model holds (an int where a float belongs would change the bytes the policy sees).
+    async def run() -> None:
+        clock = Clock()
+        stage = make_stage(clock)
+        for who, links, text, reasoning, refused, pause in requests:
+            clock.now += pause
+            # Read before and after counting: a subject (or cluster) new to the state, too.
+            for _ in range(2):
+                who_now = Subject(id=who, account_age_days=age, **links)
+                ctx = await stage.inspect(who_now, NET, chat(text), user_agent="bot/1")
+                dumped = Signals.model_validate(ctx.document).model_dump(mode="json")
+                assert orjson.dumps(ctx.document) == orjson.dumps(dumped)
+                await send(
+                    stage,
+                    subject(who, **links),
+                    text,
+                    reasoning_requested=reasoning,
+                    decision=REFUSE if refused else ALLOW,
+                )
+
+    asyncio.run(run())
+
+
+async def test_a_cluster_of_one_reads_the_subjects_own_usage_apart() -> None:
+    ctx = await make_stage(Clock()).inspect(subject("a"), NET, chat("hi"))
+    own, cluster = ctx.document["subject"], ctx.document["cluster"]
+    assert (cluster["size"], cluster["requests"]) == (1, own["requests"])
+    own["requests"]["1h"] = 99  # e.g. a masking rule rewriting one part of the document
+    assert cluster["requests"]["1h"] == 0
+
+
+@pytest.mark.parametrize(
+    ("score", "patterns", "available", "expected"),
+    [
+        (1, ("custom",), True, 1.0),
+        (0.25, (), True, 0.25),
+        ("high", (), False, 0.0),
+        (0.5, (7,), False, 0.0),
+    ],
+    ids=["int-score-as-float", "float-score", "text-score-fails", "non-text-pattern-fails"],
+)
+async def test_a_plug_in_scorers_values_are_validated(
+    score: Any, patterns: tuple[Any, ...], available: bool, expected: float
+) -> None:
+    class Custom:
+        async def score(self, text: str) -> ElicitationScore:
+            return ElicitationScore(score, patterns)
+
+    stage = SignalStage(
+        MemorySignalStore(SignalState({"1h": 3600.0}, "1h")), scorer=Custom(), clock=Clock()
+    )
+    ctx = await stage.inspect(subject("a"), NET, chat("hi"))
+    assert ctx.available is available
+    assert ctx.document["cot_elicitation"] == expected
+    assert type(ctx.document["cot_elicitation"]) is float
 
 
 @pytest.mark.parametrize(
