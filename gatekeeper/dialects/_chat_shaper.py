@@ -176,6 +176,11 @@ class ChatShaper(ResponseShaper):
         return shaped_document
 
     async def _shape_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        if not has_reasoning(message):
+            # No reasoning block to shape: a stream opens none for such a message either, and a
+            # block opened here would make `redact` add its marker to an answer without any.
+            # The allow-list still applies: an unknown key may carry reasoning.
+            return _safe(message) if self.removes_reasoning else message
         text = reasoning_text(message)
         block = self.editor.block()
         shown = await block.whole(text)

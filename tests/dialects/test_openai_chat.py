@@ -178,3 +178,32 @@ def test_chat_abort_frame_is_an_openai_error_object() -> None:
     frames = shaper(OpenAIChat()).abort_events("upstream_event_too_large", "too big")
     assert [f.event for f in frames] == [None]
     assert orjson.loads(frames[0].data)["error"]["code"] == "upstream_event_too_large"
+
+
+@pytest.mark.parametrize("mode", ["full", "summary", "truncate", "redact", "drop"])
+def test_an_answer_without_reasoning_gains_none_in_json_or_stream(mode: str) -> None:
+    # A model that did not reason (or a non-reasoning model) must not be shown a redaction
+    # marker, a summary or anything else under a reasoning key, whichever way it answered.
+    message = {"role": "assistant", "content": "Paris.", "x_vendor_extra": 1}
+    document = {
+        "id": "c1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+    }
+    shaped = now(shaper(OpenAIChat(), mode).shape_json(copy.deepcopy(document)))
+    shown = shaped["choices"][0]["message"]
+    assert not {"reasoning_content", "reasoning", "reasoning_details"} & set(shown)
+    assert shown["content"] == "Paris."
+    # Unknown keys are still held back wherever reasoning is removed (they may carry some).
+    assert ("x_vendor_extra" in shown) == (mode == "full")
+
+    chunks = [
+        {"id": "c1", "object": "chat.completion.chunk",
+         "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris."}}]},
+        {"id": "c1", "object": "chat.completion.chunk",
+         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        "[DONE]",
+    ]  # fmt: skip
+    streamed = run(shaper(OpenAIChat(), mode), chunks)
+    deltas = [c["choices"][0]["delta"] for c in streamed if isinstance(c, dict) and c["choices"]]
+    assert all(not {"reasoning_content", "reasoning"} & set(d) for d in deltas)
