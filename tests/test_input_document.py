@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -11,17 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.contract import (
-    Input,
     KycLevel,
     Network,
     PromptFeatures,
-    RequestInfo,
     Signals,
     Subject,
-    TimeInfo,
 )
 from gatekeeper.dialects.base import RequestFacts
-from gatekeeper.input_document import build_input
+from gatekeeper.input_document import build_input, input_model
 
 
 def reference(
@@ -35,30 +31,17 @@ def reference(
     user_agent: str | None,
     signals: dict[str, Any] | None,
 ) -> bytes:
-    """The document as the middleware built it before: the models, validated, then dumped."""
-    now = datetime.fromtimestamp(unix_ns / 1e9, UTC)
-    doc = Input(
+    """The document as the middleware built it before: the validated models, dumped."""
+    doc = input_model(
+        method=method,
+        path=path,
+        dialect=dialect,
+        facts=facts,
         subject=subject,
         network=network,
-        request=RequestInfo(
-            method=method,
-            path=path,
-            dialect=dialect,
-            model=facts.model,
-            stream=facts.stream,
-            reasoning_requested=facts.reasoning_requested,
-            max_tokens=facts.max_tokens,
-            estimated_tokens=facts.estimated_tokens,
-            user_agent=user_agent,
-            prompt_features=facts.prompt_features,
-        ),
-        signals=Signals.model_validate(signals) if signals is not None else Signals(),
-        time=TimeInfo(
-            unix_ns=unix_ns,
-            rfc3339=now.isoformat().replace("+00:00", "Z"),
-            weekday=now.weekday(),
-            hour_utc=now.hour,
-        ),
+        unix_ns=unix_ns,
+        user_agent=user_agent,
+        signals=signals,
     )
     return orjson.dumps(doc.model_dump(mode="json"))
 
