@@ -20,56 +20,13 @@ from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.input_document import build_input, input_model
 
 
-def reference(
-    method: str,
-    path: str,
-    dialect: str | None,
-    facts: RequestFacts,
-    subject: Any,
-    network: Network,
-    unix_ns: int,
-    user_agent: str | None,
-    signals: dict[str, Any] | None,
-) -> bytes:
+def reference(**values: Any) -> bytes:
     """The document as the middleware built it before: the validated models, dumped."""
-    doc = input_model(
-        method=method,
-        path=path,
-        dialect=dialect,
-        facts=facts,
-        subject=subject,
-        network=network,
-        unix_ns=unix_ns,
-        user_agent=user_agent,
-        signals=signals,
-    )
-    return orjson.dumps(doc.model_dump(mode="json"))
+    return orjson.dumps(input_model(**values).model_dump(mode="json"))
 
 
-def built(
-    method: str,
-    path: str,
-    dialect: str | None,
-    facts: RequestFacts,
-    subject: Any,
-    network: Network,
-    unix_ns: int,
-    user_agent: str | None,
-    signals: dict[str, Any] | None,
-) -> bytes:
-    return orjson.dumps(
-        build_input(
-            method=method,
-            path=path,
-            dialect=dialect,
-            facts=facts,
-            subject=subject,
-            network=network,
-            unix_ns=unix_ns,
-            user_agent=user_agent,
-            signals=signals,
-        )
-    )
+def built(**values: Any) -> bytes:
+    return orjson.dumps(build_input(**values))
 
 
 text = st.text(max_size=12)

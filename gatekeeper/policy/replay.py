@@ -168,10 +168,11 @@ def _recorded(event: dict[str, Any]) -> tuple[str, Decision | None]:
     input_doc = event.get("input")
     # gatekeeper logs decisions with their quotas resolved; an OPA server logs the policy's
     # raw result, whose quota templates are resolved here against the recorded input.
-    context = {"input": input_doc} if isinstance(input_doc, dict) else None
     try:
-        decision = Decision.model_validate(event.get("result"), context=context)
-    except ValueError:  # no valid decision was recorded: the policy failed
+        decision = decision_from_value(
+            event.get("result"), input_doc if isinstance(input_doc, dict) else None
+        )
+    except PolicyError:  # no valid decision was recorded: the policy failed
         return POLICY_ERROR, None
     return outcome_of(decision), decision
 
