@@ -7,6 +7,7 @@ latency percentiles in microseconds as one JSON line, with the request and error
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -114,7 +115,8 @@ def load_average() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
-async def _redis_info(url: str) -> tuple[dict[str, int], float]:
+async def redis_info_async(url: str) -> tuple[dict[str, int], float]:
+    """``redis_info`` from inside an event loop."""
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(url)
@@ -129,7 +131,7 @@ async def _redis_info(url: str) -> tuple[dict[str, int], float]:
 
 def redis_info(url: str) -> tuple[dict[str, int], float]:
     """Redis' command counts (``INFO commandstats``) and the CPU seconds it has used."""
-    return asyncio.run(_redis_info(url))
+    return asyncio.run(redis_info_async(url))
 
 
 def command_deltas(
@@ -215,3 +217,26 @@ def servers(module: str, names: list[str], *args: str) -> Iterator[dict[str, Chi
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+def contender_cli(
+    prog: str, description: str | None, contenders: list[str], *, seconds: float
+) -> argparse.ArgumentParser:
+    """The command line the whole-stack scenarios share: the options of a run, and the
+    internal ``serve CONTENDER --port --redis --dir`` each contender's process is started with.
+    A scenario adds its own options and applies its own ``--quick``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command")
+    serve_cmd = sub.add_parser("serve", help="(internal) serve one contender")
+    serve_cmd.add_argument("contender", choices=contenders)
+    serve_cmd.add_argument("--port", type=int, required=True)
+    serve_cmd.add_argument("--redis", required=True)
+    serve_cmd.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument(
+        "--seconds", type=float, default=seconds, help=f"seconds per wrk run ({seconds:g})"
+    )
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up (2)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")
+    return parser

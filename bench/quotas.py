@@ -35,6 +35,7 @@ from collections import defaultdict
 from typing import Any
 
 from bench._common import child_server, median, redis_server, wrk
+from bench._load import redis_info, redis_info_async
 
 MODULE = "bench.quotas"
 CONTENDERS = [
@@ -158,20 +159,6 @@ def serve(contender: str, port: int, redis_url: str) -> None:
 # --- the measurements (parent process) ---------------------------------------------------------
 
 
-async def _redis_stats(redis_url: str) -> tuple[dict[str, int], float]:
-    """Redis' command counts and the CPU seconds it has used."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        stats = await client.info("commandstats")
-        cpu = await client.info("cpu")
-    finally:
-        await client.aclose()
-    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
-    return calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
-
-
 def http_rounds(redis_url: str, rounds: int, seconds: float, connections: int) -> dict:
     results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     commands: dict[str, dict[str, float]] = {}
@@ -180,11 +167,11 @@ def http_rounds(redis_url: str, rounds: int, seconds: float, connections: int) -
             with child_server(MODULE, contender, "--redis", redis_url) as child:
                 target = child.url + "/hit"
                 wrk(target, connections=connections, seconds=1, headers=[KEY_HEADER])  # warm
-                before, redis_cpu = asyncio.run(_redis_stats(redis_url))
+                before, redis_cpu = redis_info(redis_url)
                 app_cpu = child.cpu_seconds()
                 load = wrk(target, connections=connections, seconds=seconds, headers=[KEY_HEADER])
                 app_cpu = child.cpu_seconds() - app_cpu
-                after, redis_cpu_after = asyncio.run(_redis_stats(redis_url))
+                after, redis_cpu_after = redis_info(redis_url)
                 quiet = wrk(target, connections=1, seconds=seconds, headers=[KEY_HEADER])
             if load.errors or quiet.errors:
                 print(f"  ! {contender}: {load.errors + quiet.errors} failed requests")
@@ -270,7 +257,7 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
         for name, make in cases.items():
             for _ in range(50):
                 await make()
-            _, redis_before = await _redis_stats(redis_url)
+            _, redis_before = await redis_info_async(redis_url)
             started, cpu = time.perf_counter(), time.process_time()
             for _ in range(checks):
                 await make()
@@ -278,7 +265,7 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
                 await deferred.store.flush()  # type: ignore[attr-defined]
             wall = time.perf_counter() - started
             cpu = time.process_time() - cpu
-            _, redis_after = await _redis_stats(redis_url)
+            _, redis_after = await redis_info_async(redis_url)
             per = 1e6 / checks
             costs[name].append((wall * per, cpu * per, (redis_after - redis_before) * per))
     await store.aclose()

@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import median, redis_server
-from bench._load import Wrk, command_deltas, load_average, process_cpu, redis_info, servers
+from bench._load import (
+    Wrk,
+    command_deltas,
+    contender_cli,
+    load_average,
+    process_cpu,
+    redis_info,
+    servers,
+)
 from bench._stack import BODY, HEADERS, PATH
 
 MODULE = "bench.scale"
@@ -158,19 +166,8 @@ def report(results: dict[str, dict[str, list[float]]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
-    sub = parser.add_subparsers(dest="command")
-    serve_cmd = sub.add_parser("serve", help="(internal) serve one contender")
-    serve_cmd.add_argument("contender", choices=CONTENDERS)
-    serve_cmd.add_argument("--port", type=int, required=True)
-    serve_cmd.add_argument("--redis", required=True)
-    serve_cmd.add_argument("--dir", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
-    parser.add_argument("--seconds", type=float, default=5, help="seconds per wrk run (5)")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up (2)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser = contender_cli("python -m bench.scale", __doc__, CONTENDERS, seconds=5)
     parser.add_argument("--startup", type=float, default=3, help="seconds for workers to start")
-    parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.contender, args.port, args.redis, args.dir)

@@ -35,6 +35,7 @@ from bench._load import (
     Load,
     Wrk,
     command_deltas,
+    contender_cli,
     load_average,
     monitor_scripts,
     process_cpu,
@@ -185,19 +186,8 @@ def report(measured: dict[str, Any]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.stack", description=__doc__)
-    sub = parser.add_subparsers(dest="command")
-    serve_cmd = sub.add_parser("serve", help="(internal) serve one contender")
-    serve_cmd.add_argument("contender", choices=CONTENDERS)
-    serve_cmd.add_argument("--port", type=int, required=True)
-    serve_cmd.add_argument("--redis", required=True)
-    serve_cmd.add_argument("--dir", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--seconds", type=float, default=4, help="seconds per wrk run (4)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up (2)")
+    parser = contender_cli("python -m bench.stack", __doc__, CONTENDERS, seconds=4)
     parser.add_argument("--monitor", type=float, default=1, help="MONITOR window, s (0: none)")
-    parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.contender, args.port, args.redis, args.dir)
