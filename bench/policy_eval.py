@@ -1,7 +1,11 @@
 """Policy evaluation, side by side in one run: `python -m bench.policy_eval`.
 
 - ``embedded eval``     regorus in-process: set the input JSON and evaluate the decision rule
-                        (what "evaluating the pack" costs);
+                        (what "evaluating the pack" costs), with the evaluator gatekeeper uses
+                        by default for the pack: regorus's compiled VM (docs/policy-authoring.md,
+                        "Evaluators");
+- ``interpreter eval``  the same with ``policy.evaluator = "interpreter"`` (regorus's
+                        interpreter, what the engine falls back to);
 - ``embedded verdict``  what the middleware pays per request: input to JSON, evaluation, and
                         validation of the decision against the ``Decision`` contract;
 - ``opa verdict``       the OPA engine: a real ``opa run --server`` on loopback, the pack pushed
@@ -144,6 +148,7 @@ async def run(rounds: int, per_round: int, compare: Path | None) -> None:
     docs = {name: list(zip(d, [orjson.dumps(x).decode() for x in d], strict=True))
             for name, d in sets.items()}  # fmt: skip
     embedded = EmbeddedEngine(source)
+    interpreter = EmbeddedEngine(source, evaluator="interpreter")
     other = EmbeddedEngine(load_policy(compare), check=False) if compare else None
     samples: dict[str, list[int]] = {}
     opa_bin = find_opa()
@@ -165,6 +170,9 @@ async def run(rounds: int, per_round: int, compare: Path | None) -> None:
                 add(f"embedded verdict{kind}", []).extend(
                     await _timed_async(embedded.verdict, doc, per_round)
                 )
+                add(f"interpreter eval{kind}", []).extend(
+                    _timed(interpreter.evaluate_json, raw, per_round)
+                )
                 if other is not None:
                     add(f"embedded eval{kind} ({compare})", []).extend(
                         _timed(other.evaluate_json, raw, per_round)
@@ -180,7 +188,8 @@ async def run(rounds: int, per_round: int, compare: Path | None) -> None:
             server.__exit__(None, None, None)
 
     medians = {name: statistics.median(values) / 1000 for name, values in samples.items()}
-    print(f"policy revision {source.revision}, {len(source.policy_modules)} modules")
+    print(f"policy revision {source.revision}, {len(source.policy_modules)} modules, "
+          f"embedded evaluator: {embedded.status()['evaluator']}")  # fmt: skip
     print(f"{'contender':<48}{'median µs':>12}{'samples':>10}")
     for name, median in medians.items():
         print(f"{name:<48}{median:>12.1f}{len(samples[name]):>10}")
@@ -189,6 +198,8 @@ async def run(rounds: int, per_round: int, compare: Path | None) -> None:
         if f"opa verdict{kind}" in medians:
             ratio = medians[f"opa verdict{kind}"] / base
             print(f"opa verdict / embedded verdict{kind}: {ratio:.1f}x (target: >= 10x)")
+        ratio = medians[f"interpreter eval{kind}"] / medians[f"embedded eval{kind}"]
+        print(f"interpreter eval / embedded eval{kind}: {ratio:.1f}x")
         if other is not None:
             ratio = medians[f"embedded eval{kind} ({compare})"] / medians[f"embedded eval{kind}"]
             print(f"embedded eval{kind}, {compare} / current pack: {ratio:.2f}x")

@@ -11,6 +11,10 @@ gatekeeper enforces them, are compared field by field. Exit status 1 if any diff
 differences are printed. A quota's ``scope`` is left out of the comparison, so a pack that
 returns templates can be compared with one that builds its quotas itself.
 
+``--vm DIR`` compares instead the two evaluators of the embedded engine on one pack: regorus's
+interpreter, and its compiled VM as gatekeeper prepares the pack for it (gatekeeper/policy/vm.py):
+the check to run after a regorus upgrade, or on a pack of your own before trusting the VM with it.
+
 The full grid is 82,944 inputs per variant (about four minutes); ``--limit N`` takes a
 reproducible random sample of N inputs per variant.
 """
@@ -23,6 +27,7 @@ import itertools
 import random
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ from gatekeeper.contract import Input
 from gatekeeper.policy import PolicySource, load_policy
 from gatekeeper.policy.embedded import compile_source
 from gatekeeper.policy.engine import decision_from_json
+from gatekeeper.policy.vm import Vm, prepare
 
 SIGNALS: dict[str, dict[str, Any]] = {
     "off": {"available": False},
@@ -111,12 +117,34 @@ def decide(engine: Any, raw: str, doc: dict[str, Any]) -> Any:
     return out
 
 
-def compare(old: Path, new: Path, limit: int, shown: int = 5) -> int:
+class _VmEvaluator:
+    """The VM behind the interpreter's two calls, so ``decide`` takes either."""
+
+    def __init__(self, source: PolicySource) -> None:
+        plan = prepare(source.policy_modules, source.data, "data.gatekeeper.decision")
+        if plan.program is None:
+            raise SystemExit(f"the VM is not used for this pack: {plan.reason}")
+        self._vm = Vm(plan, orjson.dumps(source.data).decode())
+        self._input = ""
+
+    def set_input_json(self, raw: str) -> None:
+        self._input = raw
+
+    def eval_rule_as_json(self, rule: str) -> str:
+        return self._vm.evaluate_json(self._input)
+
+
+def compare(old: Path, new: Path, limit: int, shown: int = 5, *, vm: bool = False) -> int:
+    """Decisions of ``old`` and ``new`` that differ (with ``vm``: ``old`` on the interpreter,
+    ``new`` on the VM)."""
     docs = list(grid(limit))
     sources = load_policy(old), load_policy(new)
     total = differ = 0
     for name, patch in VARIANTS.items():
-        before, after = (compile_source(with_data(s, patch), tests=False) for s in sources)
+        before = compile_source(with_data(sources[0], patch), tests=False)
+        after = (_VmEvaluator if vm else partial(compile_source, tests=False))(
+            with_data(sources[1], patch)
+        )
         for doc in docs:
             raw = orjson.dumps(doc).decode()
             a, b = decide(before, raw, doc), decide(after, raw, doc)
@@ -133,10 +161,16 @@ def compare(old: Path, new: Path, limit: int, shown: int = 5) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("old", type=Path, help="the pack before the change")
-    parser.add_argument("new", type=Path, help="the pack after it")
+    parser.add_argument("new", type=Path, nargs="?", help="the pack after it")
     parser.add_argument("--limit", type=int, default=0, help="inputs per variant (0: all)")
+    parser.add_argument(
+        "--vm", action="store_true", help="compare the interpreter and the VM on one pack"
+    )
     args = parser.parse_args()
-    sys.exit(1 if compare(args.old, args.new, args.limit) else 0)
+    if args.new is None and not args.vm:
+        parser.error("give the pack after the change (or --vm)")
+    differ = compare(args.old, args.new or args.old, args.limit, vm=args.vm)
+    sys.exit(1 if differ else 0)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,19 @@ class PolicySettings(_Section):
         description="Run a revision's Rego tests and conformance cases before it becomes "
         "active (at start-up and on reload); a revision that fails is not activated.",
     )
+    evaluator: Literal["auto", "interpreter"] = Field(
+        default="auto",
+        description="embedded engine: auto evaluates with regorus's compiled VM where that is "
+        "safe (the policy is rewritten for it, and it must decide every conformance case like "
+        "the interpreter), else with the interpreter; interpreter never uses the VM.",
+    )
+    verify_every: int = Field(
+        default=100,
+        ge=0,
+        description="embedded engine: every n-th decision the VM makes is also evaluated by the "
+        "interpreter, whose decision wins; a difference switches the revision to the "
+        "interpreter (0: never).",
+    )
     reload: bool = Field(
         default=False, description="Watch policy.path and activate new revisions live."
     )

@@ -65,9 +65,11 @@ def _part_counters(gk: Gatekeeper) -> Iterator[Metric]:
     status = getattr(gk.engine, "status", None)
     if callable(status):
         try:
-            errors = status().get("errors")
+            state = status()
         except Exception:
-            errors = None
+            state = {}
+        errors = state.get("errors")
+        yield from _evaluator_metrics(state)
         if isinstance(errors, dict):
             family = CounterMetricFamily(
                 "gatekeeper_policy_engine_errors",
@@ -89,6 +91,32 @@ def _part_counters(gk: Gatekeeper) -> Iterator[Metric]:
             if isinstance(value, int | float):
                 family.add_metric([str(name)], value)
         yield family
+
+
+def _evaluator_metrics(state: dict[str, Any]) -> Iterator[Metric]:
+    """The embedded engine's evaluator (VM or interpreter) and the VM's cross-checks."""
+    evaluator = state.get("evaluator")
+    vm = state.get("vm")
+    if not isinstance(evaluator, str) or not isinstance(vm, dict):
+        return
+    info = GaugeMetricFamily(
+        "gatekeeper_policy_evaluator_info",
+        "How the embedded engine evaluates the active revision: vm or interpreter.",
+        labels=["evaluator"],
+    )
+    info.add_metric([evaluator], 1)
+    yield info
+    events = CounterMetricFamily(
+        "gatekeeper_policy_vm_events",
+        "The compiled VM's decisions cross-checked by the interpreter, the mismatches found "
+        "(each switches the revision to the interpreter) and the decisions it failed to make.",
+        labels=["event"],
+    )
+    for name in ("checked", "mismatches", "errors"):
+        value = vm.get(name)
+        if isinstance(value, int):
+            events.add_metric([name], value)
+    yield events
 
 
 def _safe_revision(gk: Gatekeeper) -> str:

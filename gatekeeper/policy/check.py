@@ -18,7 +18,7 @@ import orjson
 from gatekeeper.contract import Input
 from gatekeeper.errors import PolicyLoadError
 from gatekeeper.policy.conformance import SAMPLE_INPUT, Case, CaseResult, judge, parse_cases
-from gatekeeper.policy.embedded import check_rule_exists, compile_source, first_lines
+from gatekeeper.policy.embedded import check_rule_exists, compile_source, first_lines, vm_plan
 from gatekeeper.policy.engine import UNDEFINED
 from gatekeeper.policy.repo import PolicySource
 from gatekeeper.policy.testing import TestResult, run_tests
@@ -34,6 +34,8 @@ class CheckReport:
     tests: list[TestResult] = field(default_factory=list)
     cases: list[CaseResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: How the embedded engine would evaluate it: "vm", or "interpreter (why not the VM)".
+    evaluator: str = ""
 
     @property
     def ok(self) -> bool:
@@ -54,6 +56,8 @@ class CheckReport:
         lines.append(f"  rego tests: {passed}/{len(self.tests)} passed")
         good = sum(1 for c in self.cases if c.ok)
         lines.append(f"  decision cases: {good}/{len(self.cases)} as expected")
+        if self.evaluator:
+            lines.append(f"  embedded evaluator: {self.evaluator}")
         lines.extend(f"  problem: {p}" for p in self.problems)
         lines.append("OK" if self.ok else f"FAILED: {len(self.problems)} problem(s)")
         return "\n".join(lines)
@@ -95,6 +99,8 @@ def check_source(
         report.cases.append(result)
         if not result.ok:
             report.problems.append(result.describe())
+    plan, _ = vm_plan(source, decision_rule, engine)
+    report.evaluator = "vm" if plan.program is not None else f"interpreter ({plan.reason})"
     return report
 
 

@@ -6,6 +6,13 @@ created it, so each revision keeps one compiled engine per thread (built from th
 evaluating, so policies must stay cheap; and only the ``*_as_json`` calls are used, because
 sets of objects do not convert to Python values.
 
+Each revision is evaluated by regorus's compiled VM where that is safe (``policy.evaluator``
+"auto", the default; gatekeeper/policy/vm.py rewrites the modules for it, declines what it
+cannot make safe, and checks that the VM decides every conformance case like the interpreter
+before using it), else by regorus's interpreter. While the VM serves, every
+``verify_every``-th decision is evaluated by the interpreter as well; if the two differ, the
+interpreter's decision is the one returned, and the revision stays on the interpreter.
+
 A new revision (``activate``) is checked on a worker thread (it compiles there, runs the repo's
 Rego tests and conformance cases with an engine of its own), then compiled once more on the
 calling thread, the event loop's, and swapped in with one assignment. A decision reads the
@@ -41,6 +48,7 @@ from gatekeeper.policy.engine import (
     decision_from_json,
 )
 from gatekeeper.policy.repo import PolicySource
+from gatekeeper.policy.vm import Vm, VmPlan, prepare
 
 # Rust backtraces would otherwise be appended to every error message.
 os.environ.pop("RUST_BACKTRACE", None)
@@ -79,7 +87,7 @@ def check_rule_exists(engine: Any, decision_rule: str) -> None:
         raise PolicyLoadError(f"no package {package} defines {decision_rule}")
 
 
-# Per thread: revision key -> the regorus engine that thread compiled for it. The engines live
+# Per thread: revision key -> the regorus engine (and VM) that thread built for it. The engines live
 # here, not on the revision objects, because a regorus engine must also be *dropped* on the
 # thread that created it (PyO3 raises otherwise), and Python may collect a revision on any
 # thread (the cyclic GC runs wherever allocation triggers it). A collected revision's key is
@@ -98,8 +106,18 @@ def _retire(key: int) -> None:
         _retired_generation += 1
 
 
-def _thread_engines() -> dict[int, Any]:
-    engines: dict[int, Any] | None = getattr(_per_thread, "engines", None)
+class _Evaluators:
+    """One thread's evaluators of one revision: the interpreter, and the VM if it is used."""
+
+    __slots__ = ("engine", "vm")
+
+    def __init__(self, engine: Any, vm: Vm | None) -> None:
+        self.engine = engine
+        self.vm = vm
+
+
+def _thread_engines() -> dict[int, _Evaluators]:
+    engines: dict[int, _Evaluators] | None = getattr(_per_thread, "engines", None)
     if engines is None:
         engines = _per_thread.engines = {}
         _per_thread.generation = -1
@@ -113,36 +131,148 @@ def _thread_engines() -> dict[int, Any]:
 
 
 class _Revision:
-    """One compiled revision: its source, and a regorus engine per thread that evaluated it."""
+    """One compiled revision: its source, and the evaluators of each thread that evaluated it."""
 
-    def __init__(self, source: PolicySource, decision_rule: str) -> None:
+    def __init__(
+        self,
+        source: PolicySource,
+        decision_rule: str,
+        *,
+        evaluator: str = "auto",
+        verify_every: int = 100,
+    ) -> None:
         self.source = source
         self.decision_rule = decision_rule
         self.revision = source.revision
         self.loaded_at = time.time()
         self.key = next(_keys)
+        self.verify_every = verify_every
+        self.vm_decisions = 0
+        self.vm_checked = 0
+        self.vm_mismatches = 0
+        self.vm_errors = 0
         # Compiled now, on the creating thread (the event loop's), so that no request pays
         # for it; test modules are left out: decisions never depend on them.
         engine = compile_source(source, tests=False)
         check_rule_exists(engine, decision_rule)
-        _thread_engines()[self.key] = engine
+        self._data_json = orjson.dumps(source.data).decode()
+        if evaluator == "auto":
+            self.plan, vm = vm_plan(source, decision_rule, engine)
+        else:
+            self.plan, vm = VmPlan(None, f"policy.evaluator is {evaluator!r}"), None
+        #: Why the VM is not used for this revision ("" while it is).
+        self.vm_reason = self.plan.reason
+        _thread_engines()[self.key] = _Evaluators(engine, vm)
         weakref.finalize(self, _retire, self.key)
 
-    def engine(self) -> Any:
+    @property
+    def evaluator(self) -> str:
+        return "interpreter" if self.vm_reason else "vm"
+
+    def evaluators(self) -> _Evaluators:
         engines = _thread_engines()
-        engine = engines.get(self.key)
-        if engine is None:
-            engine = engines[self.key] = compile_source(self.source, tests=False)
-        return engine
+        found = engines.get(self.key)
+        if found is None:
+            vm = Vm(self.plan, self._data_json) if self.plan.program is not None else None
+            found = engines[self.key] = _Evaluators(compile_source(self.source, tests=False), vm)
+        return found
+
+    def engine(self) -> Any:
+        return self.evaluators().engine
 
     def evaluate_json(self, input_json: str) -> str:
-        engine = self.engine()
+        own = self.evaluators()
+        if own.vm is None or self.vm_reason:
+            return self._interpret(own.engine, input_json)
+        try:
+            result = own.vm.evaluate_json(input_json)
+        except Exception as exc:
+            # The interpreter decides (and raises, if the policy really fails on this input).
+            self.vm_errors += 1
+            log.debug("the VM failed (%s); the interpreter decides", first_lines(exc, 1))
+            return self._interpret(own.engine, input_json)
+        self.vm_decisions += 1
+        if self.verify_every and self.vm_decisions % self.verify_every == 0:
+            return self._verify(own.engine, input_json, result)
+        return result
+
+    def _verify(self, engine: Any, input_json: str, result: str) -> str:
+        """The interpreter's decision; a VM that disagrees is not used again for this revision."""
+        self.vm_checked += 1
+        try:
+            expected = self._interpret(engine, input_json)
+        except PolicyEvaluationError:
+            self._disagreed()  # the VM decided where the interpreter fails
+            raise
+        if orjson.loads(result) != orjson.loads(expected):
+            self._disagreed()
+        return expected
+
+    def _disagreed(self) -> None:
+        self.vm_mismatches += 1
+        self.vm_reason = "the VM decided a sampled request differently from the interpreter"
+        log.error(
+            "policy revision %s: %s; the interpreter evaluates this revision from now on",
+            self.revision,
+            self.vm_reason,
+        )
+
+    def _interpret(self, engine: Any, input_json: str) -> str:
         try:
             engine.set_input_json(input_json)
             result: str = engine.eval_rule_as_json(self.decision_rule)
         except Exception as exc:
             raise PolicyEvaluationError(f"evaluation failed: {first_lines(exc, 3)}") from exc
         return result
+
+    def vm_status(self) -> dict[str, Any]:
+        return {
+            "reason": self.vm_reason,
+            "decisions": self.vm_decisions,
+            "checked": self.vm_checked,
+            "mismatches": self.vm_mismatches,
+            "errors": self.vm_errors,
+        }
+
+
+def vm_plan(source: PolicySource, decision_rule: str, engine: Any) -> tuple[VmPlan, Vm | None]:
+    """``source`` prepared for the VM, and a VM loaded with it (on this thread); or, if the VM
+    may not serve it, a plan that says why and no VM. ``engine`` is an interpreter of it."""
+    plan = prepare(source.policy_modules, source.data, decision_rule)
+    if plan.program is None:
+        return plan, None
+    vm = Vm(plan, orjson.dumps(source.data).decode())
+    disagreement = _disagreement(engine, vm, source, decision_rule)
+    if disagreement:
+        return VmPlan(None, disagreement), None
+    return plan, vm
+
+
+def _disagreement(engine: Any, vm: Vm, source: PolicySource, decision_rule: str) -> str:
+    """Why the VM may not serve ``source``: a conformance case (or the sample input) it decides
+    differently from the interpreter; "" when they agree on all of them."""
+    from gatekeeper.contract import Input
+    from gatekeeper.policy.conformance import SAMPLE_INPUT, parse_cases
+
+    try:
+        cases = [(case.id, case.input) for case in parse_cases(source.cases)]
+    except PolicyLoadError:
+        cases = []
+    sample = Input.model_validate(SAMPLE_INPUT).model_dump(mode="json")
+    for case_id, doc in [*cases, ("sample-input", sample)]:
+        raw = orjson.dumps(doc).decode()
+        try:
+            engine.set_input_json(raw)
+            expected = engine.eval_rule_as_json(decision_rule)
+        except Exception:
+            continue  # the interpreter fails here too: the case's own check reports it
+        try:
+            got = vm.evaluate_json(raw)
+        except Exception as exc:
+            return f"the VM fails on case {case_id}: {first_lines(exc, 1)}"
+        if orjson.loads(got) != orjson.loads(expected):
+            return f"the VM decides case {case_id} differently from the interpreter"
+    return ""
 
 
 class EmbeddedEngine:
@@ -156,13 +286,24 @@ class EmbeddedEngine:
         decision: str = "data.gatekeeper.decision",
         *,
         check: bool = True,
+        evaluator: str = "auto",
+        verify_every: int = 100,
     ) -> None:
         self.decision_rule = decision
         #: Whether ``activate`` runs a new revision's Rego tests and cases before accepting it.
         self.check = check
+        #: "auto": regorus's VM where it is safe, else the interpreter; "interpreter": never the VM.
+        self.evaluator = evaluator
+        #: Every n-th VM decision is also evaluated by the interpreter (0: never).
+        self.verify_every = verify_every
         self.counters = EngineCounters()
         # Compile once now so a broken revision fails at load time, not at the first request.
-        self._active = _Revision(source, decision)
+        self._active = self._revision(source)
+
+    def _revision(self, source: PolicySource) -> _Revision:
+        return _Revision(
+            source, self.decision_rule, evaluator=self.evaluator, verify_every=self.verify_every
+        )
 
     @property
     def source(self) -> PolicySource:
@@ -226,12 +367,14 @@ class EmbeddedEngine:
             report = await asyncio.to_thread(check_source, source, self.decision_rule)
             report.raise_for_problems()
         started = time.perf_counter()
-        candidate = _Revision(source, self.decision_rule)
+        candidate = self._revision(source)
         self._active = candidate
         log.info(
-            "policy revision %s active (embedded, compiled in %.1f ms)",
+            "policy revision %s active (embedded, %s, compiled in %.1f ms)%s",
             source.revision,
+            candidate.evaluator,
             (time.perf_counter() - started) * 1000,
+            f": the VM is not used: {candidate.vm_reason}" if candidate.vm_reason else "",
         )
 
     async def start(self) -> None:
@@ -243,6 +386,8 @@ class EmbeddedEngine:
             "revision": self.revision,
             "origin": self.source.origin,
             "loaded_at": self._active.loaded_at,
+            "evaluator": self._active.evaluator,
+            "vm": self._active.vm_status(),
             **self.counters.as_dict(),
         }
 

@@ -38,7 +38,13 @@ def open_engine(settings: PolicySettings) -> PolicyEngine:
         try:
             if settings.check:
                 check_source(source, settings.decision).raise_for_problems()
-            engine = EmbeddedEngine(source, settings.decision, check=settings.check)
+            engine = EmbeddedEngine(
+                source,
+                settings.decision,
+                check=settings.check,
+                evaluator=settings.evaluator,
+                verify_every=settings.verify_every,
+            )
         except PolicyLoadError as exc:
             raise ConfigurationError(f"policy {settings.path}: {exc}") from exc
     if settings.reload:

@@ -78,9 +78,11 @@ exempt if {
 graded := "strong" if {
 	c := data.gatekeeper.config.distillation
 	score >= c.levels.strong
-	every required in c.strong_requires {
-		evidence[required]
-	}
+
+	# Every piece of evidence in `strong_requires` is there. Written as a set difference, not
+	# `every`: regorus's compiled evaluator lets an `every` pass when its body is undefined, so
+	# gatekeeper evaluates a policy that uses `every` with the slower interpreter (gatekeeper/policy/vm.py).
+	count({r | some r in c.strong_requires} - evidence) == 0
 } else := "suspect" if {
 	score >= data.gatekeeper.config.distillation.levels.suspect
 } else := "watch" if {

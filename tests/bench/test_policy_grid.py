@@ -28,3 +28,7 @@ def test_a_changed_decision_is_found_and_shown(
     jur.write_text(json.dumps(data))
     assert compare(POLICIES, changed, limit=40) > 0
     assert "jurisdiction_restricted" in capsys.readouterr().out
+
+
+def test_the_vm_decides_the_default_pack_like_the_interpreter() -> None:
+    assert compare(POLICIES, POLICIES, limit=300, vm=True) == 0

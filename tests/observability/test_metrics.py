@@ -110,6 +110,8 @@ async def test_metrics_endpoint_is_unprotected_text_exposition(protected: Factor
         "gatekeeper_decision_log_dropped_total 0.0",
         "gatekeeper_decision_log_queue_depth",
         "gatekeeper_policy_revision_info{",
+        'gatekeeper_policy_evaluator_info{evaluator="vm"} 1.0',
+        'gatekeeper_policy_vm_events_total{event="mismatches"} 0.0',
         "gatekeeper_build_info{",
         "gatekeeper_stage_duration_seconds_bucket{",
     ):

@@ -3,6 +3,8 @@
 The suite is the pack's Rego unit tests (run by `opa test` and by the embedded runner) and its
 table of input → expected decision cases (policies/conformance/cases.yaml). Any divergence
 between the engines fails and names the case and its rule, or the input and the fields.
+The embedded engine runs twice: as configured by default (regorus's compiled VM, which it uses
+for the default pack) and with ``evaluator="interpreter"``; both are compared with OPA.
 """
 
 from __future__ import annotations
@@ -38,16 +40,23 @@ module_loop = pytest.mark.asyncio(loop_scope="module")
 
 PACK = load_policy(POLICIES)
 CASES = parse_cases(PACK.cases)
-ENGINES = ["embedded", "opa"]
+ENGINES = ["embedded", "interpreter", "opa"]
+#: The embedded evaluators compared with OPA.
+EMBEDDED = ["embedded", "interpreter"]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engines(opa_factory: Callable[..., OpaServer]) -> AsyncIterator[dict[str, Any]]:
-    """Both engines with the default pack: embedded, and a real OPA server it was pushed to."""
+    """The engines with the default pack: embedded (VM and interpreter), and a real OPA server
+    it was pushed to."""
     server = opa_factory()
     opa = OpaEngine(server.url, source=PACK, timeout=5.0)  # no timeouts under test here
     await opa.start()
-    yield {"embedded": EmbeddedEngine(PACK), "opa": opa}
+    yield {
+        "embedded": EmbeddedEngine(PACK),
+        "interpreter": EmbeddedEngine(PACK, evaluator="interpreter"),
+        "opa": opa,
+    }
     await opa.aclose()
 
 
@@ -56,7 +65,17 @@ def engine(request: pytest.FixtureRequest) -> Any:
     """Each engine in turn (the OPA one skips, saying why, where there is no opa)."""
     if request.param == "opa":
         return request.getfixturevalue("engines")["opa"]
+    if request.param == "interpreter":
+        return EmbeddedEngine(PACK, evaluator="interpreter")
     return EmbeddedEngine(PACK)
+
+
+def test_the_default_pack_is_evaluated_by_the_vm_by_default() -> None:
+    """Otherwise the comparisons below would compare the interpreter with OPA twice."""
+    assert EmbeddedEngine(PACK).status()["evaluator"] == "vm"
+    interpreter = EmbeddedEngine(PACK, evaluator="interpreter").status()
+    assert interpreter["evaluator"] == "interpreter"
+    assert interpreter["vm"]["reason"] == "policy.evaluator is 'interpreter'"
 
 
 def test_every_rule_module_and_refusal_code_has_a_case() -> None:
@@ -107,9 +126,10 @@ def _compare(a: Any, b: Any, label: str) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 @module_loop
 async def test_engines_decide_each_case_identically(case: Case, engines: dict[str, Any]) -> None:
-    embedded, _ = await engines["embedded"].evaluate_raw(case.input)
     opa, _ = await engines["opa"].evaluate_raw(case.input)
-    _compare(embedded, opa, f"case {case.id} (rule {case.rule})")
+    for name in EMBEDDED:
+        embedded, _ = await engines[name].evaluate_raw(case.input)
+        _compare(embedded, opa, f"{name}, case {case.id} (rule {case.rule})")
 
 
 GRID = list(
@@ -130,10 +150,11 @@ async def test_engines_agree_on_a_grid_of_subjects_and_places(engines: dict[str,
         doc = make_input(tier, kyc, country)
         doc["request"]["dialect"] = dialect
         doc["subject"]["org"] = org
-        embedded, _ = await engines["embedded"].evaluate_raw(doc)
         opa, _ = await engines["opa"].evaluate_raw(doc)
-        if fields := diff_values(embedded, opa):
-            diverging.append(f"{(tier, kyc, country, dialect, org)}: {fields[:3]}")
+        for name in EMBEDDED:
+            embedded, _ = await engines[name].evaluate_raw(doc)
+            if fields := diff_values(embedded, opa):
+                diverging.append(f"{name} {(tier, kyc, country, dialect, org)}: {fields[:3]}")
     assert diverging == [], f"{len(diverging)} of {len(GRID)} inputs diverge"
 
 
@@ -179,15 +200,16 @@ inputs = st.fixed_dictionaries(
 @given(facts=inputs)
 @module_loop
 async def test_engines_agree_on_any_input(facts: dict[str, Any], engines: dict[str, Any]) -> None:
-    """Property: for any contract-shaped input, both engines return the same decision value."""
+    """Property: for any contract-shaped input, every engine returns the same decision value."""
     doc = make_input(facts["tier"], facts["kyc"], facts["country"])
     doc["subject"].update(id=facts["id"], org=facts["org"])
     doc["request"].update(dialect=facts["dialect"], estimated_tokens=facts["tokens"])
     doc["network"]["is_hosting"] = facts["hosting"]
     doc["signals"] = facts["signals"]
-    embedded, _ = await engines["embedded"].evaluate_raw(doc)
     opa, _ = await engines["opa"].evaluate_raw(doc)
-    _compare(embedded, opa, f"input {facts}")
+    for name in EMBEDDED:
+        embedded, _ = await engines[name].evaluate_raw(doc)
+        _compare(embedded, opa, f"{name}, input {facts}")
 
 
 @module_loop
