@@ -1,11 +1,14 @@
 """Policy evaluation, side by side in one run: `python -m bench.policy_eval`.
 
-- ``embedded eval``     regorus in-process: set the input JSON and evaluate the decision rule
-                        (what "evaluating the pack" costs), with the evaluator gatekeeper uses
+- ``embedded eval``     regorus in-process: the input document as the engine hands it to
+                        regorus (the paths the pack reads, as JSON), set and evaluated (what
+                        "evaluating the pack" costs), with the evaluator gatekeeper uses
                         by default for the pack: regorus's compiled VM (docs/policy-authoring.md,
                         "Evaluators");
-- ``interpreter eval``  the same with ``policy.evaluator = "interpreter"`` (regorus's
-                        interpreter, what the engine falls back to);
+- ``... whole input``   the same, handing regorus the whole input document instead of the
+                        paths the pack reads (what the projection saves);
+- ``interpreter eval``  the same as ``embedded eval`` with ``policy.evaluator = "interpreter"``
+                        (regorus's interpreter, what the engine falls back to);
 - ``embedded verdict``  what the middleware pays per request: input to JSON, evaluation, and
                         validation of the decision against the ``Decision`` contract;
 - ``opa verdict``       the OPA engine: a real ``opa run --server`` on loopback, the pack pushed
@@ -145,8 +148,7 @@ def _timed(call: Callable[[Any], Any], arg: Any, n: int) -> list[int]:
 async def run(rounds: int, per_round: int, compare: Path | None) -> None:
     source = load_policy(ROOT / "policies")
     sets = {"": inputs(), ", signals": inputs(signals=True)}
-    docs = {name: list(zip(d, [orjson.dumps(x).decode() for x in d], strict=True))
-            for name, d in sets.items()}  # fmt: skip
+    docs = sets
     embedded = EmbeddedEngine(source)
     interpreter = EmbeddedEngine(source, evaluator="interpreter")
     other = EmbeddedEngine(load_policy(compare), check=False) if compare else None
@@ -162,20 +164,25 @@ async def run(rounds: int, per_round: int, compare: Path | None) -> None:
     try:
         for i in range(rounds):
             for kind, pairs in docs.items():
-                doc, raw = pairs[i % len(pairs)]
+                doc = pairs[i % len(pairs)]
                 add = samples.setdefault
                 add(f"embedded eval{kind}", []).extend(
-                    _timed(embedded.evaluate_json, raw, per_round)
+                    _timed(embedded.evaluate_doc_json, doc, per_round)
                 )
                 add(f"embedded verdict{kind}", []).extend(
                     await _timed_async(embedded.verdict, doc, per_round)
                 )
+                add(f"embedded eval, whole input{kind}", []).extend(
+                    _timed(
+                        lambda d: embedded.evaluate_json(orjson.dumps(d).decode()), doc, per_round
+                    )
+                )
                 add(f"interpreter eval{kind}", []).extend(
-                    _timed(interpreter.evaluate_json, raw, per_round)
+                    _timed(interpreter.evaluate_doc_json, doc, per_round)
                 )
                 if other is not None:
                     add(f"embedded eval{kind} ({compare})", []).extend(
-                        _timed(other.evaluate_json, raw, per_round)
+                        _timed(other.evaluate_doc_json, doc, per_round)
                     )
                 if opa is not None:
                     add(f"opa verdict{kind}", []).extend(

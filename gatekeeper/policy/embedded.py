@@ -47,6 +47,7 @@ from gatekeeper.policy.engine import (
     Verdict,
     decision_from_json,
 )
+from gatekeeper.policy.projection import input_paths, project, projection_tree
 from gatekeeper.policy.repo import PolicySource
 from gatekeeper.policy.vm import Vm, VmPlan, prepare
 
@@ -156,6 +157,9 @@ class _Revision:
         engine = compile_source(source, tests=False)
         check_rule_exists(engine, decision_rule)
         self._data_json = orjson.dumps(source.data).decode()
+        #: The input paths the policy reads (None: all of it); only they are handed to regorus.
+        self.input_paths = input_paths(source.policy_modules)
+        self._projection = None if self.input_paths is None else projection_tree(self.input_paths)
         if evaluator == "auto":
             self.plan, vm = vm_plan(source, decision_rule, engine)
         else:
@@ -179,6 +183,12 @@ class _Revision:
 
     def engine(self) -> Any:
         return self.evaluators().engine
+
+    def input_json(self, input_doc: dict[str, Any]) -> str:
+        """``input_doc`` as regorus gets it: as JSON, only the paths the policy reads."""
+        if self._projection is not None:
+            input_doc = project(input_doc, self._projection)
+        return orjson.dumps(input_doc).decode()
 
     def evaluate_json(self, input_json: str) -> str:
         own = self.evaluators()
@@ -317,9 +327,14 @@ class EmbeddedEngine:
         """The decision rule's value as JSON (``"<undefined>"`` when undefined)."""
         return self._active.evaluate_json(input_json)
 
+    def evaluate_doc_json(self, input_doc: dict[str, Any]) -> str:
+        """The decision rule's value as JSON for an input document (what a request pays)."""
+        active = self._active
+        return active.evaluate_json(active.input_json(input_doc))
+
     def evaluate(self, input_doc: dict[str, Any]) -> Any:
         """The decision rule's raw value, or ``UNDEFINED``."""
-        raw = self.evaluate_json(orjson.dumps(input_doc).decode())
+        raw = self.evaluate_doc_json(input_doc)
         if raw.strip() == _UNDEFINED_JSON:
             return UNDEFINED
         return orjson.loads(raw)
@@ -327,7 +342,7 @@ class EmbeddedEngine:
     async def evaluate_raw(self, input_doc: dict[str, Any]) -> tuple[Any, str]:
         """The raw decision value (or ``UNDEFINED``) and the revision that produced it."""
         active = self._active
-        raw = active.evaluate_json(orjson.dumps(input_doc).decode())
+        raw = active.evaluate_json(active.input_json(input_doc))
         value = UNDEFINED if raw.strip() == _UNDEFINED_JSON else orjson.loads(raw)
         return value, active.revision
 
@@ -336,7 +351,7 @@ class EmbeddedEngine:
         # default-pack evaluation takes tens of microseconds, less than a thread hop.
         active = self._active
         try:
-            raw = active.evaluate_json(orjson.dumps(input_doc).decode())
+            raw = active.evaluate_json(active.input_json(input_doc))
         except PolicyEvaluationError as exc:
             raise self.counters.failed("evaluation", exc) from exc
         if raw.startswith(_UNDEFINED_JSON):
@@ -387,6 +402,11 @@ class EmbeddedEngine:
             "origin": self.source.origin,
             "loaded_at": self._active.loaded_at,
             "evaluator": self._active.evaluator,
+            "input_paths": (
+                None
+                if self._active.input_paths is None
+                else [".".join(path) for path in self._active.input_paths]
+            ),
             "vm": self._active.vm_status(),
             **self.counters.as_dict(),
         }

@@ -24,27 +24,29 @@ package gatekeeper.distillation
 
 # The pieces of evidence present. Missing signals count as absent (object.get defaults), so a
 # partial input document (a test's, a replayed log's) grades as calmly as an empty one.
+# `input.signals` is named in each object.get, not bound to a variable once: gatekeeper hands
+# the policy only the input paths it reads (docs/policy-authoring.md, "Evaluators"), and a
+# path under a variable cannot be seen, so `s := input.signals` would send every signal.
 evidence := {name |
 	c := data.gatekeeper.config.distillation
-	s := input.signals
-	cot := object.get(s, "cot_elicitation", 0)
-	size := object.get(s, ["cluster", "size"], 1)
+	cot := object.get(input.signals, "cot_elicitation", 0)
+	size := object.get(input.signals, ["cluster", "size"], 1)
 	age := object.get(input.subject, "account_age_days", null)
 	asn := sprintf("%v", [object.get(input.network, "asn", null)])
 	some name, present in {
 		"cot_elevated": cot >= c.cot.elevated,
 		"cot_high": cot >= c.cot.high,
 		"templated": [
-			object.get(s, "template_repetition", 0) >= c.template.min_share,
-			max([object.get(s, ["subject", "template_count"], 0), object.get(s, ["cluster", "template_count"], 0)]) >= c.template.min_count,
+			object.get(input.signals, "template_repetition", 0) >= c.template.min_share,
+			max([object.get(input.signals, ["subject", "template_count"], 0), object.get(input.signals, ["cluster", "template_count"], 0)]) >= c.template.min_count,
 		] == [true, true],
 		"reasoning_heavy": [
-			object.get(s, ["subject", "reasoning_share"], 0) >= c.reasoning_heavy.min_share,
-			object.get(s, ["subject", "requests", c.window], 0) >= c.reasoning_heavy.min_requests,
+			object.get(input.signals, ["subject", "reasoning_share"], 0) >= c.reasoning_heavy.min_share,
+			object.get(input.signals, ["subject", "requests", c.window], 0) >= c.reasoning_heavy.min_requests,
 		] == [true, true],
 		"cluster_large": size >= c.cluster.large,
 		"cluster_huge": size >= c.cluster.huge,
-		"cluster_heavy": object.get(s, ["cluster", "requests", c.window], 0) >= c.cluster.heavy_requests,
+		"cluster_heavy": object.get(input.signals, ["cluster", "requests", c.window], 0) >= c.cluster.heavy_requests,
 		"datacenter": true in {
 			object.get(input.network, "is_hosting", false),
 			object.get(input.network, "is_proxy", false),

@@ -31,6 +31,9 @@ async def test_readiness_reports_every_part(protected: Factory) -> None:
     assert document["status"] == "ready"
     assert set(document["checks"]) == {"policy", "subjects", "quotas", "decision_log"}
     assert document["checks"]["policy"]["revision"] == p.gk.engine.revision
+    assert document["checks"]["policy"]["evaluator"] == "vm"
+    assert document["checks"]["policy"]["vm"]["mismatches"] == 0
+    assert "subject.tier" in document["checks"]["policy"]["input_paths"]
     assert all(check["ok"] for check in document["checks"].values())
 
 

@@ -1,0 +1,140 @@
+"""The embedded engine hands regorus only the input paths a policy reads, and decides the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gatekeeper.policy import EmbeddedEngine, PolicySource
+from gatekeeper.policy.embedded import compile_source
+from gatekeeper.policy.projection import input_paths, project, projection_tree
+from tests.policy.conftest import make_input
+from tests.policy.test_conformance import PACK
+
+
+def paths(rules: str) -> list[str] | None:
+    found = input_paths({"a.rego": "package a\n" + rules + "\n"})
+    return None if found is None else [".".join(p) for p in found]
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        ("x := input.a.b", ["a.b"]),
+        ('x := input["a"].b', ["a.b"]),
+        ("x := input.a[k].c if k := 1", ["a"]),
+        ("x := data.t[input.k]", ["k"]),
+        ("x := input.a[input.k]", ["a", "k"]),
+        ('x := object.get(input.a, "b", 0)', ["a.b"]),
+        ('x := object.get(input.a, ["b", "c"], 0)', ["a.b.c"]),
+        ('x := object.get(input.a, ["b", data.w, "c"], 0)', ["a.b"]),
+        ("x := object.get(input.a, data.k, 0)", ["a"]),
+        ("x := count(input.a)", ["a"]),
+        ("x if { some y in input.a.ys; y > 1 }", ["a.ys"]),
+        ("import input.subject as s\nx := s.tier", ["subject"]),
+        ("x := input.a.b\ny := input.a", ["a", "a.b"]),
+    ],
+)
+def test_the_paths_a_policy_reads_are_found(rules: str, expected: list[str]) -> None:
+    assert paths(rules) == expected
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        "x := input",
+        "x := input[k] if k := data.key",
+        "x if { some k, _ in input; k == 1 }",
+        "x := object.get(input, data.k, 0)",
+        "x if { y with input.a as 1 }\ny := input.a",
+        "x := f(input)\nf(v) := v.a",
+    ],
+)
+def test_a_policy_that_reads_the_input_as_a_whole_gets_all_of_it(rules: str) -> None:
+    assert paths(rules) is None
+
+
+def test_projection_keeps_what_is_read_and_nothing_else() -> None:
+    tree = projection_tree([("a", "b"), ("a",), ("c", "d"), ("e", "f")])
+    doc = {"a": {"b": 1, "z": 2}, "c": {"d": [1], "x": 3}, "e": "text", "g": 4}
+    assert project(doc, tree) == {"a": {"b": 1, "z": 2}, "c": {"d": [1]}, "e": "text"}
+    assert project({}, tree) == {}  # missing stays missing
+
+
+def test_the_default_pack_gets_a_fraction_of_the_input() -> None:
+    engine = EmbeddedEngine(PACK, check=False)
+    read = engine.status()["input_paths"]
+    assert "subject.tier" in read and "signals.cot_elicitation" in read
+    assert "request.path" not in read and "signals" not in read
+    doc = make_input("free", "email", "US")
+    assert len(engine._active.input_json(doc)) < len(orjson.dumps(doc)) / 2
+
+
+_extra = st.dictionaries(
+    st.sampled_from(["zz", "path", "extra", "id"]),
+    st.one_of(st.integers(-(2**31), 2**31), st.text(max_size=5), st.none()),
+    max_size=3,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tier=st.sampled_from(["free", "pro", "enterprise", "unknown"]),
+    kyc=st.sampled_from(["none", "email", "government_id", "business"]),
+    country=st.sampled_from(["US", "KP", "", None]),
+    signals=st.one_of(
+        st.just({}),
+        st.fixed_dictionaries(
+            {
+                "available": st.booleans(),
+                "cot_elicitation": st.one_of(st.floats(0, 1), st.text(max_size=3)),
+                "template_repetition": st.floats(0, 1),
+                "subject": st.one_of(
+                    st.none(),
+                    st.fixed_dictionaries(
+                        {"template_count": st.integers(0, 12), "requests": _extra}
+                    ),
+                ),
+                "cluster": st.fixed_dictionaries(
+                    {"size": st.integers(1, 80), "template_count": st.integers(0, 12)}
+                ),
+            }
+        ),
+    ),
+    extra=_extra,
+    network_extra=_extra,
+)
+def test_the_projected_input_decides_as_the_whole_one(
+    tier: str,
+    kyc: str,
+    country: str | None,
+    signals: dict[str, Any],
+    extra: dict[str, Any],
+    network_extra: dict[str, Any],
+) -> None:
+    doc = make_input(tier, kyc, country)
+    doc["signals"] = signals
+    doc.update(extra)
+    doc["network"].update(network_extra)
+    whole = orjson.dumps(doc).decode()
+    INTERPRETER.set_input_json(whole)
+    expected = orjson.loads(INTERPRETER.eval_rule_as_json("data.gatekeeper.decision"))
+    assert ENGINE.evaluate(doc) == expected
+
+
+ENGINE = EmbeddedEngine(PACK, check=False)
+INTERPRETER = compile_source(PACK, tests=False)
+
+
+async def test_a_new_revision_gets_the_input_paths_it_reads() -> None:
+    first = PolicySource("1", {"a.rego": "package a\nx := input.a"}, {})
+    engine = EmbeddedEngine(first, "data.a.x", check=False)
+    assert engine.status()["input_paths"] == ["a"]
+    assert engine.evaluate({"a": 1, "b": 2}) == 1
+    await engine.activate(PolicySource("2", {"a.rego": "package a\nx := input.b"}, {}))
+    assert engine.status()["input_paths"] == ["b"]
+    assert engine.evaluate({"a": 1, "b": 2}) == 2
