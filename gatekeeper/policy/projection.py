@@ -24,8 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-import regorus
+from gatekeeper.policy.syntax import syntax_tree, walk
 
 #: A node of the projection tree: field name -> subtree, where ``None`` keeps the whole value.
 Tree = dict[str, "Tree | None"]
@@ -40,9 +39,7 @@ def input_paths(modules: dict[str, str]) -> list[tuple[str, ...]] | None:
     paths: list[tuple[str, ...]] = []
     try:
         for name, text in sorted(modules.items()):
-            engine = regorus.Engine()
-            engine.add_policy(name, text)
-            tree = orjson.loads(engine.get_ast_as_json())[0]["ast"]
+            tree = syntax_tree(text, name)
             for declared in tree.get("imports", []):
                 found = _chain(declared["refr"])
                 if found is not None and found[0] == "input":
@@ -137,7 +134,7 @@ def _literal_keys(node: Any) -> list[str]:
 
 def _references(rules: Any) -> Iterator[tuple[str, ...]]:
     consumed: set[int] = set()
-    for node in _walk(rules):
+    for node in walk(rules):
         if id(node) in consumed:
             continue
         if node.get("with_mods"):
@@ -163,14 +160,3 @@ def _references(rules: Any) -> Iterator[tuple[str, ...]]:
                 yield _static(found[1])
         elif kind == "Var" and isinstance(body, dict) and body.get("value") == "input":
             raise _Whole
-
-
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    """Every object of a syntax tree, parents before their children."""
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)

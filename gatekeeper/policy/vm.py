@@ -40,11 +40,14 @@ whose decision wins and switches the revision to the interpreter if they differ.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import regorus
+
+from gatekeeper.policy.syntax import syntax_tree, walk
 
 _SCALARS = {"String", "RawString", "Number", "Bool", "Null"}
 
@@ -105,28 +108,11 @@ class Unsupported(Exception):
     """A construct the rewrite cannot make safe for the VM."""
 
 
-def _ast(text: str, name: str) -> dict[str, Any]:
-    engine = regorus.Engine()
-    engine.add_policy(name, text)
-    tree: dict[str, Any] = orjson.loads(engine.get_ast_as_json())[0]["ast"]
-    return tree
-
-
-def _walk(node: Any) -> Any:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
 def desugar(text: str, name: str, index: int) -> str:
     """``text`` with every ``else`` chain rewritten into plain rules (module docstring)."""
-    tree = _ast(text, name)
+    tree = syntax_tree(text, name)
     source = text.encode()
-    for node in _walk(tree):
+    for node in walk(tree):
         if "Every" in node:
             line = node["Every"]["span"]["line"]
             raise Unsupported(f"line {line}: `every` (the VM can let it pass when it fails)")
@@ -209,27 +195,34 @@ def _desugar_rule(source: bytes, spec: dict[str, Any], prefix: str) -> str:
     return "\n".join(out)
 
 
-def _closing_paren(text: str) -> int:
+def _code(text: str) -> Iterator[tuple[int, str, int]]:
+    """``(position, character, bracket depth after it)`` for each character outside strings."""
     depth = 0
-    quoted = False
     quote = ""
     escaped = False
     for position, char in enumerate(text):
-        if quoted:
+        if quote:
             if escaped:
                 escaped = False
-            elif char == "\\":
+            elif char == "\\" and quote == '"':
                 escaped = True
             elif char == quote:
-                quoted = False
-        elif char in '"`':
-            quoted, quote = True, char
-        elif char in "([{":
+                quote = ""
+            continue
+        if char in '"`':
+            quote = char
+            continue
+        if char in "([{":
             depth += 1
         elif char in ")]}":
             depth -= 1
-            if depth == 0:
-                return position
+        yield position, char, depth
+
+
+def _closing_paren(text: str) -> int:
+    for position, char, depth in _code(text):
+        if char == ")" and depth == 0:
+            return position
     raise Unsupported("unbalanced function head")
 
 
@@ -239,26 +232,8 @@ def _value(head_text: str, assign: dict[str, Any] | None) -> str:
         return "true"
     op = ":=" if assign["op"] == "ColEq" else "="
     # The value follows the first assignment operator outside brackets and strings.
-    depth = 0
-    quoted = False
-    quote = ""
-    escaped = False
-    for position, char in enumerate(head_text):
-        if quoted:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quoted = False
-            continue
-        if char in '"`':
-            quoted, quote = True, char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif depth == 0 and head_text.startswith(op, position):
+    for position, _, depth in _code(head_text):
+        if depth == 0 and head_text.startswith(op, position):
             return head_text[position + len(op) :].strip()
     raise Unsupported(f"no {op} in the head {head_text!r}")
 
