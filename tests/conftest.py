@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -12,3 +13,12 @@ def redis_url() -> Iterator[str]:
     """A real redis-server for the session (started by the tests, stopped after)."""
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_the_heap() -> Iterator[None]:
+    """gatekeeper freezes the heap at lifespan start-up (``runtime.gc_freeze``); a test run
+    starts many, so each test hands the next a heap the cyclic GC still scans."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
