@@ -29,6 +29,7 @@ import os
 import threading
 import time
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -131,6 +132,24 @@ def _thread_engines() -> dict[int, _Evaluators]:
     return engines
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a revision needs besides its interpreter, worked out on any thread: the VM's plan
+    (checked against the interpreter on the conformance cases) and the input paths it reads."""
+
+    plan: VmPlan
+    input_paths: list[tuple[str, ...]] | None
+
+
+def prepare_revision(source: PolicySource, decision_rule: str, evaluator: str) -> Prepared:
+    """:class:`Prepared` for ``source`` (tens of milliseconds: run it off the event loop)."""
+    if evaluator == "auto":
+        plan, _ = vm_plan(source, decision_rule, compile_source(source, tests=False))
+    else:
+        plan = VmPlan(None, f"policy.evaluator is {evaluator!r}")
+    return Prepared(plan, input_paths(source.policy_modules))
+
+
 class _Revision:
     """One compiled revision: its source, and the evaluators of each thread that evaluated it."""
 
@@ -141,6 +160,7 @@ class _Revision:
         *,
         evaluator: str = "auto",
         verify_every: int = 100,
+        prepared: Prepared | None = None,
     ) -> None:
         self.source = source
         self.decision_rule = decision_rule
@@ -157,13 +177,13 @@ class _Revision:
         engine = compile_source(source, tests=False)
         check_rule_exists(engine, decision_rule)
         self._data_json = orjson.dumps(source.data).decode()
+        if prepared is None:
+            prepared = prepare_revision(source, decision_rule, evaluator)
         #: The input paths the policy reads (None: all of it); only they are handed to regorus.
-        self.input_paths = input_paths(source.policy_modules)
+        self.input_paths = prepared.input_paths
         self._projection = None if self.input_paths is None else projection_tree(self.input_paths)
-        if evaluator == "auto":
-            self.plan, vm = vm_plan(source, decision_rule, engine)
-        else:
-            self.plan, vm = VmPlan(None, f"policy.evaluator is {evaluator!r}"), None
+        self.plan = prepared.plan
+        vm = Vm(self.plan, self._data_json) if self.plan.program is not None else None
         #: Why the VM is not used for this revision ("" while it is).
         self.vm_reason = self.plan.reason
         _thread_engines()[self.key] = _Evaluators(engine, vm)
@@ -310,9 +330,13 @@ class EmbeddedEngine:
         # Compile once now so a broken revision fails at load time, not at the first request.
         self._active = self._revision(source)
 
-    def _revision(self, source: PolicySource) -> _Revision:
+    def _revision(self, source: PolicySource, prepared: Prepared | None = None) -> _Revision:
         return _Revision(
-            source, self.decision_rule, evaluator=self.evaluator, verify_every=self.verify_every
+            source,
+            self.decision_rule,
+            evaluator=self.evaluator,
+            verify_every=self.verify_every,
+            prepared=prepared,
         )
 
     @property
@@ -381,8 +405,12 @@ class EmbeddedEngine:
 
             report = await asyncio.to_thread(check_source, source, self.decision_rule)
             report.raise_for_problems()
+        # The VM's rewrite, compilation and check, and the input paths: off the event loop.
+        prepared = await asyncio.to_thread(
+            prepare_revision, source, self.decision_rule, self.evaluator
+        )
         started = time.perf_counter()
-        candidate = self._revision(source)
+        candidate = self._revision(source, prepared)
         self._active = candidate
         log.info(
             "policy revision %s active (embedded, %s, compiled in %.1f ms)%s",

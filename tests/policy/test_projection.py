@@ -137,4 +137,5 @@ async def test_a_new_revision_gets_the_input_paths_it_reads() -> None:
     assert engine.evaluate({"a": 1, "b": 2}) == 1
     await engine.activate(PolicySource("2", {"a.rego": "package a\nx := input.b"}, {}))
     assert engine.status()["input_paths"] == ["b"]
+    assert engine.status()["evaluator"] == "vm"  # prepared on a worker thread, used here
     assert engine.evaluate({"a": 1, "b": 2}) == 2
