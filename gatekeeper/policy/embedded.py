@@ -58,6 +58,9 @@ os.environ.pop("RUST_BACKTRACE", None)
 log = logging.getLogger("gatekeeper.policy")
 
 _UNDEFINED_JSON = '"<undefined>"'
+#: VM failures a revision tolerates before the interpreter takes over, when the VM has failed
+#: more often than it has decided.
+_VM_ERRORS_TOLERATED = 100
 
 
 def compile_source(source: PolicySource, *, tests: bool = True) -> Any:
@@ -220,6 +223,16 @@ class _Revision:
             # The interpreter decides (and raises, if the policy really fails on this input).
             self.vm_errors += 1
             log.debug("the VM failed (%s); the interpreter decides", first_lines(exc, 1))
+            if self.vm_errors >= _VM_ERRORS_TOLERATED and self.vm_errors > self.vm_decisions:
+                # Failing more often than not (its 25,000-instruction limit on large data, say):
+                # each such decision costs a VM attempt on top of the interpreter's.
+                why = first_lines(exc, 1)
+                self.vm_reason = f"the VM failed on {self.vm_errors} decisions ({why})"
+                log.warning(
+                    "policy revision %s: %s; the interpreter evaluates it from now on",
+                    self.revision,
+                    self.vm_reason,
+                )
             return self._interpret(own.engine, input_json)
         self.vm_decisions += 1
         if self.verify_every and self.vm_decisions % self.verify_every == 0:

@@ -134,6 +134,21 @@ def test_a_decision_the_vm_cannot_make_is_made_by_the_interpreter() -> None:
     assert engine.status()["evaluator"] == "vm"  # one input too big is no reason to stop
 
 
+def test_a_vm_that_fails_more_often_than_not_hands_over_to_the_interpreter() -> None:
+    rules = "l := count([x | some x in numbers.range(1, input.n); x % 7 == 0])"
+    engine = EmbeddedEngine(source(rules), "data.a.l", check=False)
+    for _ in range(99):
+        assert engine.evaluate({"n": 70_000}) == 10_000
+    assert engine.status()["evaluator"] == "vm"
+    assert engine.evaluate({"n": 70_000}) == 10_000  # the 100th failure, none decided
+    status = engine.status()
+    assert status["evaluator"] == "interpreter"
+    assert status["vm"]["reason"].startswith("the VM failed on 100 decisions")
+    assert status["vm"]["errors"] == 100
+    engine.evaluate({"n": 70_000})
+    assert engine.status()["vm"]["errors"] == 100  # no more attempts
+
+
 def test_the_default_pack_is_rewritten_and_compiled_for_the_vm() -> None:
     plan = prepare(PACK.policy_modules, PACK.data, "data.gatekeeper.decision")
     assert plan.program is not None, plan.reason
