@@ -16,7 +16,7 @@
                         async client (pooled keep-alive connection), validated the same way;
 - ``--compare DIR``     also ``embedded eval`` of another pack (e.g. an older revision), to
                         measure a Rego change;
-- ``--by-rule``         where the time goes: each module's top rules (``refusals``,
+- ``--by-rule``         where the interpreter's time goes: each module's top rules (``refusals``,
                         ``applicable``, ``exposure``, ``obligations``) evaluated alone, less the
                         cost of setting the input.
 
