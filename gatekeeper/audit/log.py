@@ -42,6 +42,11 @@ log = logging.getLogger("gatekeeper.audit")
 __all__ = ["DecisionLog", "DecisionLogUnavailable", "JsonlFileSink", "Sink", "StdoutSink"]
 
 _MAX_GAP_IDS = 100
+#: A full queue: ``record`` waits for room at most this long, in steps of this length, and gives
+#: up (drops the event) after this many steps in a row in which the writer took nothing.
+_FULL_WAIT_SECONDS = 0.05
+_FULL_WAIT_STEP_SECONDS = 0.0005
+_FULL_WAIT_IDLE_STEPS = 10
 #: How often a durable request looks for room in a full queue (rare: the writer is far behind).
 _ROOM_POLL_SECONDS = 0.005
 
@@ -123,6 +128,8 @@ class DecisionLog(ChainWriter):
             self._dropped_full += 1  # recorded after aclose: there is no chain to report it in
             return
         depth = self._enqueued - self._taken
+        if depth >= self._queue_size // 2:
+            depth = self._make_room()
         if depth >= self._queue_size:
             self._drop(event)
             return
@@ -130,6 +137,26 @@ class DecisionLog(ChainWriter):
         self._queue.put((event, None))
         if depth == self._wake_depth:  # a lingering writer must not let the queue fill up
             self._urgent.set()
+
+    def _make_room(self) -> int:
+        """Backpressure, when the writer falls behind (the request path, on the event loop's
+        thread, outpaces it for the interpreter lock): let the lock go once; and if the queue
+        is full, wait for room while the writer drains it, at most ``_FULL_WAIT_SECONDS`` and
+        only while it makes progress, before the event is dropped. The queue depth after."""
+        time.sleep(0)
+        depth = self._enqueued - self._taken
+        if depth < self._queue_size:
+            return depth
+        deadline = time.monotonic() + _FULL_WAIT_SECONDS
+        idle = 0
+        while depth >= self._queue_size and not self._dead and idle < _FULL_WAIT_IDLE_STEPS:
+            taken = self._taken
+            time.sleep(_FULL_WAIT_STEP_SECONDS)
+            idle = 0 if self._taken != taken else idle + 1
+            depth = self._enqueued - self._taken
+            if time.monotonic() >= deadline:
+                break
+        return depth
 
     def _drop(self, event: dict[str, Any]) -> None:
         self._dropped_full += 1

@@ -307,3 +307,16 @@ async def test_the_linger_setting_reaches_the_writer(tmp_path: Path, linger: flo
         assert log._linger == linger
     finally:
         await log.aclose()
+
+
+async def test_a_writer_falling_behind_runs_before_events_are_dropped(tmp_path: Path) -> None:
+    """Recording back to back on the event loop's thread outpaces the writer thread; once the
+    queue is half full, ``record`` lets the interpreter lock go so the writer catches up."""
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(JsonlFileSink(path), queue_size=64)
+    for i in range(3000):
+        log.record(decision_event(i))
+    await log.flush()
+    assert log.dropped == 0
+    assert len(decision_ids(path)) == 3000
+    await log.aclose()
