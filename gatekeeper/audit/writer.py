@@ -281,10 +281,11 @@ class ChainWriter:
                 lines, checkpoints = [], []
             store.rotate()
         snapshot = self._chain.head
+        rules = self.masker.batch_rules() if self.masker is not None and entries else []
         for entry in entries:
             try:
                 if self.masker is not None:
-                    self.masker.apply(entry)
+                    self.masker.apply(entry, rules)
                 line = self._chain.seal(entry)
             except Exception as exc:  # never write an event that could not be masked or encoded
                 line = self._chain.seal(_unwritable(entry, exc))

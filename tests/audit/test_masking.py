@@ -4,10 +4,13 @@ import copy
 import hashlib
 import hmac
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, parse_rules
 from gatekeeper.audit.masking import keyed_hash
@@ -173,3 +176,19 @@ async def test_masking_happens_before_any_sink(tmp_path: Path) -> None:
     log.record(event())
     await log.aclose()
     assert b"gk-secret" not in (tmp_path / "d.jsonl").read_bytes()
+
+
+_names = st.lists(
+    st.text(alphabet="abc_-.", min_size=1, max_size=6), min_size=1, max_size=8, unique=True
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=_names, text=st.text(alphabet='abc_-."x: ', max_size=60))
+def test_the_secret_probe_finds_exactly_the_secret_field_names(names: list[str], text: str) -> None:
+    """The probe is a prefix tree of the names; it must match where a plain list would."""
+    probe = Masker(secret_fields=names)._probe
+    assert probe is not None
+    flat = re.compile(b'"(?:' + b"|".join(re.escape(n.encode()) for n in names) + b')":')
+    for candidate in [text.encode(), *(b'"' + n.encode() + b'":' for n in names)]:
+        assert bool(probe.search(candidate)) == bool(flat.search(candidate)), candidate
