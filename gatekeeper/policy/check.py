@@ -18,7 +18,13 @@ import orjson
 from gatekeeper.contract import Input
 from gatekeeper.errors import PolicyLoadError
 from gatekeeper.policy.conformance import SAMPLE_INPUT, Case, CaseResult, judge, parse_cases
-from gatekeeper.policy.embedded import check_rule_exists, compile_source, first_lines, vm_plan
+from gatekeeper.policy.embedded import (
+    Prepared,
+    check_rule_exists,
+    compile_source,
+    first_lines,
+    prepare_revision,
+)
 from gatekeeper.policy.engine import UNDEFINED
 from gatekeeper.policy.repo import PolicySource
 from gatekeeper.policy.testing import TestResult, run_tests
@@ -34,8 +40,16 @@ class CheckReport:
     tests: list[TestResult] = field(default_factory=list)
     cases: list[CaseResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    #: How the embedded engine would evaluate it: "vm", or "interpreter (why not the VM)".
-    evaluator: str = ""
+    #: Its VM plan and input paths (``policy.evaluator`` "auto"), for the engine to reuse.
+    prepared: Prepared | None = None
+
+    @property
+    def evaluator(self) -> str:
+        """How the embedded engine would evaluate it: "vm", or "interpreter (why not)"."""
+        if self.prepared is None:
+            return ""
+        plan = self.prepared.plan
+        return "vm" if plan.program is not None else f"interpreter ({plan.reason})"
 
     @property
     def ok(self) -> bool:
@@ -99,8 +113,7 @@ def check_source(
         report.cases.append(result)
         if not result.ok:
             report.problems.append(result.describe())
-    plan, _ = vm_plan(source, decision_rule, engine)
-    report.evaluator = "vm" if plan.program is not None else f"interpreter ({plan.reason})"
+    report.prepared = prepare_revision(source, decision_rule, "auto", engine)
     return report
 
 

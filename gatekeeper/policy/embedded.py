@@ -50,6 +50,7 @@ from gatekeeper.policy.engine import (
 )
 from gatekeeper.policy.projection import input_paths, project, projection_tree
 from gatekeeper.policy.repo import PolicySource
+from gatekeeper.policy.syntax import syntax_trees
 from gatekeeper.policy.vm import Vm, VmPlan, prepare
 
 # Rust backtraces would otherwise be appended to every error message.
@@ -144,13 +145,18 @@ class Prepared:
     input_paths: list[tuple[str, ...]] | None
 
 
-def prepare_revision(source: PolicySource, decision_rule: str, evaluator: str) -> Prepared:
-    """:class:`Prepared` for ``source`` (tens of milliseconds: run it off the event loop)."""
+def prepare_revision(
+    source: PolicySource, decision_rule: str, evaluator: str, engine: Any | None = None
+) -> Prepared:
+    """:class:`Prepared` for ``source`` (tens of milliseconds: run it off the event loop).
+    ``engine``: an interpreter of ``source`` made on this thread, if the caller has one."""
+    trees = syntax_trees(source.policy_modules)  # parsed once, for the VM and the paths
     if evaluator == "auto":
-        plan, _ = vm_plan(source, decision_rule, compile_source(source, tests=False))
+        engine = engine if engine is not None else compile_source(source, tests=False)
+        plan = vm_plan(source, decision_rule, engine, trees)
     else:
         plan = VmPlan(None, f"policy.evaluator is {evaluator!r}")
-    return Prepared(plan, input_paths(source.policy_modules))
+    return Prepared(plan, input_paths(source.policy_modules, trees))
 
 
 class _Revision:
@@ -278,17 +284,20 @@ class _Revision:
         }
 
 
-def vm_plan(source: PolicySource, decision_rule: str, engine: Any) -> tuple[VmPlan, Vm | None]:
-    """``source`` prepared for the VM, and a VM loaded with it (on this thread); or, if the VM
-    may not serve it, a plan that says why and no VM. ``engine`` is an interpreter of it."""
-    plan = prepare(source.policy_modules, source.data, decision_rule)
+def vm_plan(
+    source: PolicySource,
+    decision_rule: str,
+    engine: Any,
+    trees: dict[str, dict[str, Any]] | None = None,
+) -> VmPlan:
+    """``source`` prepared for the VM, or, if the VM may not serve it, a plan that says why.
+    ``engine`` is an interpreter of it; ``trees`` its modules' parse, if the caller has it."""
+    plan = prepare(source.policy_modules, source.data, decision_rule, trees)
     if plan.program is None:
-        return plan, None
+        return plan
     vm = Vm(plan, orjson.dumps(source.data).decode())
     disagreement = _disagreement(engine, vm, source, decision_rule)
-    if disagreement:
-        return VmPlan(None, disagreement), None
-    return plan, vm
+    return VmPlan(None, disagreement) if disagreement else plan
 
 
 def _disagreement(engine: Any, vm: Vm, source: PolicySource, decision_rule: str) -> str:
@@ -331,7 +340,10 @@ class EmbeddedEngine:
         check: bool = True,
         evaluator: str = "auto",
         verify_every: int = 100,
+        prepared: Prepared | None = None,
     ) -> None:
+        """``prepared``: the first revision's VM plan and input paths, when a check of it
+        already worked them out (``check_source``'s report)."""
         self.decision_rule = decision
         #: Whether ``activate`` runs a new revision's Rego tests and cases before accepting it.
         self.check = check
@@ -341,7 +353,7 @@ class EmbeddedEngine:
         self.verify_every = verify_every
         self.counters = EngineCounters()
         # Compile once now so a broken revision fails at load time, not at the first request.
-        self._active = self._revision(source)
+        self._active = self._revision(source, prepared)
 
     def _revision(self, source: PolicySource, prepared: Prepared | None = None) -> _Revision:
         return _Revision(
@@ -418,10 +430,14 @@ class EmbeddedEngine:
 
             report = await asyncio.to_thread(check_source, source, self.decision_rule)
             report.raise_for_problems()
-        # The VM's rewrite, compilation and check, and the input paths: off the event loop.
-        prepared = await asyncio.to_thread(
-            prepare_revision, source, self.decision_rule, self.evaluator
-        )
+            prepared = report.prepared if self.evaluator == "auto" else None
+        else:
+            prepared = None
+        if prepared is None:
+            # The VM's rewrite, compilation and check, and the input paths: off the event loop.
+            prepared = await asyncio.to_thread(
+                prepare_revision, source, self.decision_rule, self.evaluator
+            )
         started = time.perf_counter()
         candidate = self._revision(source, prepared)
         self._active = candidate

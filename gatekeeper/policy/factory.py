@@ -36,14 +36,18 @@ def open_engine(settings: PolicySettings) -> PolicyEngine:
         engine = _opa(settings, source)
     else:
         try:
+            prepared = None
             if settings.check:
-                check_source(source, settings.decision).raise_for_problems()
+                report = check_source(source, settings.decision)
+                report.raise_for_problems()
+                prepared = report.prepared if settings.evaluator == "auto" else None
             engine = EmbeddedEngine(
                 source,
                 settings.decision,
                 check=settings.check,
                 evaluator=settings.evaluator,
                 verify_every=settings.verify_every,
+                prepared=prepared,
             )
         except PolicyLoadError as exc:
             raise ConfigurationError(f"policy {settings.path}: {exc}") from exc

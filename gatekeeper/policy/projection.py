@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from gatekeeper.policy.syntax import syntax_tree, walk
+from gatekeeper.policy.syntax import syntax_trees, walk
 
 #: A node of the projection tree: field name -> subtree, where ``None`` keeps the whole value.
 Tree = dict[str, "Tree | None"]
@@ -34,12 +34,17 @@ class _Whole(Exception):
     """The policy reads the input as a whole."""
 
 
-def input_paths(modules: dict[str, str]) -> list[tuple[str, ...]] | None:
-    """Every path of the input the modules may read (``None``: the whole document)."""
+def input_paths(
+    modules: dict[str, str], trees: dict[str, dict[str, Any]] | None = None
+) -> list[tuple[str, ...]] | None:
+    """Every path of the input the modules may read (``None``: the whole document).
+    ``trees``: the modules' parse, when the caller has it (``syntax_trees``)."""
     paths: list[tuple[str, ...]] = []
+    if trees is None:
+        trees = syntax_trees(modules)
     try:
-        for name, text in sorted(modules.items()):
-            tree = syntax_tree(text, name)
+        for name in sorted(modules):
+            tree = trees[name]
             for declared in tree.get("imports", []):
                 found = _chain(declared["refr"])
                 if found is not None and found[0] == "input":

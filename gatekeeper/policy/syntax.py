@@ -14,12 +14,14 @@ import orjson
 import regorus
 
 
-def syntax_tree(text: str, name: str) -> dict[str, Any]:
-    """The parsed module (its ``package``, ``imports`` and ``rules``)."""
+def syntax_trees(modules: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each module's parse (its ``package``, ``imports`` and ``rules``), by module name: one
+    engine parses them all, in one call (about half the time of one engine per module)."""
     engine = regorus.Engine()
-    engine.add_policy(name, text)
-    tree: dict[str, Any] = orjson.loads(engine.get_ast_as_json())[0]["ast"]
-    return tree
+    for name, text in sorted(modules.items()):
+        engine.add_policy(name, text)
+    parsed: list[dict[str, Any]] = orjson.loads(engine.get_ast_as_json())
+    return {module["source"]["file"]: module["ast"] for module in parsed}
 
 
 def walk(node: Any) -> Iterator[dict[str, Any]]:

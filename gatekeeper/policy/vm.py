@@ -47,7 +47,7 @@ from typing import Any
 import orjson
 import regorus
 
-from gatekeeper.policy.syntax import syntax_tree, walk
+from gatekeeper.policy.syntax import syntax_trees, walk
 
 _SCALARS = {"String", "RawString", "Number", "Bool", "Null"}
 
@@ -66,12 +66,20 @@ class VmPlan:
     modules: tuple[tuple[str, str], ...] = ()
 
 
-def prepare(modules: dict[str, str], data: dict[str, Any], decision_rule: str) -> VmPlan:
-    """Rewrite ``modules`` for the VM and compile them; never raises for a policy problem."""
+def prepare(
+    modules: dict[str, str],
+    data: dict[str, Any],
+    decision_rule: str,
+    trees: dict[str, dict[str, Any]] | None = None,
+) -> VmPlan:
+    """Rewrite ``modules`` for the VM and compile them; never raises for a policy problem.
+    ``trees``: the modules' parse, when the caller has it (``syntax_trees``)."""
+    if trees is None:
+        trees = syntax_trees(modules)
     rewritten: list[tuple[str, str]] = []
     for index, (name, text) in enumerate(sorted(modules.items())):
         try:
-            rewritten.append((name, desugar(text, name, index)))
+            rewritten.append((name, desugar(text, trees[name], index)))
         except Unsupported as exc:
             return VmPlan(None, f"{name}: {exc}")
     try:
@@ -108,9 +116,9 @@ class Unsupported(Exception):
     """A construct the rewrite cannot make safe for the VM."""
 
 
-def desugar(text: str, name: str, index: int) -> str:
-    """``text`` with every ``else`` chain rewritten into plain rules (module docstring)."""
-    tree = syntax_tree(text, name)
+def desugar(text: str, tree: dict[str, Any], index: int) -> str:
+    """``text`` (parsed as ``tree``) with every ``else`` chain rewritten into plain rules
+    (module docstring); ``index`` keeps its helper rules apart from other modules'."""
     source = text.encode()
     for node in walk(tree):
         if "Every" in node:
