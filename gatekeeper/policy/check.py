@@ -15,9 +15,8 @@ from typing import Any
 
 import orjson
 
-from gatekeeper.contract import Input
 from gatekeeper.errors import PolicyLoadError
-from gatekeeper.policy.conformance import SAMPLE_INPUT, Case, CaseResult, judge, parse_cases
+from gatekeeper.policy.conformance import Case, CaseResult, judge, parse_cases, sample_input
 from gatekeeper.policy.embedded import (
     Prepared,
     check_rule_exists,
@@ -101,8 +100,7 @@ def check_source(
         report.problems.append(str(exc))
         cases = []
     if not cases:
-        sample = Input.model_validate(SAMPLE_INPUT).model_dump(mode="json")
-        cases = [Case("sample-input", "decision", sample, {"version": 1})]
+        cases = [Case("sample-input", "decision", sample_input(), {"version": 1})]
     for case in cases:
         try:
             value = _evaluate(engine, decision_rule, case.input)

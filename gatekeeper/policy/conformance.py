@@ -53,6 +53,13 @@ SAMPLE_INPUT: dict[str, Any] = {
 }
 
 
+def sample_input() -> dict[str, Any]:
+    """``SAMPLE_INPUT`` completed by the contract's defaults, as gatekeeper would send it."""
+    from gatekeeper.contract import Input
+
+    return Input.model_validate(SAMPLE_INPUT).model_dump(mode="json")
+
+
 @dataclass(frozen=True)
 class Case:
     """One row of the table: an input and the decision fields it must produce."""

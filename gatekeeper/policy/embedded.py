@@ -219,6 +219,10 @@ class _Revision:
             input_doc = project(input_doc, self._projection)
         return orjson.dumps(input_doc).decode()
 
+    def evaluate_doc(self, input_doc: dict[str, Any]) -> str:
+        """The decision as JSON for an input document, handed to regorus as ``input_json``."""
+        return self.evaluate_json(self.input_json(input_doc))
+
     def evaluate_json(self, input_json: str) -> str:
         own = self.evaluators()
         if own.vm is None or self.vm_reason:
@@ -303,15 +307,13 @@ def vm_plan(
 def _disagreement(engine: Any, vm: Vm, source: PolicySource, decision_rule: str) -> str:
     """Why the VM may not serve ``source``: a conformance case (or the sample input) it decides
     differently from the interpreter; "" when they agree on all of them."""
-    from gatekeeper.contract import Input
-    from gatekeeper.policy.conformance import SAMPLE_INPUT, parse_cases
+    from gatekeeper.policy.conformance import parse_cases, sample_input
 
     try:
         cases = [(case.id, case.input) for case in parse_cases(source.cases)]
     except PolicyLoadError:
         cases = []
-    sample = Input.model_validate(SAMPLE_INPUT).model_dump(mode="json")
-    for case_id, doc in [*cases, ("sample-input", sample)]:
+    for case_id, doc in [*cases, ("sample-input", sample_input())]:
         raw = orjson.dumps(doc).decode()
         try:
             engine.set_input_json(raw)
@@ -378,8 +380,7 @@ class EmbeddedEngine:
 
     def evaluate_doc_json(self, input_doc: dict[str, Any]) -> str:
         """The decision rule's value as JSON for an input document (what a request pays)."""
-        active = self._active
-        return active.evaluate_json(active.input_json(input_doc))
+        return self._active.evaluate_doc(input_doc)
 
     def evaluate(self, input_doc: dict[str, Any]) -> Any:
         """The decision rule's raw value, or ``UNDEFINED``."""
@@ -391,7 +392,7 @@ class EmbeddedEngine:
     async def evaluate_raw(self, input_doc: dict[str, Any]) -> tuple[Any, str]:
         """The raw decision value (or ``UNDEFINED``) and the revision that produced it."""
         active = self._active
-        raw = active.evaluate_json(active.input_json(input_doc))
+        raw = active.evaluate_doc(input_doc)
         value = UNDEFINED if raw.strip() == _UNDEFINED_JSON else orjson.loads(raw)
         return value, active.revision
 
@@ -400,7 +401,7 @@ class EmbeddedEngine:
         # default-pack evaluation takes tens of microseconds, less than a thread hop.
         active = self._active
         try:
-            raw = active.evaluate_json(active.input_json(input_doc))
+            raw = active.evaluate_doc(input_doc)
         except PolicyEvaluationError as exc:
             raise self.counters.failed("evaluation", exc) from exc
         if raw.startswith(_UNDEFINED_JSON):
