@@ -57,7 +57,6 @@ def build_input(
             user_agent=user_agent,
             signals=signals,
         ).model_dump(mode="json")
-    now = datetime.fromtimestamp(unix_ns / 1e9, UTC)
     return {
         "version": CONTRACT_VERSION,
         "subject": subject.model_dump(mode="json"),
@@ -75,12 +74,18 @@ def build_input(
             "prompt_features": facts.prompt_features.model_dump(mode="json"),
         },
         "signals": signals if signals is not None else unavailable_signals(),
-        "time": {
-            "unix_ns": unix_ns,
-            "rfc3339": now.isoformat().replace("+00:00", "Z"),
-            "weekday": now.weekday(),
-            "hour_utc": now.hour,
-        },
+        "time": _time(unix_ns),
+    }
+
+
+def _time(unix_ns: int) -> dict[str, Any]:
+    """``input.time``: the arrival time, and the calendar facts policies test."""
+    now = datetime.fromtimestamp(unix_ns / 1e9, UTC)
+    return {
+        "unix_ns": unix_ns,
+        "rfc3339": now.isoformat().replace("+00:00", "Z"),
+        "weekday": now.weekday(),
+        "hour_utc": now.hour,
     }
 
 
@@ -98,7 +103,6 @@ def input_model(
 ) -> Input:
     """The same input as the contract's validated model (the reference ``build_input`` keeps
     to, and its path for values of unexpected types)."""
-    now = datetime.fromtimestamp(unix_ns / 1e9, UTC)
     return Input(
         subject=subject,
         network=network,
@@ -115,12 +119,7 @@ def input_model(
             prompt_features=facts.prompt_features,
         ),
         signals=Signals.model_validate(signals) if signals is not None else Signals(),
-        time=TimeInfo(
-            unix_ns=unix_ns,
-            rfc3339=now.isoformat().replace("+00:00", "Z"),
-            weekday=now.weekday(),
-            hour_utc=now.hour,
-        ),
+        time=TimeInfo(**_time(unix_ns)),
     )
 
 
