@@ -157,27 +157,20 @@ def _desugar_rule(source: bytes, spec: dict[str, Any], prefix: str) -> str:
     if "Var" not in ref:
         raise Unsupported(f"line {spec['span']['line']}: `else` on a rule with a reference head")
     rule_name = ref["Var"]["value"]
+    head_text = source[spec["span"]["start"] : bodies[0]["span"]["start"]].decode()
     params = ""
     if kind == "Func":
-        args = info["args"]
-        for arg in args:
+        for arg in info["args"]:
             (arg_kind,) = arg.keys()
             if arg_kind not in _SCALARS and not (arg_kind == "Var" and arg["Var"]["value"] != "_"):
                 raise Unsupported(
                     f"line {spec['span']['line']}: `else` on a function with a pattern argument"
                 )
-        # The arguments as written (a string argument's span leaves its quotes out).
-        params = (
-            "("
-            + _text(
-                source, {"start": ref["Var"]["span"]["end"], "end": bodies[0]["span"]["start"]}
-            ).split("(", 1)[1]
-        )
+        # The arguments as written: from the head's first "(" to its match.
+        params = head_text[head_text.index("(") :]
         params = params[: _closing_paren(params) + 1]
     # Each link: its value text and its query text.
     links: list[tuple[str, str]] = []
-    head_end = bodies[0]["span"]["start"]
-    head_text = source[spec["span"]["start"] : head_end].decode()
     links.append((_value(head_text, info["assign"]), _query(source, bodies[0])))
     for body in bodies[1:]:
         query = body["query"]
