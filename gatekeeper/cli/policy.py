@@ -79,7 +79,9 @@ def check_cmd(path: Path, decision: str, no_tests: bool) -> None:
     """Compile, validate data files and manifest roots, run the Rego tests, and evaluate the
     decision rule for the repo's conformance cases (conformance/cases.yaml) or a sample input:
     every decision must validate against the Decision contract and match its case. Exit 1 on
-    any problem. This is the check a hot reload applies before activating a revision."""
+    any problem. This is the check a hot reload applies before activating a revision. Also
+    says how the embedded engine would evaluate it: regorus's compiled VM, or its interpreter
+    and why (docs/policy-authoring.md, "Evaluators")."""
     try:
         source = load_policy(path)
     except PolicyError as exc:
