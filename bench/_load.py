@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -219,6 +220,27 @@ def servers(module: str, names: list[str], *args: str) -> Iterator[dict[str, Chi
                 proc.wait(10)
 
 
+#: uvicorn's ``loop``/``http`` settings by ``--server``: what the whole-stack scenarios serve with.
+SERVERS: dict[str, dict[str, str]] = {
+    "auto": {"loop": "auto", "http": "auto"},
+    "asyncio": {"loop": "asyncio", "http": "h11"},
+}
+
+
+def server_description(server: str) -> str:
+    """What ``--server`` serves with here: ``auto`` is uvloop + httptools when installed."""
+    if server == "asyncio":
+        return "uvicorn on asyncio + h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn on {loop} + {http}"
+
+
+def serve_options(redis_url: str, directory: Path, args: argparse.Namespace) -> list[str]:
+    """The options each contender's ``serve`` process gets (see ``contender_cli``)."""
+    return ["--redis", redis_url, "--dir", str(directory), "--server", args.server]
+
+
 def contender_cli(
     prog: str, description: str | None, contenders: list[str], *, seconds: float
 ) -> argparse.ArgumentParser:
@@ -232,6 +254,14 @@ def contender_cli(
     serve_cmd.add_argument("--port", type=int, required=True)
     serve_cmd.add_argument("--redis", required=True)
     serve_cmd.add_argument("--dir", type=Path, required=True)
+    for command in (parser, serve_cmd):
+        command.add_argument(
+            "--server",
+            choices=list(SERVERS),
+            default="auto",
+            help="uvicorn's loop and HTTP parser: auto (uvloop + httptools, as gatekeeper "
+            "installs it) or asyncio (the standard library's loop and h11)",
+        )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument(
         "--seconds", type=float, default=seconds, help=f"seconds per wrk run ({seconds:g})"

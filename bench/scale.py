@@ -27,12 +27,15 @@ from typing import Any
 
 from bench._common import median, redis_server
 from bench._load import (
+    SERVERS,
     Wrk,
     command_deltas,
     contender_cli,
     load_average,
     process_cpu,
     redis_info,
+    serve_options,
+    server_description,
     servers,
 )
 from bench._stack import BODY, HEADERS, PATH
@@ -48,7 +51,8 @@ def _always_nodelay() -> None:
     asyncio only sets TCP_NODELAY on sockets whose protocol is IPPROTO_TCP: a response written
     in two pieces (h11 writes the head, then the body) then waits for the client's delayed ACK,
     40 ms on Linux, and 2 workers serve 30 times fewer requests than one. Measured here; it
-    hits any app served that way, so the benchmark restores what one worker gets.
+    hits any app served that way on the asyncio loop (``--server asyncio``), so the benchmark
+    restores what one worker gets. uvloop (the default server) sets TCP_NODELAY itself.
     """
     import asyncio.base_events
     import socket
@@ -73,7 +77,7 @@ def app_factory() -> Any:
     return protected_app(bench_settings(directory, os.environ["BENCH_SCALE_REDIS"]))
 
 
-def serve(contender: str, port: int, redis_url: str, directory: Path) -> None:
+def serve(contender: str, port: int, redis_url: str, directory: Path, server: str) -> None:
     import uvicorn
 
     kind, workers = contender.rsplit("-", 1)
@@ -89,6 +93,7 @@ def serve(contender: str, port: int, redis_url: str, directory: Path) -> None:
         log_level="warning",
         access_log=False,
         proxy_headers=False,
+        **SERVERS[server],  # type: ignore[arg-type]
     )
 
 
@@ -114,9 +119,9 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
         redis_url = stack.enter_context(redis_server())
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scale-")))
         print(f"bench.scale: {args.rounds} rounds of {args.seconds:g} s, {args.connections} "
-              f"connections; {load_average()}")  # fmt: skip
+              f"connections; {server_description(args.server)}; {load_average()}")  # fmt: skip
         children = stack.enter_context(
-            servers(MODULE, CONTENDERS, "--redis", redis_url, "--dir", str(directory))
+            servers(MODULE, CONTENDERS, *serve_options(redis_url, directory, args))
         )
         time.sleep(args.startup)  # the port is bound before every worker is accepting
         for child in children.values():
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--startup", type=float, default=3, help="seconds for workers to start")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.contender, args.port, args.redis, args.dir)
+        serve(args.contender, args.port, args.redis, args.dir, args.server)
         return
     if args.quick:
         args.rounds, args.seconds, args.warmup, args.startup = 1, 1, 0, 2

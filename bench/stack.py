@@ -32,6 +32,7 @@ from typing import Any
 
 from bench._common import Child, median, redis_server
 from bench._load import (
+    SERVERS,
     Load,
     Wrk,
     command_deltas,
@@ -40,6 +41,8 @@ from bench._load import (
     monitor_scripts,
     process_cpu,
     redis_info,
+    serve_options,
+    server_description,
     servers,
 )
 from bench._stack import BODY, HEADERS, PATH
@@ -60,13 +63,19 @@ def build_app(contender: str, redis_url: str, directory: Path) -> Any:
     return protected_app(bench_settings(directory / contender, storage))
 
 
-def serve(contender: str, port: int, redis_url: str, directory: Path) -> None:
+def serve(contender: str, port: int, redis_url: str, directory: Path, server: str) -> None:
     import uvicorn
 
     app = build_app(contender, redis_url, directory)
     # gatekeeper, not uvicorn, decides which X-Forwarded-For to believe (as documented).
     uvicorn.run(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, proxy_headers=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        **SERVERS[server],  # type: ignore[arg-type]
     )
 
 
@@ -93,11 +102,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         redis_url = stack.enter_context(redis_server())
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-stack-")))
         children = stack.enter_context(
-            servers(MODULE, CONTENDERS, "--redis", redis_url, "--dir", str(directory))
+            servers(MODULE, CONTENDERS, *serve_options(redis_url, directory, args))
         )
         print(f"bench.stack: {len(CONTENDERS)} contenders, {args.rounds} rounds of "
               f"{args.seconds:g} s saturated ({args.connections} connections) + {args.seconds:g} s "
-              f"one connection; redis {redis_url}; {load_average()}")  # fmt: skip
+              f"one connection; {server_description(args.server)}; redis {redis_url}; "
+              f"{load_average()}")  # fmt: skip
         for child in children.values():  # warm: imports, first-call costs, connections
             if args.warmup > 0:
                 wrk.run(child.url + PATH, connections=args.connections, seconds=args.warmup)
@@ -190,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--monitor", type=float, default=1, help="MONITOR window, s (0: none)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.contender, args.port, args.redis, args.dir)
+        serve(args.contender, args.port, args.redis, args.dir, args.server)
         return
     if args.quick:
         args.rounds, args.seconds, args.warmup, args.monitor = 1, 1, 0, 1
