@@ -25,6 +25,7 @@ SCENARIOS: list[tuple[str, str, list[str]]] = [
     ("decision_log", "5. decision log events/s", ["--events", "2000", "--durable-events", "200",
                                                   "--rounds", "1"]),
     ("scale", "6. 2 uvicorn workers sharing one Redis", ["--quick"]),
+    ("switch", "the thread switch interval: one-connection p99", ["--quick"]),
     ("signals", "distillation signals: the stage and its policy cost", []),
     ("memory", "memory over many requests", ["--quick"]),
 ]  # fmt: skip

@@ -242,7 +242,7 @@ def serve_options(redis_url: str, directory: Path, args: argparse.Namespace) -> 
 
 
 def contender_cli(
-    prog: str, description: str | None, contenders: list[str], *, seconds: float
+    prog: str, description: str | None, contenders: list[str] | None, *, seconds: float
 ) -> argparse.ArgumentParser:
     """The command line the whole-stack scenarios share: the options of a run, and the
     internal ``serve CONTENDER --port --redis --dir`` each contender's process is started with.
@@ -250,7 +250,7 @@ def contender_cli(
     parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command")
     serve_cmd = sub.add_parser("serve", help="(internal) serve one contender")
-    serve_cmd.add_argument("contender", choices=contenders)
+    serve_cmd.add_argument("contender", choices=contenders)  # None: any name
     serve_cmd.add_argument("--port", type=int, required=True)
     serve_cmd.add_argument("--redis", required=True)
     serve_cmd.add_argument("--dir", type=Path, required=True)

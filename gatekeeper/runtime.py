@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from dataclasses import dataclass, field
 
 from gatekeeper.audit import DecisionLog
@@ -77,11 +78,16 @@ class Gatekeeper:
     async def start(self) -> None:
         """Start background work ahead of the first request: the policy engine's connection
         and first upload (OPA), the policy reload watcher, and the signals' stream reader and
-        maintenance; then, with ``runtime.gc_freeze``, freeze the start-up heap. Called at ASGI
+        maintenance; then, with ``runtime.gc_freeze``, freeze the start-up heap, and set the
+        interpreter's thread switch interval (``runtime.switch_interval``). Called at ASGI
         lifespan start-up; without a lifespan, each part starts on first use."""
         await self.engine.start()
         if self.signals is not None:
             await self.signals.start()
+        if self.settings.runtime.switch_interval > 0:
+            # The decision log's writer thread seals batches under the interpreter lock; the
+            # event loop, woken by a request meanwhile, gets the lock after this long at most.
+            sys.setswitchinterval(self.settings.runtime.switch_interval)
         if self.settings.runtime.gc_freeze:
             # Everything built so far lives as long as the process: out of the cyclic GC's
             # scans, a full collection costs what requests allocate, not 60 ms of start-up

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -17,8 +18,11 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _unfreeze_the_heap() -> Iterator[None]:
-    """gatekeeper freezes the heap at lifespan start-up (``runtime.gc_freeze``); a test run
-    starts many, so each test hands the next a heap the cyclic GC still scans."""
+    """gatekeeper freezes the heap and sets the thread switch interval at lifespan start-up
+    (``runtime.gc_freeze``, ``runtime.switch_interval``); a test run starts many, so each test
+    hands the next a heap the cyclic GC still scans and Python's own switch interval."""
+    interval = sys.getswitchinterval()
     yield
     if gc.get_freeze_count():
         gc.unfreeze()
+    sys.setswitchinterval(interval)

@@ -42,6 +42,7 @@ RUNS = {
         ["--quick", "--server", "asyncio"],
         ["uvicorn on asyncio + h11", "Scale, medians", "gk-redis-2", "req/s per core"],
     ),
+    "switch": (["--quick", "--stack", "memory"], ["Switch interval, medians", "0.0005"]),
     "streaming": (["--quick"], ["Time to first byte", "Per event", "summary"]),
     "memory": (["--quick"], ["decision log: 0 events dropped", "objects tracked by the GC"]),
     "profile": (["--quick", "--storage", "memory"], ["CPU per request in-process", "policy"]),
