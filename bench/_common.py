@@ -13,11 +13,13 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 
 def free_port() -> int:
@@ -27,12 +29,35 @@ def free_port() -> int:
         return port
 
 
+def spawn_server(command: list[str]) -> subprocess.Popen[bytes]:
+    """Start a benchmark's server with its output in a temporary file, not a pipe: a pipe
+    nobody reads fills up (64 KB of tracebacks, say, of requests wrk cut off when its run
+    ended) and then blocks the server in its next write, which would measure as 0 req/s."""
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    _LOGS[proc.pid] = log
+    return proc
+
+
+_LOGS: dict[int, IO[bytes]] = {}
+
+
+def output_of(proc: subprocess.Popen[bytes]) -> str:
+    """What a server started by ``spawn_server`` (or with a pipe) has printed so far."""
+    if proc.stdout is not None:
+        return proc.stdout.read().decode(errors="replace")
+    log = _LOGS.get(proc.pid)
+    if log is None:
+        return ""
+    log.seek(0)
+    return bytes(log.read()).decode(errors="replace")
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{out}")
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{output_of(proc)}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -79,11 +104,7 @@ class Child:
 def child_server(module: str, *args: str) -> Iterator[Child]:
     """``python -m <module> serve --port P <args>`` in its own process."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "serve", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = spawn_server([sys.executable, "-m", module, "serve", "--port", str(port), *args])
     try:
         wait_for_port(port, proc)
         yield Child(f"http://127.0.0.1:{port}", proc.pid)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import Child, free_port, wait_for_port
+from bench._common import Child, free_port, spawn_server, wait_for_port
 
 _DONE = """
 done = function(summary, latency, requests)
@@ -199,10 +199,7 @@ def servers(module: str, names: list[str], *args: str) -> Iterator[dict[str, Chi
         for name in names:
             port = free_port()
             command = [sys.executable, "-m", module, "serve", name, "--port", str(port), *args]
-            procs[name] = (
-                subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
-                port,
-            )
+            procs[name] = (spawn_server(command), port)
         for proc, port in procs.values():
             wait_for_port(port, proc)
         yield {

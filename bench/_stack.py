@@ -200,6 +200,40 @@ def protected_app(settings: Any) -> Any:
     return app
 
 
+#: The floor's Redis call: one script, one key, one reply (gatekeeper's own check runs more).
+FLOOR_SCRIPT = "return redis.call('INCR', KEYS[1])"
+
+
+def floor_app(redis_url: str, directory: Path) -> Any:
+    """The same app behind the least any policy-enforcing rate limiter must do per request: one
+    Redis script call through redis-py (with hiredis, as gatekeeper uses it) and one verdict of
+    the default pack by the embedded engine (a fixed input document: nothing built, nothing
+    logged, no identity, no address, no shaping). What the issue calls the floor; a bound on
+    how close to the bare app any gatekeeper in Python can get."""
+    import redis.asyncio as redis_asyncio
+
+    from gatekeeper.policy.conformance import sample_input
+    from gatekeeper.policy.embedded import EmbeddedEngine
+    from gatekeeper.policy.repo import load_policy
+
+    directory.mkdir(parents=True, exist_ok=True)
+    engine = EmbeddedEngine(load_policy(bench_pack(directory)), check=False)
+    document = sample_input()
+    app = hello_app()
+    # EVALSHA, loading the script on the first NOSCRIPT (redis-py's Script does that).
+    script = redis_asyncio.from_url(redis_url).register_script(FLOOR_SCRIPT)
+
+    async def floor(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await script(keys=["bench:floor"])
+            verdict = await engine.verdict(document)
+            if not verdict.decision.allow:
+                raise RuntimeError("the floor's fixed input must be allowed")
+        await app(scope, receive, send)
+
+    return floor
+
+
 def slowapi_app(redis_url: str) -> Any:
     """The same app behind slowapi: ``limits`` on Redis, one limit, keyed by the API key."""
     from slowapi import Limiter, _rate_limit_exceeded_handler

@@ -9,7 +9,11 @@ process), all started at once and measured in turn, round after round:
                   signals, the chained, signed JSONL decision log, metrics (the defaults);
 - ``gk-redis``    the same with quotas (and so signals and continuity) on one local Redis;
 - ``slowapi``     behind slowapi instead: ``limits`` on the same Redis, one fixed-window limit
-                  keyed by the API key (what a team might use instead; it does far less).
+                  keyed by the API key (what a team might use instead; it does far less);
+- ``floor``       behind the least a policy-enforcing limiter does: one Redis script call
+                  (redis-py) and one verdict of the default pack (embedded engine, a fixed
+                  input), nothing else. The targets' floor: how close to the bare app any
+                  gatekeeper in Python could get on this server.
 
 Load: wrk (one thread, its own process, a Lua script for the request and its per-request
 latency percentiles) on loopback. Each contender is measured saturated (``--connections``, for
@@ -48,17 +52,19 @@ from bench._load import (
 from bench._stack import BODY, HEADERS, PATH
 
 MODULE = "bench.stack"
-CONTENDERS = ["bare", "gk-memory", "gk-redis", "slowapi"]
+CONTENDERS = ["bare", "gk-memory", "gk-redis", "slowapi", "floor"]
 TARGETS = {"p50": 0.3, "p99": 1.5, "vs_bare": 0.6, "vs_slowapi": 1.5}
 
 
 def build_app(contender: str, redis_url: str, directory: Path) -> Any:
-    from bench._stack import bench_settings, hello_app, protected_app, slowapi_app
+    from bench._stack import bench_settings, floor_app, hello_app, protected_app, slowapi_app
 
     if contender == "bare":
         return hello_app()
     if contender == "slowapi":
         return slowapi_app(redis_url)
+    if contender == "floor":
+        return floor_app(redis_url, directory / contender)
     storage = redis_url if contender == "gk-redis" else "memory://"
     return protected_app(bench_settings(directory / contender, storage))
 
@@ -187,6 +193,15 @@ def report(measured: dict[str, Any]) -> dict[str, float]:
         "vs_slowapi": gk["rps"] / slow["rps"],
         "cpu_added_us": gk["app_us"] - bare["app_us"],
     }
+    floor = med["floor"]
+    print(
+        f"\nThe floor (one Redis script call + one policy verdict, nothing else): "
+        f"{floor['rps'] / bare['rps']:.2f} x bare, added p50 {floor['p50'] - bare['p50']:.3f} ms, "
+        f"+{floor['app_us'] - bare['app_us']:.0f} µs CPU per request; gk-redis is "
+        f"{gk['rps'] / floor['rps']:.2f} x its requests/s, "
+        f"+{gk['app_us'] - floor['app_us']:.0f} µs CPU above it"
+    )
+    figures["floor_vs_bare"] = floor["rps"] / bare["rps"]
     print(
         f"\nTargets (gk-redis): added p50 {figures['added_p50_ms']:.3f} ms (target <= 0.3), "
         f"added p99 {figures['added_p99_ms']:.3f} ms (<= 1.5), req/s {figures['vs_bare']:.2f} x "

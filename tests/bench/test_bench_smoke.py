@@ -35,6 +35,7 @@ RUNS = {
             "gk-redis",
             "slowapi",
             "quota check (acquire)",
+            "The floor (one Redis script call + one policy verdict",
             "Targets",
         ],
     ),
