@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import itertools
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, parse_rules
+from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, entry_hash, parse_rules
 from gatekeeper.audit.masking import keyed_hash
 from gatekeeper.audit.setup import build_decision_log
 from gatekeeper.errors import ConfigurationError
@@ -192,3 +193,22 @@ def test_the_secret_probe_finds_exactly_the_secret_field_names(names: list[str],
     flat = re.compile(b'"(?:' + b"|".join(re.escape(n.encode()) for n in names) + b')":')
     for candidate in [text.encode(), *(b'"' + n.encode() + b'":' for n in names)]:
         assert bool(probe.search(candidate)) == bool(flat.search(candidate)), candidate
+
+
+async def test_a_logged_secret_is_erased_and_the_chain_covers_what_was_written(
+    tmp_path: Path,
+) -> None:
+    """What is written, and hashed into the chain, is the event with its secrets erased."""
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), masker=Masker())
+    plain = {"decision_id": "p", "input": {"subject": {"id": "s"}}, "result": {"allow": True}}
+    for logged in (event(), plain, event()):
+        log.record(logged)
+    await log.aclose()
+    raw = (tmp_path / "d.jsonl").read_bytes()
+    assert b"gk-secret" not in raw and b'"p1"' not in raw
+    entries = [json.loads(line) for line in raw.splitlines()]
+    decisions = [e for e in entries if e["gatekeeper"]["kind"] == "decision"]
+    secrets = {"/input/request/headers/Authorization", "/input/items/0/password"}
+    assert [set(e.get("erased", ())) for e in decisions] == [secrets, set(), secrets]
+    for before, after in itertools.pairwise(entries):
+        assert after["gatekeeper"]["prev_hash"] == entry_hash(before)
