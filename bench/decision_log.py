@@ -20,7 +20,9 @@
                        with the log against the same stack with a no-op log, interleaved rounds,
                        and the writer thread's own CPU per event (its thread's CPU clock).
 
-Events are realistic middleware events (``DecisionRecord.to_event``), built before timing.
+Events are realistic middleware events (``DecisionRecord.to_event``), built before timing;
+``--event stack`` logs the event one request through ``bench.stack``'s stack records instead
+(captured in-process: larger, with the signals and the whole input).
 Every figure is a median of interleaved rounds; events/CPU-second is the per-core figure (the
 event loop and the writer thread share one interpreter lock, so the log uses one core): the
 CPU of the whole process, every thread included (``time.process_time``). ``ev/batch`` is events
@@ -61,8 +63,50 @@ def masker() -> Masker:
     )
 
 
+#: ``--event stack``: the event the whole stack records for one request, captured once.
+STACK_EVENT: list[dict[str, Any]] = []
+
+
 def events(n: int) -> list[dict[str, Any]]:
-    return [decision_event(i) for i in range(n)]
+    if not STACK_EVENT:
+        return [decision_event(i) for i in range(n)]
+    raw = orjson.dumps(STACK_EVENT[0])
+    batch = [orjson.loads(raw) for _ in range(n)]
+    for i, event in enumerate(batch):
+        event["decision_id"] = f"{i:08d}-{event['decision_id'][9:]}"
+    return batch
+
+
+def capture_stack_event() -> dict[str, Any]:
+    """The decision event of one request through ``bench.stack``'s gk-memory stack (in-process:
+    the same middleware, pack, subject, address and answer), as ``record()`` receives it."""
+    from bench._stack import (
+        Lifespan,
+        bench_settings,
+        call,
+        gatekeeper_of,
+        http_scope,
+        protected_app,
+    )
+
+    captured: list[dict[str, Any]] = []
+
+    class Capture(NoLog):
+        def record(self, event: dict[str, Any]) -> None:
+            captured.append(orjson.loads(orjson.dumps(event)))
+
+    async def run(directory: Path) -> None:
+        app = protected_app(bench_settings(directory, "memory://"))
+        async with Lifespan(app):
+            gk = gatekeeper_of(app)
+            log, gk.decision_log = gk.decision_log, Capture()
+            for _ in range(3):
+                await call(app, http_scope())
+            gk.decision_log = log
+
+    with tempfile.TemporaryDirectory(prefix="bench-dl-event-") as tmp:
+        asyncio.run(run(Path(tmp)))
+    return captured[-1]
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, float]:
@@ -266,11 +310,20 @@ def main() -> None:
     parser.add_argument(
         "--stack", choices=["memory", "redis"], help="also time the whole stack in-process"
     )
+    parser.add_argument(
+        "--event",
+        choices=["test", "stack"],
+        default="test",
+        help="the events logged: the tests' decision event (test), or the one bench.stack's "
+        "requests record (stack: larger, with the signals and the whole input)",
+    )
     parser.add_argument("--stack-rounds", type=int, default=8)
     parser.add_argument("--stack-requests", type=int, default=1000, help="per round")
     args = parser.parse_args()
     n, nd = args.events, args.durable_events
     nl = args.light_events or max(1, n // 10)
+    if args.event == "stack":
+        STACK_EVENT.append(capture_stack_event())
     if args.linger is not None:
         LOG_OPTIONS["linger_seconds"] = args.linger
     #: name -> rows of (events/s, events/CPU-s, fsyncs/event, events/batch, CPU s per event)
