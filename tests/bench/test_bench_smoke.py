@@ -44,6 +44,10 @@ RUNS = {
         ["uvicorn on asyncio + h11", "Scale, medians", "gk-redis-2", "req/s per core"],
     ),
     "switch": (["--quick", "--stack", "memory"], ["Switch interval, medians", "0.0005"]),
+    "decision_log": (
+        ["--event", "stack", "--events", "300", "--durable-events", "30", "--rounds", "1"],
+        ["event size:", "chained JSONL (end to end)", "durable, 256 tasks"],
+    ),
     "streaming": (["--quick"], ["Time to first byte", "Per event", "summary"]),
     "memory": (["--quick"], ["decision log: 0 events dropped", "objects tracked by the GC"]),
     "profile": (["--quick", "--storage", "memory"], ["CPU per request in-process", "policy"]),
