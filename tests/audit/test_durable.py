@@ -46,7 +46,8 @@ def client(gk: Gatekeeper) -> httpx.AsyncClient:
 
 
 def logged(path: Path) -> dict[str, dict[str, Any]]:
-    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    raw = path.read_bytes()  # complete lines only: the writer may be writing the next batch
+    lines = [json.loads(x) for x in raw[: raw.rfind(b"\n") + 1].splitlines()]
     return {e["decision_id"]: e for e in lines if e["gatekeeper"]["kind"] == "decision"}
 
 
