@@ -43,6 +43,14 @@ from typing import Any
 
 import orjson
 
+from bench._stack import (
+    Lifespan,
+    bench_settings,
+    call,
+    gatekeeper_of,
+    http_scope,
+    protected_app,
+)
 from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, Signer, parse_rules
 from gatekeeper.audit.chain import Chain
 from gatekeeper.audit.keys import Keyring
@@ -80,15 +88,6 @@ def events(n: int) -> list[dict[str, Any]]:
 def capture_stack_event() -> dict[str, Any]:
     """The decision event of one request through ``bench.stack``'s gk-memory stack (in-process:
     the same middleware, pack, subject, address and answer), as ``record()`` receives it."""
-    from bench._stack import (
-        Lifespan,
-        bench_settings,
-        call,
-        gatekeeper_of,
-        http_scope,
-        protected_app,
-    )
-
     captured: list[dict[str, Any]] = []
 
     class Capture(NoLog):
@@ -227,15 +226,6 @@ class NoLog:
 
 
 async def _stack(storage: str, directory: Path, rounds: int, per_round: int) -> None:
-    from bench._stack import (
-        Lifespan,
-        bench_settings,
-        call,
-        gatekeeper_of,
-        http_scope,
-        protected_app,
-    )
-
     app, template = protected_app(bench_settings(directory, storage)), http_scope()
     async with Lifespan(app):
         for _ in range(300):
