@@ -100,7 +100,11 @@ def _measure(
     return busy, quiet, app_cpu * per, (redis_after - redis_cpu) * per, commands
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace, module: str = MODULE, contenders: list[str] = CONTENDERS
+) -> dict[str, Any]:
+    """Serve ``contenders`` (each ``python -m <module> serve NAME``) and measure them in turn,
+    round after round; ``bench.switch`` runs its own contenders through here too."""
     results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     commands: dict[str, list[dict[str, float]]] = defaultdict(list)
     wrk = Wrk("POST", BODY, HEADERS)
@@ -108,9 +112,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         redis_url = stack.enter_context(redis_server())
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-stack-")))
         children = stack.enter_context(
-            servers(MODULE, CONTENDERS, *serve_options(redis_url, directory, args))
+            servers(module, contenders, *serve_options(redis_url, directory, args))
         )
-        print(f"bench.stack: {len(CONTENDERS)} contenders, {args.rounds} rounds of "
+        print(f"{module}: {len(contenders)} contenders, {args.rounds} rounds of "
               f"{args.seconds:g} s saturated ({args.connections} connections) + {args.seconds:g} s "
               f"one connection; {server_description(args.server)}; redis {redis_url}; "
               f"{load_average()}")  # fmt: skip
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 wrk.run(child.url + PATH, connections=args.connections, seconds=args.warmup)
         for round_no in range(1, args.rounds + 1):
             # Rotate who goes first: a machine whose load drifts slows each one in turn.
-            order = CONTENDERS[round_no - 1 :] + CONTENDERS[: round_no - 1]
+            order = contenders[round_no - 1 :] + contenders[: round_no - 1]
             for name in order:
                 busy, quiet, app_us, redis_us, calls = _measure(
                     wrk, children[name], redis_url, args.seconds, args.connections
@@ -134,7 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ):  # fmt: skip
                     entry[key].append(value)
                 commands[name].append(calls)
-                print(f"  round {round_no} {name:<10}{busy.rps:>8.0f} req/s  "
+                print(f"  round {round_no} {name:<17}{busy.rps:>8.0f} req/s  "
                       f"1 conn p50 {quiet.p50:.3f} p99 {quiet.p99:.3f} ms   "
                       f"CPU/request {app_us:.0f} µs (redis {redis_us:.0f})")  # fmt: skip
         scripts = None
