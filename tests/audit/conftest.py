@@ -17,6 +17,13 @@ TIERS = ("free", "pro", "enterprise")
 COUNTRIES = ("DE", "US", "FR", "IR", None)
 
 
+def complete_lines(path: Path) -> list[bytes]:
+    """The complete lines of a log file: a test may read it while the writer thread is in the
+    middle of writing a batch, whose last line is then still partial."""
+    raw = path.read_bytes()
+    return raw[: raw.rfind(b"\n") + 1].splitlines()
+
+
 def decision_event(i: int, *, unix_ns: int | None = None, **overrides: Any) -> dict[str, Any]:
     """A decision event as the middleware writes it, varied by ``i``."""
     tier = overrides.get("tier", TIERS[i % 3])

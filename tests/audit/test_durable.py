@@ -13,6 +13,7 @@ import pytest
 from gatekeeper import Gatekeeper, GatekeeperMiddleware, Settings
 from gatekeeper.audit import JsonlFileSink
 from gatekeeper.demo.model_server import create_model_app
+from tests.audit.conftest import complete_lines
 from tests.servers import DEMO_CONFIG
 
 CHAT = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "Is 9.11 > 9.8?"}]}
@@ -46,8 +47,7 @@ def client(gk: Gatekeeper) -> httpx.AsyncClient:
 
 
 def logged(path: Path) -> dict[str, dict[str, Any]]:
-    raw = path.read_bytes()  # complete lines only: the writer may be writing the next batch
-    lines = [json.loads(x) for x in raw[: raw.rfind(b"\n") + 1].splitlines()]
+    lines = [json.loads(x) for x in complete_lines(path)]
     return {e["decision_id"]: e for e in lines if e["gatekeeper"]["kind"] == "decision"}
 
 

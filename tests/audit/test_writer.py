@@ -21,22 +21,15 @@ from gatekeeper.audit.canonical import GENESIS_HASH, digest
 from gatekeeper.audit.keys import Keyring
 from gatekeeper.audit.reader import find_log_files
 from gatekeeper.audit.verify import verify_log
-from tests.audit.conftest import decision_event
+from tests.audit.conftest import complete_lines, decision_event
 
 #: Long enough that a test waiting on it would fail by its own timeout: the writer must not
 #: linger while a durable event, a flush or a close is waiting.
 NEVER = 3600.0
 
 
-def lines(path: Path) -> list[bytes]:
-    """The complete lines of the log: a test may read it while the writer thread is in the
-    middle of writing a batch, whose last line is then still partial."""
-    raw = path.read_bytes()
-    return raw[: raw.rfind(b"\n") + 1].splitlines()
-
-
 def entries(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in lines(path)]
+    return [json.loads(line) for line in complete_lines(path)]
 
 
 def decision_ids(path: Path) -> list[str]:
@@ -45,7 +38,7 @@ def decision_ids(path: Path) -> list[str]:
 
 def assert_chained(path: Path) -> None:
     """Every entry names the hash of the one before it, and seqs count up from 1."""
-    raw = lines(path)
+    raw = complete_lines(path)
     parsed = [json.loads(line)["gatekeeper"] for line in raw]
     assert [gk["seq"] for gk in parsed] == list(range(1, len(raw) + 1))
     assert [gk["prev_hash"] for gk in parsed] == [GENESIS_HASH, *map(digest, raw[:-1])]
