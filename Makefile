@@ -7,8 +7,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OPA_VERSION := v1.22.3
 TOOLS := $(CURDIR)/.tools/bin
+# uv installs .venv from uv.lock (every package, direct and transitive, exact versions and
+# hashes). uv itself comes pinned with hashes from requirements/uv.txt, into its own venv.
+UV_VENV := .tools/uv
+UV := $(UV_VENV)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint typecheck rego-test pytest deps system-deps tools clean bench
+.PHONY: run test lint typecheck rego-test pytest deps system-deps tools clean bench lock
 
 # Serve the demo (demo-reasoner behind gatekeeper, embedded defaults: no Redis, no OPA).
 run: $(STAMP)
@@ -19,11 +24,22 @@ test: deps tools lint typecheck rego-test pytest
 
 deps: $(STAMP) system-deps
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+# The project's environment, exactly as uv.lock says (all extras: test and bench), rebuilt
+# whenever the lock, pyproject.toml or the pinned uv changes. `--locked` fails when
+# pyproject.toml was edited without `make lock`, instead of resolving anew behind your back.
+$(STAMP): uv.lock pyproject.toml $(UV)
+	$(UV) sync --quiet --locked --all-extras --python $(PYTHON)
 	touch $(STAMP)
+
+$(UV): requirements/uv.txt
+	rm -rf $(UV_VENV)
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install --quiet --require-hashes -r requirements/uv.txt
+
+# Refresh uv.lock on purpose: every dependency to its newest version within pyproject.toml's
+# ranges. Commit the new lock with the fixes it needs (`make test` must pass on it).
+lock: $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
 
 # Debian's redis-server for the quota, identity and sink tests (they start their own instances).
 # Debian's chromium for the test that opens the audit report headless (skipped without it).
@@ -67,8 +83,7 @@ pytest: $(STAMP)
 # Every benchmark scenario in sequence (docs/performance.md); 10-15 minutes. One scenario:
 # $(PY) -m bench.<name> --help. Benchmarks never run in `make test` (only a smoke test does).
 bench: $(STAMP) system-deps
-	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(UV_VENV) .pytest_cache .mypy_cache .ruff_cache

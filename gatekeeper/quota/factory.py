@@ -17,6 +17,7 @@ Redis stores are wrapped in ``FailoverQuotaStore`` (timeouts and ``on_store_erro
 from __future__ import annotations
 
 import urllib.parse
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -99,21 +100,24 @@ def redis_client(
     uri = uri.removeprefix("async+")
     parsed = urllib.parse.urlparse(uri)
     per_command = socket_timeout if read_timeout or parsed.scheme == "redis+cluster" else None
-    options = {"socket_timeout": per_command, "socket_connect_timeout": socket_timeout}
-    auth = {}
+    options: dict[str, Any] = {
+        "socket_timeout": per_command,
+        "socket_connect_timeout": socket_timeout,
+    }
+    auth: dict[str, Any] = {}
     if parsed.username:
         auth["username"] = urllib.parse.unquote(parsed.username)
     if parsed.password:
         auth["password"] = urllib.parse.unquote(parsed.password)
     if parsed.scheme == "redis+cluster":
         nodes = [ClusterNode(host, port) for host, port in _locations(parsed)]
-        return RedisCluster(startup_nodes=nodes, **auth, **options)  # type: ignore[arg-type]
+        return RedisCluster(startup_nodes=nodes, **auth, **options)
     if parsed.scheme == "redis+sentinel":
         query = urllib.parse.parse_qs(parsed.query)
         service = parsed.path.strip("/") or (query.get("service_name") or [""])[0]
         if not service:
             raise ValueError("redis+sentinel:// needs a service name: …/service_name")
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             _locations(parsed),
             sentinel_kwargs={**auth, **options},
             retry=Retry(NoBackoff(), 0),
