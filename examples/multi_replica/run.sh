@@ -6,7 +6,10 @@
 # Ports: PORT_A (8001) and PORT_B (8002). Put any load balancer in front of both.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PYTHON=${PYTHON:-python3}
+# The project's interpreter (make run/test build .venv from uv.lock), else the one on PATH.
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 PORT_A=${PORT_A:-8001}
 PORT_B=${PORT_B:-8002}

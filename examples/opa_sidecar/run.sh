@@ -6,7 +6,10 @@
 # Ports: OPA_PORT (8181) for OPA, PORT (8000) for the app. OPA=/path/to/opa to choose a binary.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PYTHON=${PYTHON:-python3}
+# The project's interpreter (make run/test build .venv from uv.lock), else the one on PATH.
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
 OPA=${OPA:-$(command -v opa || echo .tools/bin/opa)}
 OPA_PORT=${OPA_PORT:-8181}
 PORT=${PORT:-8000}

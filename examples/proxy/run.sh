@@ -7,7 +7,10 @@
 # Ports: MODEL_PORT (9000) for the stand-in model server, PROXY_PORT (8000) for the proxy.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PYTHON=${PYTHON:-python3}
+# The project's interpreter (make run/test build .venv from uv.lock), else the one on PATH.
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
 MODEL_PORT=${MODEL_PORT:-9000}
 PROXY_PORT=${PROXY_PORT:-8000}
 UPSTREAM=${UPSTREAM:-}

@@ -30,7 +30,8 @@ QUESTION = {"role": "user", "content": "Is 9.11 larger than 9.8?"}
 def script(path: str, tmp: Path, ports: list[int], **env: str) -> Iterator[None]:
     """Run an example's run.sh in its own process group; stop the group (its own jobs) after."""
     output = (tmp / "script.log").open("wb")
-    environ = {**os.environ, **quiet_env(tmp), **env}
+    # The interpreter running the tests, never whatever `python3` is on PATH.
+    environ = {**os.environ, "PYTHON": sys.executable, **quiet_env(tmp), **env}
     proc = subprocess.Popen(
         ["bash", str(ROOT / path)],
         cwd=ROOT,
@@ -42,7 +43,7 @@ def script(path: str, tmp: Path, ports: list[int], **env: str) -> Iterator[None]
     try:
         for port in ports:
             try:
-                wait_for_port(port, timeout=30, proc=proc)
+                wait_for_port(port, proc=proc)
             except (TimeoutError, RuntimeError) as exc:
                 raise RuntimeError((tmp / "script.log").read_text()) from exc
         yield
