@@ -102,7 +102,7 @@ def launch_proxy(
 def wait_all(*processes: Launched) -> None:
     for p in processes:
         try:
-            wait_for_port(p.port, timeout=30, proc=p.proc)
+            wait_for_port(p.port, proc=p.proc)
         except (TimeoutError, RuntimeError) as exc:
             raise RuntimeError(f"{p.output.name} did not start:\n{p.log_text()}") from exc
         if p.proc.poll() is not None:
