@@ -10,6 +10,8 @@
     │   └── InvalidDecisionError    the decision does not validate against ``Decision``
     ├── IdentityError               the subject store could not be read (→ 503 identity_unavailable)
     ├── QuotaStoreError             the quota store is unreachable or too slow (→ per-quota setting)
+    │   └── QuotaStoreTimeout       no answer within quota.timeout, measured on the store call
+    ├── Overloaded                  the process is saturated: shed before any work (→ 503)
     ├── SSEEventTooLarge            an upstream SSE event exceeds the cap (→ stream ended cleanly;
     │                               defined in gatekeeper.shaping.sse)
     └── ClientInputError            the client sent something unusable (→ 4xx, dialect's format)
@@ -65,6 +67,19 @@ class QuotaStoreError(GatekeeperError):
 
     status = 503
     code = "quota_store_unavailable"
+
+
+class QuotaStoreTimeout(QuotaStoreError):
+    """The store got the call but no answer came within ``quota.timeout`` (measured on the
+    store call with ``gatekeeper.quota.deadline.wire_timeout``, not on the event loop)."""
+
+
+class Overloaded(GatekeeperError):
+    """The process admits as many requests as ``request.max_admitting`` allows; a new one is
+    refused at once, before any work, with ``Retry-After``."""
+
+    status = 503
+    code = "overloaded"
 
 
 class ClientInputError(GatekeeperError):

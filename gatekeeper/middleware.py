@@ -25,6 +25,7 @@ from gatekeeper.errors import (
     ClientInputError,
     IdentityError,
     MalformedBodyError,
+    Overloaded,
     PolicyError,
     QuotaStoreError,
 )
@@ -41,6 +42,8 @@ from gatekeeper.shaping.enforcement import ReasoningEnforcement
 log = logging.getLogger("gatekeeper")
 
 DECISION_ID_HEADER = b"x-gatekeeper-decision-id"
+#: Shedding is logged at most once in this many seconds (with the count since the last line).
+SHED_LOG_SECONDS = 10.0
 #: Scope key under which an app (the reverse proxy) reports ``(upstream status, error code)``.
 UPSTREAM_SCOPE_KEY = "gatekeeper.upstream"
 
@@ -65,6 +68,11 @@ class GatekeeperMiddleware:
         self.settings = self.gk.settings
         self._unprotected = frozenset(self.settings.request.unprotected_paths)
         self._ops = self.gk.observability
+        #: Requests between arrival and the app (or their refusal): see ``request.max_admitting``.
+        self.admitting = 0
+        self._max_admitting = self.settings.request.max_admitting
+        self._shed_logged_at = -SHED_LOG_SECONDS
+        self._shed_since_log = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -85,8 +93,12 @@ class GatekeeperMiddleware:
             record.requested_by = f"{client[0]}:{client[1]}"
         trace = self._ops.start(scope, record)
         durable = self._durable_response(scope, send, record)
+        admission = _Admission(self)
         try:
-            await self._handle(scope, receive, durable or send, record)
+            if admission.shed:
+                await self._shed(scope, durable or send, record)
+            else:
+                await self._handle(scope, receive, durable or send, record, admission)
             if durable is not None:
                 await durable.finish()
         except Exception:
@@ -94,6 +106,7 @@ class GatekeeperMiddleware:
                 await durable.finish(send_held=False)
             raise
         finally:
+            admission.release()
             log_started = time.perf_counter_ns()
             if not record.logged:  # a durable response has already written its event
                 self.gk.decision_log.record(record.to_event(self.settings.audit.labels))
@@ -132,8 +145,42 @@ class GatekeeperMiddleware:
 
         return wrapped
 
+    async def _shed(self, scope: Scope, send: Send, rec: DecisionRecord) -> None:
+        """Refuse a request that arrived while ``max_admitting`` others are being admitted:
+        no identity, no body, no policy, no store; 503 ``overloaded`` with Retry-After."""
+        self.gk.count("overloaded")
+        self._shed_since_log += 1
+        now = time.monotonic()
+        if now - self._shed_logged_at >= SHED_LOG_SECONDS:
+            log.warning(
+                "overloaded: %d requests refused (503 overloaded) in the last %.0f s, "
+                "%d being admitted (request.max_admitting = %d)",
+                self._shed_since_log,
+                min(now - self._shed_logged_at, SHED_LOG_SECONDS),
+                self.admitting,
+                self._max_admitting,
+            )
+            self._shed_logged_at, self._shed_since_log = now, 0
+        dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
+        error = Overloaded(
+            f"gatekeeper is admitting {self._max_admitting} requests already; retry shortly"
+        )
+        rec.decided_by = "gatekeeper"
+        rec.result = {
+            "allow": False,
+            "status": error.status,
+            "reasons": [{"code": error.code, "message": str(error)}],
+        }
+        headers = [(b"retry-after", b"1")]
+        await _send_error(send, dialect, rec, error.status, error.code, str(error), headers)
+
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, rec: DecisionRecord
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rec: DecisionRecord,
+        admission: _Admission,
     ) -> None:
         dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
         headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -295,6 +342,7 @@ class GatekeeperMiddleware:
 
         if isinstance(send, DurableResponse):
             send.before_commit = settle
+        admission.release()  # admitted: the app's time is not gatekeeper's admission work
         try:
             await self.app(scope, _replay(body, receive) if dialect else receive, app_send)
         finally:
@@ -337,6 +385,25 @@ class GatekeeperMiddleware:
                 "reasons": [{"code": code, "message": message}],
             }
         await _send_error(send, dialect, rec, status, code, message, [])
+
+
+class _Admission:
+    """One request's place in ``GatekeeperMiddleware.admitting``: taken on arrival unless the
+    limit is reached (then ``shed``), given back once, when the request reaches the app or ends."""
+
+    __slots__ = ("_owner", "shed")
+
+    def __init__(self, owner: GatekeeperMiddleware) -> None:
+        limit = owner._max_admitting
+        self.shed = bool(limit) and owner.admitting >= limit
+        self._owner: GatekeeperMiddleware | None = None if self.shed else owner
+        if self._owner is not None:
+            self._owner.admitting += 1
+
+    def release(self) -> None:
+        if self._owner is not None:
+            self._owner.admitting -= 1
+            self._owner = None
 
 
 async def _send_error(

@@ -148,6 +148,7 @@ def _quota_store(settings: Settings) -> QuotaStore:
         timeout=quota.timeout,
         local_fraction=quota.local_fraction,
         retry_interval=quota.retry_interval,
+        failure_threshold=quota.failure_threshold,
         settle_interval=quota.settle_interval,
     )
 

@@ -145,7 +145,16 @@ class QuotaSettings(_Section):
         default="gk", pattern=r"^[^{}]*$", description="Redis key prefix (no hash-tag braces)."
     )
     timeout: float = Field(
-        default=0.05, gt=0, description="Seconds a quota check may wait for the store."
+        default=0.1,
+        gt=0,
+        description="Seconds a store call may go unanswered, from the moment it is sent "
+        "(not counting this process's own backlog) before it counts as failed.",
+    )
+    failure_threshold: int = Field(
+        default=3,
+        ge=1,
+        description="Timeouts in a row that mark the store down (its circuit breaker opens); "
+        "a refused or reset connection marks it down at once.",
     )
     local_fraction: float = Field(
         default=0.25,
@@ -357,6 +366,14 @@ class RequestSettings(_Section):
         description="Paths passed to the app without any check (exact match).",
     )
     max_event_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest SSE event shaped.")
+    max_admitting: int = Field(
+        default=128,
+        ge=0,
+        description="Requests one process may be admitting at once (identify through the quota "
+        "check; a request leaves the count when it reaches the app). Past it, a new request is "
+        "refused at once, before any work: 503 overloaded with Retry-After, counted and logged. "
+        "0: no limit. docs/operations.md, Overload.",
+    )
 
 
 class ServerSettings(_Section):

@@ -195,9 +195,11 @@ def anthropic_error(
 
     ``error.code`` (not in Anthropic's schema; the SDK keeps unknown keys) carries gatekeeper's
     reason code at the same path as in OpenAI bodies: ``exc.body["error"]["code"]``.
+    A process shedding load (code ``overloaded``) says so as Anthropic does: ``overloaded_error``.
     """
+    kind = "overloaded_error" if code == "overloaded" else anthropic_error_type(status)
     return {
         "type": "error",
-        "error": {"type": anthropic_error_type(status), "message": message, "code": code},
+        "error": {"type": kind, "message": message, "code": code},
         "request_id": request_id,
     }

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError, RedisError
 
-from gatekeeper.errors import QuotaStoreError
+from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
 from gatekeeper.quota.base import QuotaAdjustment
+from gatekeeper.quota.deadline import wire_timeout
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -55,8 +56,7 @@ class ScriptBatcher:
     ) -> None:
         self.client = client
         self.description = description
-        # A pipeline has no caller of its own to time it out: a stalled server must not hold
-        # a slot for ever.
+        # Every send (one call, or a pipeline) gets ``timeout`` from the moment it goes out.
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self.max_batch = max_batch
@@ -65,11 +65,19 @@ class ScriptBatcher:
         self._flushing: set[asyncio.Task[None]] = set()
 
     async def run(self, script: LuaScript, keys: list[str], args: list[str]) -> Any:
-        """The script's reply; ``QuotaStoreError`` when Redis cannot answer."""
+        """The script's reply; ``QuotaStoreError`` when Redis cannot answer, and
+        ``QuotaStoreTimeout`` when it sent nothing back within ``timeout`` of the send.
+
+        A call queued behind busy slots is not timed while it waits here: that wait is this
+        process's own backlog, not the store's. Its send (in the next pipeline) is.
+        """
         if self._in_flight < self.max_in_flight and not self._pending:
             self._in_flight += 1
             try:
-                return await self._one(script, keys, args)
+                async with wire_timeout(self.timeout):
+                    return await self._one(script, keys, args)
+            except TimeoutError as exc:
+                raise self._timed_out() from exc
             except (RedisError, OSError) as exc:
                 raise QuotaStoreError(f"quota store {self.description}: {exc}") from exc
             finally:
@@ -78,6 +86,11 @@ class ScriptBatcher:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((script, keys, args, future))
         return await future
+
+    def _timed_out(self) -> QuotaStoreTimeout:
+        return QuotaStoreTimeout(
+            f"quota store {self.description}: no answer within {self.timeout * 1000:g} ms"
+        )
 
     def _drain(self) -> None:
         """Send what is queued as one pipeline, if a slot is free."""
@@ -94,10 +107,14 @@ class ScriptBatcher:
 
     async def _flush(self, batch: list[_Call]) -> None:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with wire_timeout(self.timeout):
                 await self._send_batch(batch)
         except (RedisError, OSError, TimeoutError) as exc:
-            error = QuotaStoreError(f"quota store {self.description}: {exc!r}")
+            error = (
+                self._timed_out()
+                if isinstance(exc, TimeoutError)
+                else QuotaStoreError(f"quota store {self.description}: {exc!r}")
+            )
             for *_, future in batch:
                 _settle(future, error, self.description)
         except BaseException as exc:  # cancelled while flushing: nobody may wait forever
@@ -255,7 +272,7 @@ class SettlementQueue:
 
     async def _send(self, batch: list[QuotaAdjustment], settlements: int) -> None:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with wire_timeout(self.timeout):
                 await self.send(batch)
         except (QuotaStoreError, TimeoutError) as exc:
             self.on_lost(exc, settlements)

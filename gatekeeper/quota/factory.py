@@ -38,9 +38,10 @@ def open_quota_store(
     uri: str,
     *,
     prefix: str = "gk",
-    timeout: float = 0.05,
+    timeout: float = 0.1,
     local_fraction: float = 0.25,
     retry_interval: float = 1.0,
+    failure_threshold: int = 3,
     settle_interval: float = 0.0,
     settle_batch: int = 256,
 ) -> QuotaStore:
@@ -64,23 +65,24 @@ def open_quota_store(
         return MemoryQuotaStore()
     try:
         bound = max(1.0, timeout * 20)
-        # Every call is bounded by the failover layer's timeout (and pipelines by the store's
-        # own): a socket-level read timeout on top would cost two extra tasks per command.
+        # Every send is bounded by the store's wire timeout (and every call, as a last resort,
+        # by the failover layer's cap): a socket-level read timeout on top would cost two
+        # extra tasks per command.
         client = redis_client(uri, socket_timeout=bound, read_timeout=False)
         store = RedisQuotaStore(
             client,
             prefix=prefix,
             description=redact(uri),
-            flush_timeout=bound,
+            timeout=timeout,
             settle_interval=settle_interval,
             settle_batch=settle_batch,
-            settle_timeout=timeout,
         )
         return FailoverQuotaStore(
             store,
             timeout=timeout,
             local_fraction=local_fraction,
             retry_interval=retry_interval,
+            failure_threshold=failure_threshold,
             description=redact(uri),
         )
     except (ValueError, TypeError) as exc:

@@ -1,8 +1,11 @@
 """What happens when the shared quota store is unreachable or slow: each quota's ``on_store_error``.
 
-``FailoverQuotaStore`` wraps a shared store (Redis). Every call is bounded by ``timeout``
-(default 50 ms) with ``asyncio.timeout``, so the event loop never waits on Redis for longer.
-When the store fails or times out, each quota of the request gets its own mode:
+``FailoverQuotaStore`` wraps a shared store (Redis). A call fails when the store did not answer:
+the connection was refused or reset, or no reply came within ``timeout`` (default 100 ms) of the
+call being sent. That timeout is measured on the store call (``wire_timeout``), never on this
+process's event loop: a saturated process is slow, not a reason to call a healthy Redis down.
+(A last-resort cap of ``max(1 s, 20 * timeout)`` of wall time bounds every call whatever
+happens.) When a call fails, each quota of the request gets its own mode:
 
 - ``deny``: the request is refused with 503 ``quota_store_unavailable`` (``QuotaStoreError``).
   One ``deny`` quota among a request's quotas is enough to refuse it.
@@ -10,10 +13,16 @@ When the store fails or times out, each quota of the request gets its own mode:
   recorded in the decision log (``unchecked``), and logged once per outage.
 - ``local``: the quota is checked against an in-process bucket holding ``local_fraction`` of the
   capacity and refill rate (set it to about 1 / replicas, so the fleet stays near the limit).
+  Bound, across all R replicas together, for a bucket of capacity C: at most
+  ``C + R * floor(C * local_fraction)`` admitted from a full bucket (C counted by Redis before
+  or up to the failure, the rest by the replicas' local buckets), plus what the refill rates
+  add over time. docs/quotas.md has it, and tests/quota/test_failover.py measures it.
 
-After a failure the store is "down": requests skip it and use their modes directly, without
-paying the timeout, until ``retry_interval`` has passed; then one request (or a /healthz call)
-probes it. The first success brings it back "up" (automatic recovery, logged).
+A circuit breaker keeps failing calls from costing every request the timeout: it opens (the
+store is "down") on a refused or reset connection at once, and after ``failure_threshold``
+timeouts in a row (one slow reply is not an outage). While open, requests use their modes
+directly, without calling the store, until ``retry_interval`` has passed; then one request (or a
+/healthz call) probes it (half-open). The first success closes it (automatic recovery, logged).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper.contract import QuotaSpec
-from gatekeeper.errors import QuotaStoreError
+from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
 from gatekeeper.quota.base import QuotaAdjustment, QuotaResult, QuotaStore
 from gatekeeper.quota.batching import SettlementQueue
 from gatekeeper.quota.memory import MemoryQuotaStore
@@ -43,16 +52,23 @@ class FailoverQuotaStore:
         self,
         store: QuotaStore,
         *,
-        timeout: float = 0.05,
+        timeout: float = 0.1,
         local_fraction: float = 0.25,
         retry_interval: float = 1.0,
+        failure_threshold: int = 3,
         description: str = "redis",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < local_fraction <= 1:
             raise ValueError("local_fraction must be in (0, 1]")
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
         self.store = store
         self.timeout = timeout
+        #: Wall-time cap on any one call, in case a store forgets its own timeout.
+        self.cap = max(1.0, 20 * timeout)
+        self.failure_threshold = failure_threshold
+        self._timeouts_in_a_row = 0
         self.local_fraction = local_fraction
         self.retry_interval = retry_interval
         self.description = description
@@ -86,6 +102,7 @@ class FailoverQuotaStore:
 
     def _succeeded(self) -> None:
         self._probing = False
+        self._timeouts_in_a_row = 0
         if not self._up:
             downtime = self._clock() - (self._down_since or self._clock())
             self._up, self._down_since, self._down_wall = True, None, None
@@ -106,7 +123,13 @@ class FailoverQuotaStore:
         self._probing = False
         self._retry_at = self._clock() + self.retry_interval
         self.counters["store_errors"] += 1
-        self._last_error = _describe(exc, self.timeout)
+        self._last_error = _describe(exc, self.cap)
+        timed_out = isinstance(exc, QuotaStoreTimeout | TimeoutError)
+        if timed_out:
+            self.counters["store_timeouts"] += 1
+            self._timeouts_in_a_row += 1
+            if self._up and self._timeouts_in_a_row < self.failure_threshold:
+                return  # one slow reply: this request falls back, the breaker stays closed
         if self._up:
             self._up = False
             self._down_since = self._clock()
@@ -133,8 +156,9 @@ class FailoverQuotaStore:
         if not self._may_call():
             return False, None
         try:
-            # asyncio.timeout, not wait_for: the same bound without a task per call.
-            async with asyncio.timeout(self.timeout):
+            # The store times its own sends (wire_timeout); this cap only catches a call that
+            # never ends. asyncio.timeout, not wait_for: no task per call.
+            async with asyncio.timeout(self.cap):
                 value = await make()
         except (QuotaStoreError, TimeoutError) as exc:
             self._failed(exc)
@@ -228,24 +252,26 @@ class FailoverQuotaStore:
             "timeout_ms": round(self.timeout * 1000, 3),
             "counters": {k: v for k, v in self.counters.items() if not k.startswith("outage_")},
         }
+        if self._last_error is not None:
+            report["last_error"] = self._last_error
         if not self._up:
             report["down_since"] = self._down_wall
-            report["last_error"] = self._last_error
         return report
 
     async def _probe(self) -> None:
         report = await self.store.health()
         if report.get("state") != "up":
-            raise QuotaStoreError(str(report.get("error", "store reports down")))
+            error = QuotaStoreTimeout if report.get("timeout") else QuotaStoreError
+            raise error(str(report.get("error", "store reports down")))
 
     async def aclose(self) -> None:
         await self.store.aclose()
         await self.local.aclose()
 
 
-def _describe(exc: BaseException, timeout: float) -> str:
+def _describe(exc: BaseException, cap: float) -> str:
     if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout * 1000:g} ms"
+        return f"no answer within {cap * 1000:g} ms"
     return str(exc) or type(exc).__name__
 
 

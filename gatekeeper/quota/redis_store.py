@@ -36,7 +36,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisError
 
 from gatekeeper.contract import QuotaSpec
-from gatekeeper.errors import QuotaStoreError
+from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
 from gatekeeper.quota.base import (
     BucketState,
     QuotaAdjustment,
@@ -47,6 +47,7 @@ from gatekeeper.quota.base import (
     window_state,
 )
 from gatekeeper.quota.batching import ScriptBatcher, SettlementQueue
+from gatekeeper.quota.deadline import wire_timeout
 from gatekeeper.quota.windows import parse_window
 
 RedisClient = Redis | RedisCluster
@@ -106,11 +107,13 @@ def _text(value: Any) -> str:
 class RedisQuotaStore:
     """Token buckets and calendar windows in Redis (single node, Sentinel or Cluster).
 
-    Raises ``QuotaStoreError`` when Redis cannot answer; timeouts and the per-quota failure
-    modes are the job of ``FailoverQuotaStore``, which wraps this store in production.
+    Raises ``QuotaStoreError`` when Redis cannot answer, and ``QuotaStoreTimeout`` when a call
+    got no answer within ``timeout`` seconds of being sent (``wire_timeout``: the event loop's
+    own backlog does not count). The per-quota failure modes and the circuit breaker are the
+    job of ``FailoverQuotaStore``, which wraps this store in production.
 
     ``settle_interval`` (seconds; 0: write each settlement at once) defers ``adjust``: see
-    ``SettlementQueue``. Deferred corrections are sent within ``settle_timeout`` and when
+    ``SettlementQueue``. Deferred corrections are sent within ``timeout`` and when
     ``settle_batch`` distinct ones are waiting, whatever the interval; ``aclose`` sends them.
     """
 
@@ -120,10 +123,9 @@ class RedisQuotaStore:
         *,
         prefix: str = "gk",
         description: str = "redis",
-        flush_timeout: float = 1.0,
+        timeout: float = 1.0,
         settle_interval: float = 0.0,
         settle_batch: int = 256,
-        settle_timeout: float | None = None,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("a quota key prefix may not contain '{' or '}' (hash tags)")
@@ -131,9 +133,10 @@ class RedisQuotaStore:
         self.prefix = prefix
         self.description = description
         self.cluster = isinstance(client, RedisCluster)
+        self.timeout = timeout
         self._batcher: ScriptBatcher | None = None
         if not isinstance(client, RedisCluster):
-            self._batcher = ScriptBatcher(client, description, timeout=flush_timeout)
+            self._batcher = ScriptBatcher(client, description, timeout=timeout)
         #: Deferred settlements (None when ``settle_interval`` is 0).
         self.settlements: SettlementQueue | None = None
         if settle_interval > 0:
@@ -141,7 +144,7 @@ class RedisQuotaStore:
                 self._write,
                 interval=settle_interval,
                 max_pending=settle_batch,
-                timeout=flush_timeout if settle_timeout is None else settle_timeout,
+                timeout=timeout,
                 description=description,
             )
 
@@ -149,12 +152,20 @@ class RedisQuotaStore:
         if self._batcher is not None:
             return await self._batcher.run(script, keys, args)
         try:
-            try:
-                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                return await self.client.eval(script.source, len(keys), *keys, *args)
+            async with wire_timeout(self.timeout):
+                try:
+                    return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    return await self.client.eval(script.source, len(keys), *keys, *args)
+        except TimeoutError as exc:
+            raise self._timed_out() from exc
         except (RedisError, OSError) as exc:
             raise QuotaStoreError(f"quota store {self.description}: {exc}") from exc
+
+    def _timed_out(self) -> QuotaStoreTimeout:
+        return QuotaStoreTimeout(
+            f"quota store {self.description}: no answer within {self.timeout * 1000:g} ms"
+        )
 
     def _groups(self, keys: list[str]) -> list[list[int]]:
         """Indices of ``keys`` grouped by cluster slot (one group outside a cluster)."""
@@ -278,7 +289,11 @@ class RedisQuotaStore:
 
     async def health(self) -> dict[str, Any]:
         try:
-            await self.client.ping()
+            async with wire_timeout(self.timeout):
+                await self.client.ping()
+        except TimeoutError:
+            error = str(self._timed_out())
+            return {"backend": self.description, "state": "down", "error": error, "timeout": True}
         except (RedisError, OSError) as exc:
             return {"backend": self.description, "state": "down", "error": str(exc)}
         return {"backend": self.description, "state": "up"}

@@ -4,6 +4,7 @@ docs/quotas.md says, nothing crashes, and the store comes back by itself."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -110,9 +111,72 @@ async def test_a_slow_redis_times_out_into_the_fallback(redis_process: RedisProc
     redis_process.cli("CLIENT", "PAUSE", "600", "ALL")
     result = await store.acquire([spec])
     assert result.allowed and result.unchecked == ("requests",)
-    assert "no answer within 50 ms" in (await store.health())["last_error"]
+    health = await store.health()
+    assert "no answer within 50 ms" in health["last_error"]
+    assert health["counters"]["store_timeouts"] >= 1
     await asyncio.sleep(0.7)
     assert await eventually(lambda: _checked(store, spec))
+    await store.aclose()
+
+
+async def test_one_slow_reply_does_not_open_the_breaker_but_timeouts_in_a_row_do(
+    redis_process: RedisProcess,
+) -> None:
+    store = open_quota_store(
+        redis_process.url, timeout=0.05, retry_interval=30, failure_threshold=3
+    )
+    assert isinstance(store, FailoverQuotaStore)
+    spec = bucket(on_store_error="allow")
+    assert (await store.acquire([spec])).allowed
+    redis_process.cli("CLIENT", "PAUSE", "2000", "ALL")
+    first = await store.acquire([spec])
+    assert first.unchecked == ("requests",) and store.up  # one timeout: still closed
+    await store.acquire([spec])
+    assert store.up
+    await store.acquire([spec])
+    assert not store.up  # three in a row: open
+    calls = store.counters["store_errors"]
+    for _ in range(5):  # open: requests use their mode without calling the store
+        assert (await store.acquire([spec])).unchecked == ("requests",)
+    assert store.counters["store_errors"] == calls
+    assert store.counters["allowed_unchecked"] == 8
+    await store.aclose()
+
+
+async def test_a_refused_connection_opens_the_breaker_at_once(
+    redis_process: RedisProcess,
+) -> None:
+    store = open_quota_store(redis_process.url, timeout=0.5, retry_interval=30)
+    assert isinstance(store, FailoverQuotaStore)
+    spec = bucket(on_store_error="allow")
+    assert (await store.acquire([spec])).allowed
+    redis_process.kill()
+    assert (await store.acquire([spec])).unchecked == ("requests",)
+    assert not store.up and store.counters["store_timeouts"] == 0
+    await store.aclose()
+
+
+async def test_a_saturated_event_loop_never_declares_a_healthy_redis_down(
+    redis_process: RedisProcess,
+) -> None:
+    """The loop is blocked for far longer than the timeout while replies are on their way:
+    every check is still answered by Redis, none falls back, and the breaker stays closed."""
+    store = open_quota_store(redis_process.url, timeout=0.02, failure_threshold=1)
+    assert isinstance(store, FailoverQuotaStore)
+    spec = bucket(capacity=10**6, on_store_error="allow")
+    assert (await store.acquire([spec])).allowed  # connected, script loaded
+
+    async def hog() -> None:
+        for _ in range(10):
+            time.sleep(0.005)  # noqa: ASYNC251 (8 hogs: 40 ms turns, twice the timeout)
+            await asyncio.sleep(0)
+
+    hogs = [asyncio.create_task(hog()) for _ in range(8)]
+    results = await asyncio.gather(*(store.acquire([spec]) for _ in range(300)))
+    await asyncio.gather(*hogs)
+    assert all(r.allowed and not r.unchecked for r in results)
+    assert store.counters["store_errors"] == 0 and store.up
+    assert round(await level(store, spec)) == 10**6 - 301  # each counted in Redis, once
     await store.aclose()
 
 

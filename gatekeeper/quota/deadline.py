@@ -1,0 +1,90 @@
+"""``wire_timeout``: a timeout on a store's answer, not on the event loop's backlog.
+
+``asyncio.timeout(0.05)`` around a Redis call measures the wall time until the awaiting task
+runs again. On a saturated process that includes every other request's turn on the event loop:
+Redis answers in 0.2 ms, but the reply waits in the socket (then in the ready queue) behind
+hundreds of callbacks, the deadline passes, and a healthy store is declared down (measured: 2,380
+of 3,593 responses refused under ``wrk -c32``, issue 15).
+
+``wire_timeout(seconds)`` fires only when the store had ``seconds`` of a responsive loop in
+which to answer, and did not:
+
+- the deadline timer is armed when the call is sent (callers start it around the send, not
+  around a wait in a queue of their own);
+- when it expires, the task is not cancelled yet. If the timer itself ran late, the loop is
+  busy: the deadline starts again from now. Otherwise the loop gets ``GRACE_TURNS`` more turns,
+  timed one by one: a reply already received is delivered in them, and the call succeeds; if
+  any of those turns was long (over ``busy_turn``, a tenth of ``seconds``), the loop is busy and
+  the deadline starts again. Only a call still waiting after quick turns is cancelled, with
+  ``TimeoutError``: then the loop was free, and the store did not answer.
+
+On an idle loop that is ``seconds`` plus microseconds. On a saturated loop a call is not failed
+for the loop's own slowness; callers keep a wall-time cap of their own as a last resort
+(``FailoverQuotaStore.cap``), and overload itself is handled before the work
+(``request.max_admitting``: shed at the door).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+#: Loop turns granted after the deadline: one to read a reply waiting in the socket, one for the
+#: task (or a pipeline's flush) to take it, one for a pipeline caller to be woken, one spare.
+GRACE_TURNS = 4
+
+
+class wire_timeout:  # lower case: used like asyncio.timeout
+    """``async with wire_timeout(seconds):`` raises ``TimeoutError`` when the body's store call
+    got no answer in ``seconds`` during which the event loop was free (see the module)."""
+
+    __slots__ = ("_busy_turn", "_handle", "_loop", "_seconds", "_timeout")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._busy_turn = max(0.001, seconds / 10)
+        self._timeout = asyncio.timeout(None)
+        self._handle: asyncio.Handle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def __aenter__(self) -> wire_timeout:
+        await self._timeout.__aenter__()
+        self._loop = asyncio.get_running_loop()
+        self._arm(self._loop.time())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        await self._timeout.__aexit__(exc_type, exc, tb)  # raises TimeoutError when it fired
+        return None
+
+    def _arm(self, now: float) -> None:
+        assert self._loop is not None
+        due = now + self._seconds
+        self._handle = self._loop.call_at(due, self._expired, due)
+
+    def _expired(self, due: float) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        if now - due > self._busy_turn:
+            self._arm(now)  # the timer itself ran late: the loop is busy, not the store
+        else:
+            self._handle = self._loop.call_soon(self._turn, GRACE_TURNS, now)
+
+    def _turn(self, left: int, previous: float) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        if now - previous > self._busy_turn:
+            self._arm(now)  # a long turn: replies may be queued behind other work
+        elif left == 0:
+            self._handle = None
+            self._timeout.reschedule(now)  # cancels the task on the next turn
+        else:
+            self._handle = self._loop.call_soon(self._turn, left - 1, now)
