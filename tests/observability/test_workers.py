@@ -33,6 +33,7 @@ from gatekeeper.observability.workers import (
     merge,
     server_id,
 )
+from gatekeeper.settings import Settings
 from tests.observability.conftest import CHAT, Factory, bearer
 from tests.servers import demo_workers
 
@@ -282,3 +283,11 @@ def test_every_worker_answers_for_all_of_them(tmp_path: Path) -> None:
             pid, total, text = scrape(server.url)
             assert total == 40, (pid, text)
             assert f'pid="{gone}"' not in text
+
+
+def test_a_relative_directory_in_a_toml_file_is_relative_to_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "gatekeeper.toml"
+    config.write_text('[observability]\nmultiprocess_dir = "var/metrics"\n')
+    settings = Settings.load(config)
+    assert settings.observability.multiprocess_dir == tmp_path / "var" / "metrics"
+    assert settings.observability.multiprocess_interval_seconds == 1.0
