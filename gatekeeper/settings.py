@@ -447,6 +447,20 @@ class ObservabilitySettings(_Section):
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the separate metrics listener binds."
     )
+    multiprocess_dir: Path | None = Field(
+        default=None,
+        description="Several worker processes (uvicorn --workers, gunicorn): each writes its "
+        "metrics to this directory every multiprocess_interval_seconds and at shutdown, and "
+        "whichever worker is scraped answers for all of them (docs/operations.md). One "
+        "directory per server, emptied before it starts. Unset: PROMETHEUS_MULTIPROC_DIR if "
+        "that is set, else each process answers for itself.",
+    )
+    multiprocess_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each worker writes its metrics to multiprocess_dir: a scrape "
+        "shows the other workers' counts as of at most this long ago.",
+    )
     tracing: bool = Field(
         default=True,
         description="Emit OpenTelemetry spans per stage when an OpenTelemetry SDK is configured.",
@@ -602,7 +616,7 @@ class Settings(BaseSettings):
         return settings
 
     def _resolve_paths(self, base: Path) -> None:
-        for section in (self.identity, self.network, self.policy, self.audit):
+        for section in (self.identity, self.network, self.policy, self.audit, self.observability):
             for name, value in section:
                 if isinstance(value, Path) and not value.is_absolute():
                     setattr(section, name, (base / value).resolve())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._common import free_port, wait_for_port
+from bench._common import START_TIMEOUT, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "examples" / "demo" / "gatekeeper.toml"
@@ -141,6 +141,65 @@ def demo_server(tmp: Path, **env: str) -> Iterator[DemoServer]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def demo_workers(tmp: Path, workers: int = 2, **env: str) -> Iterator[DemoWorkers]:
+    """The demo app under ``uvicorn --workers``: one server, several worker processes.
+
+    All workers share one decision log path in ``tmp`` (not something to assert on: one chain
+    has one writer). The server's output goes to ``tmp/uvicorn-PORT.log``, not a pipe nobody
+    reads. Yields once the server listens; ``DemoWorkers.pids`` waits for the workers."""
+    port = free_port()
+    output = tmp / f"uvicorn-{port}.log"
+    environ = {
+        **os.environ,
+        "GATEKEEPER_CONFIG": str(DEMO_CONFIG),
+        "GATEKEEPER_AUDIT__PATH": str(tmp / f"decisions-{port}.jsonl"),
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    app = "gatekeeper.demo.app:create_demo_app"
+    command = [sys.executable, "-m", "uvicorn", "--factory", app, "--port", str(port)]
+    command += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    with output.open("wb") as log:
+        proc = subprocess.Popen(command, env=environ, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        wait_for_port(port, proc=proc)
+        yield DemoWorkers(f"http://127.0.0.1:{port}", proc, output, workers)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+class DemoWorkers:
+    """A running ``uvicorn --workers`` demo: its URL, its (master) process and its output."""
+
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], output: Path, workers: int) -> None:
+        self.url = url
+        self.proc = proc
+        self.output = output
+        self.workers = workers
+
+    def printed(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def pids(self, timeout: float = START_TIMEOUT) -> set[int]:
+        """The workers' pids, as ``/readyz`` reports them, once every worker has answered
+        (each request on a new connection, which any worker may accept)."""
+        seen: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(seen) < self.workers:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise TimeoutError(f"workers answering: {seen}; printed:\n{self.printed()}")
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=timeout)
+            except httpx.TransportError:
+                time.sleep(0.1)
+                continue
+            if response.status_code == 200:
+                seen.add(response.json()["pid"])
+        return seen
 
 
 class DemoServer:

@@ -12,26 +12,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    generate_latest,
+    start_http_server,
+)
 from starlette.types import Message, Receive, Scope, Send
 
+from gatekeeper.errors import ConfigurationError
 from gatekeeper.observability.collectors import RuntimeCollector, add_process_metrics
 from gatekeeper.observability.health import liveness, readiness
 from gatekeeper.observability.metrics import GatekeeperMetrics
 from gatekeeper.observability.tracing import RequestTrace, Tracing
+from gatekeeper.observability.workers import WorkerMetrics
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from gatekeeper.audit import DecisionRecord
     from gatekeeper.runtime import Gatekeeper
+    from gatekeeper.settings import ObservabilitySettings
 
 log = logging.getLogger("gatekeeper")
+#: On ``/readyz`` answers (and ``/metrics`` ones with ``multiprocess_dir``): the worker's pid.
+WORKER_PID_HEADER = b"x-gatekeeper-worker-pid"
 access_log = logging.getLogger("gatekeeper.access")
 
 
@@ -45,6 +57,12 @@ class Observability:
         self.metrics = GatekeeperMetrics()
         self.metrics.registry.register(RuntimeCollector(self._gk))
         add_process_metrics(self.metrics.registry)
+        #: Every worker's metrics, merged at scrape (``observability.multiprocess_dir``).
+        self.workers = _worker_metrics(self.metrics.registry, settings)
+        #: What ``/metrics`` and the metrics listener expose.
+        self.exposition: CollectorRegistry = (
+            self.metrics.registry if self.workers is None else self.workers.registry
+        )
         self.tracing = Tracing(settings.tracing)
         self._access = settings.access_log
         self._endpoints: dict[str, str] = {}
@@ -58,7 +76,7 @@ class Observability:
         #: The paths ``serve`` answers; the middleware checks a request's path against it.
         self.paths = frozenset(self._endpoints)
         self._server: WSGIServer | None = None
-        self._started = settings.metrics_port is None
+        self._started = settings.metrics_port is None and self.workers is None
 
     # -- the operations endpoints ----------------------------------------------------------
 
@@ -69,8 +87,13 @@ class Observability:
             await _respond(send, scope, 405, b'{"error":"method not allowed"}', allow=True)
             return
         if kind == "metrics":
-            body = generate_latest(self.metrics.registry)
-            await _respond(send, scope, 200, body, CONTENT_TYPE_LATEST.encode())
+            if self.workers is None:
+                body = generate_latest(self.exposition)
+                await _respond(send, scope, 200, body, CONTENT_TYPE_LATEST.encode())
+                return
+            # Reads the other workers' snapshot files: off the event loop.
+            body = await asyncio.to_thread(generate_latest, self.exposition)
+            await _respond(send, scope, 200, body, CONTENT_TYPE_LATEST.encode(), pid=True)
             return
         if kind == "liveness":
             await _respond(send, scope, 200, orjson.dumps(liveness()))
@@ -82,19 +105,24 @@ class Observability:
             self.settings.readiness_timeout_seconds,
             degraded_ok=self.settings.ready_when_degraded,
         )
+        document["pid"] = os.getpid()  # which worker answered: each reports its own parts
         body = orjson.dumps(document, default=str)
-        await _respond(send, scope, 200 if ready else 503, body)
+        await _respond(send, scope, 200 if ready else 503, body, pid=True)
 
     def start_listener(self) -> None:
-        """Start the separate metrics listener (``metrics_port``) once; a thread, not the loop."""
+        """Start, once, the separate metrics listener (``metrics_port``) and the writing of
+        this worker's metrics snapshots (``multiprocess_dir``): threads, not the loop."""
         if self._started:
             return
         self._started = True
+        if self.workers is not None:
+            self.workers.start()
         port = self.settings.metrics_port
-        assert port is not None
+        if port is None:
+            return
         try:
             server, _thread = start_http_server(
-                port, addr=self.settings.metrics_host, registry=self.metrics.registry
+                port, addr=self.settings.metrics_host, registry=self.exposition
             )
         except OSError as exc:
             # e.g. several workers of one server: the first one serves the port. Not fatal:
@@ -110,7 +138,9 @@ class Observability:
         return self._server.server_port if self._server is not None else None
 
     async def aclose(self) -> None:
-        """Stop the separate metrics listener."""
+        """Stop the separate metrics listener; write this worker's last metrics snapshot."""
+        if self.workers is not None:
+            await asyncio.to_thread(self.workers.stop)
         server, self._server = self._server, None
         if server is not None:
             # shutdown() waits for the serving thread's poll loop: off the event loop.
@@ -138,6 +168,25 @@ class Observability:
                 _access_line(record, outcome)
         except Exception:
             log.exception("recording metrics for decision %s failed", record.decision_id)
+
+
+def _worker_metrics(
+    registry: CollectorRegistry, settings: ObservabilitySettings
+) -> WorkerMetrics | None:
+    """The snapshot writer and merger, when a multiprocess directory is set."""
+    directory = settings.multiprocess_dir
+    if directory is None:
+        from_env = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not from_env:
+            return None
+        directory = Path(from_env)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"observability.multiprocess_dir {directory}: {exc}") from exc
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"observability.multiprocess_dir {directory}: not writable")
+    return WorkerMetrics(registry, directory, settings.multiprocess_interval_seconds)
 
 
 def _access_line(record: DecisionRecord, outcome: tuple[str, str]) -> None:
@@ -176,6 +225,7 @@ async def _respond(
     content_type: bytes = b"application/json",
     *,
     allow: bool = False,
+    pid: bool = False,
 ) -> None:
     headers = [
         (b"content-type", content_type),
@@ -184,6 +234,8 @@ async def _respond(
     ]
     if allow:
         headers.append((b"allow", b"GET, HEAD"))
+    if pid:  # which worker process answered
+        headers.append((WORKER_PID_HEADER, str(os.getpid()).encode()))
     start: Message = {"type": "http.response.start", "status": status, "headers": headers}
     await send(start)
     payload = b"" if scope["method"] == "HEAD" else body
