@@ -1,13 +1,13 @@
 """Shared pieces of the benchmarks: a throw-away redis-server, app servers in child processes,
-wrk as the load generator, and medians.
+the count of the statuses they answered, and medians.
 
-Benchmarks print figures measured side by side in one run; they never fail on timing.
+Benchmarks print figures measured side by side in one run; they never fail on timing, but they
+do (exit status 1) when a run had answers other than 2xx: those figures are not reported.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -15,7 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,45 +135,74 @@ def child_server(module: str, *args: str) -> Iterator[Child]:
             proc.wait(10)
 
 
-@dataclass(frozen=True)
-class WrkResult:
-    """What one wrk run measured."""
+class Answers:
+    """The HTTP statuses one contender answered over a benchmark's runs, and the requests that
+    got no answer at all (wrk's socket errors and timeouts).
 
-    requests: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
+    A benchmark reports a throughput or latency figure only from runs whose every request was
+    answered 2xx: a 429 or a 503 is a refusal, usually far cheaper than the work measured, and
+    counting it would report refusals as throughput. No scenario expects refusals today; one
+    that did would say so and count them apart from its throughput.
+    """
+
+    def __init__(self, statuses: Mapping[int, int] | None = None, unanswered: int = 0) -> None:
+        self.statuses: Counter[int] = Counter(statuses or {})
+        self.unanswered = unanswered
+
+    def count(self, status: int) -> None:
+        self.statuses[status] += 1
+
+    def add(self, other: Answers) -> None:
+        self.statuses.update(other.statuses)
+        self.unanswered += other.unanswered
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not 200 <= status < 300)
+
+    @property
+    def valid(self) -> bool:
+        """Every request answered 2xx: the run's figures may be reported."""
+        return self.non_2xx == 0 and self.unanswered == 0
+
+    def sample(self, most: int = 3) -> str:
+        """The commonest non-2xx statuses with their counts: ``429 x 2,140, 503 x 3``."""
+        bad = Counter({s: n for s, n in self.statuses.items() if not 200 <= s < 300})
+        return ", ".join(f"{status} x {n:,}" for status, n in bad.most_common(most))
+
+    def describe(self) -> str:
+        """``non-2xx 0 of 3,912``, with the statuses and the unanswered when there are any."""
+        text = f"non-2xx {self.non_2xx:,} of {self.total:,}"
+        if self.non_2xx:
+            text += f" ({self.sample()})"
+        if self.unanswered:
+            text += f", {self.unanswered:,} unanswered (socket errors or timeouts)"
+        return text
+
+    def refusal(self) -> str:
+        """What a report prints instead of a figure from runs that were not all 2xx."""
+        return f"REFUSED, {self.describe()}"
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+def report_answers(answers: Mapping[str, Answers], scope: str = "measured runs") -> list[str]:
+    """Print every contender's non-2xx count (the ``Non-2xx answers`` line of every report);
+    returns the contenders whose figures are refused (some answer not 2xx, or none at all)."""
+    shown = "; ".join(f"{name} {a.describe()}" for name, a in answers.items())
+    print(f"\nNon-2xx answers ({scope}): {shown or 'no requests'}")
+    return [name for name, a in answers.items() if not a.valid]
 
 
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if match is None:
-        raise ValueError(f"unexpected wrk duration {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def wrk(url: str, *, connections: int, seconds: float, headers: Sequence[str] = ()) -> WrkResult:
-    """Run wrk (one thread: the other core serves) and parse its --latency report."""
-    binary = shutil.which("wrk")
-    if binary is None:
-        sys.exit("wrk is not installed (apt-get install wrk)")
-    command = [binary, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
-    for header in headers:
-        command += ["-H", header]
-    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
-    errors = int(bad.group(1)) if bad else 0
-    if socket_errors:
-        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
-    return WrkResult(requests, rps, _ms(percentiles["50"]), _ms(percentiles["99"]), errors)
+def exit_if_refused(prog: str, refused: Sequence[str]) -> None:
+    """Exit with status 1 when a contender's figures were refused: its runs had answers other
+    than 2xx, which would have been reported as throughput."""
+    if refused:
+        print(f"{prog}: no figure reported for {', '.join(refused)}: their runs had answers "
+              "other than 2xx (refusals or errors are not throughput)")  # fmt: skip
+        sys.exit(1)
 
 
 def median(values: Sequence[float]) -> float:

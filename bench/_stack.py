@@ -7,9 +7,11 @@ subject store, GeoIP from the demo's database, signals, continuity, observabilit
 chained, signed JSONL decision log, all at their defaults.
 
 The pack is the default one, copied with one change: every quota's capacity and rate are
-multiplied by a million, so that a benchmark's thousands of requests per second from one
-subject measure checking quotas, not being refused by them. Rules, data lookups and the
-number of quotas are unchanged, so evaluation costs what it costs in production.
+multiplied by a million (``QUOTA_SCALE``), so that a benchmark's thousands of requests per
+second from one subject measure checking quotas, not being refused by them. Rules, data lookups
+and the number of quotas are unchanged, so evaluation costs what it costs in production. The
+whole-stack scenarios' ``--quota-scale 1`` serves the pack's quotas as shipped instead: most
+requests are then refused, and the scenario reports refusals, not throughput.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ account_created = "2025-01-10"
 """
 #: The reasoning mode the default pack gives each bench subject's tier.
 KEYS_BY_MODE = {"full": "gk-bench-enterprise", "summary": API_KEY, "drop": "gk-bench-free"}
-_SCALE = 1_000_000
+QUOTA_SCALE = 1_000_000
 ANSWER = orjson.dumps(
     {
         "id": "chatcmpl-bench",
@@ -87,39 +89,42 @@ ANSWER = orjson.dumps(
 )
 
 
-def _scale_quotas(node: Any) -> None:
+def _scale_quotas(node: Any, scale: int) -> None:
     """Multiply every quota's capacity and rate, wherever the data holds one."""
     if isinstance(node, dict):
         if "capacity" in node and "unit" in node:
-            node["capacity"] = int(node["capacity"]) * _SCALE
+            node["capacity"] = int(node["capacity"]) * scale
             if "rate" in node:
-                node["rate"] = node["rate"] * _SCALE
+                node["rate"] = node["rate"] * scale
         for value in node.values():
-            _scale_quotas(value)
+            _scale_quotas(value, scale)
     elif isinstance(node, list):
         for value in node:
-            _scale_quotas(value)
+            _scale_quotas(value, scale)
 
 
-def bench_pack(directory: Path) -> Path:
-    """The default pack copied into ``directory`` with quotas no benchmark exhausts."""
+def bench_pack(directory: Path, quota_scale: int = QUOTA_SCALE) -> Path:
+    """The default pack copied into ``directory`` with quotas no benchmark exhausts (every
+    quota multiplied by ``quota_scale``)."""
     target = directory / "policies"
     shutil.copytree(ROOT / "policies", target, dirs_exist_ok=True)
     for data in (target / "gatekeeper" / "config").rglob("data.json"):
         document = json.loads(data.read_text())
-        _scale_quotas(document)
+        _scale_quotas(document, quota_scale)
         data.write_text(json.dumps(document, indent=1))
     return target
 
 
-def bench_settings(directory: Path, storage: str = "memory://", **overrides: Any) -> Any:
+def bench_settings(
+    directory: Path, storage: str = "memory://", quota_scale: int = QUOTA_SCALE, **overrides: Any
+) -> Any:
     """gatekeeper's settings for the benchmark, everything kept under ``directory``."""
     from gatekeeper import Settings
 
     directory.mkdir(parents=True, exist_ok=True)
     pack = directory / "policies"
     if not pack.exists():
-        bench_pack(directory)
+        bench_pack(directory, quota_scale)
     subjects = directory / "subjects.toml"
     subjects.write_text(SUBJECTS)
     demo = ROOT / "examples" / "demo"
@@ -204,7 +209,7 @@ def protected_app(settings: Any) -> Any:
 FLOOR_SCRIPT = "return redis.call('INCR', KEYS[1])"
 
 
-def floor_app(redis_url: str, directory: Path) -> Any:
+def floor_app(redis_url: str, directory: Path, quota_scale: int = QUOTA_SCALE) -> Any:
     """The same app behind the least any policy-enforcing rate limiter must do per request: one
     Redis script call through redis-py (with hiredis, as gatekeeper uses it) and one verdict of
     the default pack by the embedded engine (a fixed input document: nothing built, nothing
@@ -217,7 +222,7 @@ def floor_app(redis_url: str, directory: Path) -> Any:
     from gatekeeper.policy.repo import load_policy
 
     directory.mkdir(parents=True, exist_ok=True)
-    engine = EmbeddedEngine(load_policy(bench_pack(directory)), check=False)
+    engine = EmbeddedEngine(load_policy(bench_pack(directory, quota_scale)), check=False)
     document = sample_input()
     app = hello_app()
     # EVALSHA, loading the script on the first NOSCRIPT (redis-py's Script does that).
@@ -234,8 +239,9 @@ def floor_app(redis_url: str, directory: Path) -> Any:
     return floor
 
 
-def slowapi_app(redis_url: str) -> Any:
-    """The same app behind slowapi: ``limits`` on Redis, one limit, keyed by the API key."""
+def slowapi_app(redis_url: str, quota_scale: int = QUOTA_SCALE) -> Any:
+    """The same app behind slowapi: ``limits`` on Redis, one limit (1,000 a minute, times
+    ``quota_scale``), keyed by the API key."""
     from slowapi import Limiter, _rate_limit_exceeded_handler
     from slowapi.errors import RateLimitExceeded
     from starlette.applications import Starlette
@@ -247,7 +253,7 @@ def slowapi_app(redis_url: str) -> Any:
         key_prefix="slowapi",
     )
 
-    limited = limiter.limit(f"{_SCALE * 1000}/minute")(chat)
+    limited = limiter.limit(f"{quota_scale * 1000}/minute")(chat)
     app = Starlette(routes=[Route(PATH, limited, methods=["POST"])])
     app.state.limiter = limiter
     app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]

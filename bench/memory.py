@@ -13,6 +13,10 @@ then caches, pools and the decision log's queue have reached their working size)
 per 100,000 requests, and against the sampling noise (the largest drop seen between two
 samples, which is what the allocator gives back and takes again on its own). The default
 (50,000 requests) takes about two minutes; the target run is ``--requests 1000000``.
+
+Every answer's status is counted: a soak whose requests were answered anything but 2xx (a
+refusal takes another, cheaper path than the request measured) reports neither its rate nor
+its growth, and the script exits with status 1.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench._common import redis_server
+from bench._common import Answers, exit_if_refused, redis_server, report_answers
 from bench._load import load_average
 from bench._stack import (
     Lifespan,
@@ -47,7 +51,9 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-async def soak(args: argparse.Namespace, storage: str, directory: Path) -> list[dict[str, Any]]:
+async def soak(
+    args: argparse.Namespace, storage: str, directory: Path, answers: Answers
+) -> list[dict[str, Any]]:
     app = protected_app(bench_settings(directory, storage))
     template = http_scope()
     samples: list[dict[str, Any]] = []
@@ -62,7 +68,7 @@ async def soak(args: argparse.Namespace, storage: str, directory: Path) -> list[
         done, started = 0, time.monotonic()
         while done < args.requests:
             for _ in range(args.every):
-                await call(app, template)
+                answers.count(await call(app, template))
             done += args.every
             await asyncio.sleep(0.05)  # let the decision log's writer catch up before sampling
             sample = {
@@ -77,7 +83,7 @@ async def soak(args: argparse.Namespace, storage: str, directory: Path) -> list[
             print(f"  {done:>9,} requests  {sample['seconds']:>6.0f} s  "
                   f"RSS {sample['rss'] / 2**20:7.1f} MiB  objects {sample['objects']:>9,}"
                   + (f"  traced {sample['traced'] / 2**20:7.1f} MiB" if args.tracemalloc
-                     else ""), flush=True)  # fmt: skip
+                     else "") + f"  {answers.describe()}", flush=True)  # fmt: skip
         log = gatekeeper_of(app).decision_log
         print(f"  decision log: {log.dropped} events dropped (the writer kept up: 0)")
         if snapshot is not None:
@@ -89,7 +95,13 @@ async def soak(args: argparse.Namespace, storage: str, directory: Path) -> list[
     return samples
 
 
-def report(samples: list[dict[str, Any]], seconds: float) -> dict[str, float]:
+def report(
+    samples: list[dict[str, Any]], seconds: float, answers: Answers
+) -> dict[str, float] | None:
+    """Print the growth; None (and a refusal) if some answer was not 2xx."""
+    if report_answers({"gatekeeper": answers}, "every sampled request"):
+        print(f"requests/s and memory growth: {answers.refusal()}")
+        return None
     first, last = samples[0], samples[-1]
     rate = last["requests"] / last["seconds"]
     span = last["requests"] - first["requests"]
@@ -130,8 +142,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bench.memory: {args.requests:,} requests in-process ({storage}), "
               f"sampled every {args.every:,}; {load_average()}")  # fmt: skip
         started = time.monotonic()
-        samples = asyncio.run(soak(args, storage, directory))
-        report(samples, time.monotonic() - started)
+        answers = Answers()
+        samples = asyncio.run(soak(args, storage, directory, answers))
+        if report(samples, time.monotonic() - started, answers) is None:
+            exit_if_refused("bench.memory", ["gatekeeper"])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ server: what is left is gatekeeper's own cost plus the hello-world app's) and pr
   decision log's writer thread is not in it: ``bench.decision_log`` measures that).
 
 ``--storage redis`` puts quotas, signals and continuity on a throw-away redis-server.
+
+Every answer's status is counted (``Non-2xx answers``): if any measured request was answered
+anything but 2xx, no CPU figure or profile is printed (a refusal's path is not a request's) and
+the script exits with status 1.
 """
 
 from __future__ import annotations
@@ -27,16 +31,19 @@ from typing import Any
 
 import orjson
 
-from bench._common import median, redis_server
+from bench._common import Answers, exit_if_refused, median, redis_server, report_answers
 from bench._load import load_average
 from bench._stack import Lifespan, bench_settings, call, hello_app, http_scope, protected_app
 
 
-async def _cpu_per_request(app: Any, requests: int) -> float:
+async def _cpu_per_request(app: Any, requests: int, answers: Answers) -> float:
     template = http_scope()
+    statuses = []
     started = time.process_time()
     for _ in range(requests):
-        await call(app, template)
+        statuses.append(await call(app, template))
+    for status in statuses:
+        answers.count(status)
     return (time.process_time() - started) / requests * 1e6
 
 
@@ -51,19 +58,27 @@ async def measure(storage: str, directory: Path, args: argparse.Namespace) -> An
         if status != 200:
             raise SystemExit(f"gatekeeper answered {status}, not 200: see {directory}/log")
         samples: dict[str, list[float]] = {"bare": [], "gatekeeper": []}
+        answers = {name: Answers() for name in samples}
         for _ in range(args.rounds):
-            samples["bare"].append(await _cpu_per_request(bare, args.per_round))
-            samples["gatekeeper"].append(await _cpu_per_request(gk, args.per_round))
+            samples["bare"].append(await _cpu_per_request(bare, args.per_round, answers["bare"]))
+            samples["gatekeeper"].append(
+                await _cpu_per_request(gk, args.per_round, answers["gatekeeper"])
+            )
         profiled = None
         if not args.no_profile:
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=args.interval, async_mode="disabled")
             profiler.start()
-            for _ in range(args.requests):
-                await call(gk, template)
+            statuses = [await call(gk, template) for _ in range(args.requests)]
             profiler.stop()
+            for status in statuses:
+                answers["gatekeeper"].count(status)
             profiled = profiler
+    if refused := report_answers(answers, "every timed or profiled request"):
+        for name in refused:
+            print(f"CPU per request, stage timers and profile, {name}: {answers[name].refusal()}")
+        exit_if_refused("bench.profile", refused)
     b, g = median(samples["bare"]), median(samples["gatekeeper"])
     from redis.utils import HIREDIS_AVAILABLE
 

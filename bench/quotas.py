@@ -17,10 +17,12 @@ HTTP (uvicorn, one worker; wrk in its own process as the load generator, on loop
 
 Each contender is measured saturated (``--connections``, for requests/s) and with one
 connection (for latency: p50/p99 minus the bare app's, "added latency"). Rounds are interleaved
-and the medians printed. Then each contender's Redis commands per request (``INFO
+and the medians printed, with every status each contender answered (wrk counts them): a
+contender whose runs answered anything but 2xx gets no figure, and the script exits with
+status 1. Then each contender's Redis commands per request (``INFO
 commandstats`` deltas), and the cost of one check without HTTP: the multi-quota script against
 `limits`' fixed, moving and sliding windows on the same Redis, and a check plus its settlement,
-immediate and deferred.
+immediate and deferred (each check's verdict counted: a refused check is not a check's cost).
 
 The quota stage here is gatekeeper's real store call and headers (``acquire`` +
 ``rate_limit_headers``) without identity or policy, so the figures isolate quota enforcement.
@@ -34,8 +36,15 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from bench._common import child_server, median, redis_server, wrk
-from bench._load import redis_info, redis_info_async
+from bench._common import (
+    Answers,
+    child_server,
+    exit_if_refused,
+    median,
+    redis_server,
+    report_answers,
+)
+from bench._load import Wrk, redis_info, redis_info_async
 
 MODULE = "bench.quotas"
 CONTENDERS = [
@@ -49,7 +58,7 @@ CONTENDERS = [
     "slowapi-moving",
 ]
 HUGE = 10**9  # limits nothing is refused by: the benchmark measures checks, not refusals
-KEY_HEADER = "x-api-key: bench-subject"
+KEY_HEADER = {"x-api-key": "bench-subject"}
 
 
 # --- the served apps (child processes) ---------------------------------------------------------
@@ -159,22 +168,26 @@ def serve(contender: str, port: int, redis_url: str) -> None:
 # --- the measurements (parent process) ---------------------------------------------------------
 
 
-def http_rounds(redis_url: str, rounds: int, seconds: float, connections: int) -> dict:
+def http_rounds(redis_url: str, rounds: int, seconds: float, connections: int) -> dict[str, Any]:
     results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     commands: dict[str, dict[str, float]] = {}
+    answers = {name: Answers() for name in CONTENDERS}
+    wrk = Wrk("GET", b"", KEY_HEADER)
     for round_no in range(1, rounds + 1):
         for contender in CONTENDERS:
             with child_server(MODULE, contender, "--redis", redis_url) as child:
                 target = child.url + "/hit"
-                wrk(target, connections=connections, seconds=1, headers=[KEY_HEADER])  # warm
+                wrk.run(target, connections=connections, seconds=1)  # warm
                 before, redis_cpu = redis_info(redis_url)
                 app_cpu = child.cpu_seconds()
-                load = wrk(target, connections=connections, seconds=seconds, headers=[KEY_HEADER])
+                load = wrk.run(target, connections=connections, seconds=seconds)
                 app_cpu = child.cpu_seconds() - app_cpu
                 after, redis_cpu_after = redis_info(redis_url)
-                quiet = wrk(target, connections=1, seconds=seconds, headers=[KEY_HEADER])
-            if load.errors or quiet.errors:
-                print(f"  ! {contender}: {load.errors + quiet.errors} failed requests")
+                quiet = wrk.run(target, connections=1, seconds=seconds)
+            ran = Answers()
+            ran.add(load.answers)
+            ran.add(quiet.answers)
+            answers[contender].add(ran)
             per_request = {
                 name: (after.get(name, 0) - before.get(name, 0)) / max(1, load.requests)
                 for name in after
@@ -183,21 +196,28 @@ def http_rounds(redis_url: str, rounds: int, seconds: float, connections: int) -
             commands[contender] = per_request
             entry = results[contender]
             entry["rps"].append(load.rps)
-            entry["p50"].append(quiet.p50_ms)
-            entry["p99"].append(quiet.p99_ms)
+            entry["p50"].append(quiet.p50)
+            entry["p99"].append(quiet.p99)
             entry["app_us"].append(app_cpu / max(1, load.requests) * 1e6)
             entry["redis_us"].append((redis_cpu_after - redis_cpu) / max(1, load.requests) * 1e6)
+            if not ran.valid:
+                print(f"  round {round_no} {contender:<15} {ran.refusal()}")
+                continue
             print(
                 f"  round {round_no} {contender:<15} {load.rps:>9.0f} req/s   "
-                f"1 conn p50 {quiet.p50_ms:.3f} ms  p99 {quiet.p99_ms:.3f} ms   "
+                f"1 conn p50 {quiet.p50:.3f} ms  p99 {quiet.p99:.3f} ms   "
                 f"CPU/request app {entry['app_us'][-1]:.0f} µs, "
-                f"redis {entry['redis_us'][-1]:.0f} µs"
+                f"redis {entry['redis_us'][-1]:.0f} µs   {ran.describe()}"
             )
-    return {"results": results, "commands": commands}
+    wrk.close()
+    return {"results": results, "commands": commands, "answers": answers}
 
 
-async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, list[float]]:
-    """Microseconds per check, sequential, one asyncio client, no HTTP."""
+async def check_costs(
+    redis_url: str, rounds: int, checks: int
+) -> tuple[dict[str, list[tuple[float, float, float]]], dict[str, int]]:
+    """Microseconds per check, sequential, one asyncio client, no HTTP; and each case's
+    refused checks (none expected: a refused check would be timed as a check)."""
     from limits import parse
     from limits.aio.storage import RedisStorage
     from limits.aio.strategies import (
@@ -222,10 +242,10 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
     per_minute = parse(f"{HUGE}/minute")
     one, three = _specs(1), _specs(3)
 
-    async def gk(specs: list[Any]) -> None:
-        await store.acquire(specs)
+    async def gk(specs: list[Any]) -> bool:
+        return bool((await store.acquire(specs)).allowed)
 
-    async def settled(name: str) -> None:
+    async def settled(name: str) -> bool:
         # A request's quota work: the check, then its two token quotas settled (-100 each).
         from gatekeeper.quota import QuotaAdjustment
 
@@ -236,11 +256,14 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
                 for s, st in zip(three[1:], result.states[1:], strict=True)
             ]
         )
+        return bool(result.allowed)
 
-    async def lim(strategy: Any, limits: int) -> None:
+    async def lim(strategy: Any, limits: int) -> bool:
         # Each strategy keeps its own kind of key: name them apart.
+        allowed = True
         for i in range(limits):
-            await strategy.hit(per_minute, type(strategy).__name__, str(i))
+            allowed &= bool(await strategy.hit(per_minute, type(strategy).__name__, str(i)))
+        return allowed
 
     cases = {
         "gatekeeper script, 1 bucket": lambda: gk(one),
@@ -253,6 +276,7 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
         "limits moving window, 3 limits": lambda: lim(moving, 3),
     }
     costs: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    refused = dict.fromkeys(cases, 0)
     for _ in range(rounds):
         for name, make in cases.items():
             for _ in range(50):
@@ -260,7 +284,8 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
             _, redis_before = await redis_info_async(redis_url)
             started, cpu = time.perf_counter(), time.process_time()
             for _ in range(checks):
-                await make()
+                if not await make():
+                    refused[name] += 1
             for deferred in stores.values():  # what is still pending is part of the cost
                 await deferred.store.flush()  # type: ignore[attr-defined]
             wall = time.perf_counter() - started
@@ -271,19 +296,30 @@ async def check_costs(redis_url: str, rounds: int, checks: int) -> dict[str, lis
     await store.aclose()
     for deferred in stores.values():
         await deferred.aclose()
-    return costs
+    return costs, refused
 
 
-def report(http: dict, costs: dict[str, list[tuple[float, float, float]]]) -> None:
-    results = http["results"]
-    base = results["none"]
-    base_rps, base_p50, base_p99 = (median(base[k]) for k in ("rps", "p50", "p99"))
-    base_cpu = median(base["app_us"])
+def report(
+    http: dict[str, Any],
+    costs: dict[str, list[tuple[float, float, float]]],
+    refused_checks: dict[str, int],
+) -> list[str]:
+    """Print the tables; returns what was refused (contenders, check cases)."""
+    results, answers = http["results"], http["answers"]
+    refused = report_answers(answers, "every measured run, saturated and one connection")
+    nan = float("nan")
+    base = results["none"] if "none" not in refused else {}
+    base_rps, base_p50, base_p99, base_cpu = (
+        median(base[k]) if base else nan for k in ("rps", "p50", "p99", "app_us")
+    )
     print("\nHTTP, medians over rounds (requests/s saturated; latency with one connection;")
     print("CPU per request of the app process and of Redis, over the saturated run)")
     print(f"{'contender':<16}{'req/s':>8}{'vs none':>9}{'p50 ms':>8}{'+p50':>8}{'p99 ms':>8}"
           f"{'+p99':>8}{'app µs':>8}{'+app':>7}{'redis µs':>9}")  # fmt: skip
     for contender in CONTENDERS:
+        if contender in refused:
+            print(f"{contender:<16}{answers[contender].refusal()}")
+            continue
         entry = results[contender]
         rps, p50, p99 = (median(entry[k]) for k in ("rps", "p50", "p99"))
         app, redis_us = median(entry["app_us"]), median(entry["redis_us"])
@@ -302,13 +338,21 @@ def report(http: dict, costs: dict[str, list[tuple[float, float, float]]]) -> No
         client = sum(v for k, v in calls.items() if k in ("evalsha", "eval"))
         shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(calls.items()))
         print(f"{contender:<16} from the client {client:.2f}   ({shown or 'none'})")
+    checks = "; ".join(f"{name} {n:,}" for name, n in refused_checks.items())
+    print(f"\nRefused checks without HTTP (every timed check; none expected): {checks}")
+    refused += [name for name, n in refused_checks.items() if n]
     print("\nOne check without HTTP (µs, medians over rounds; sequential, asyncio, redis-py):")
     print("wall time, the client's CPU, Redis' CPU")
-    script = median([c[0] for c in costs["gatekeeper script, 3 quotas"]])
+    three = "gatekeeper script, 3 quotas"
+    script = median([c[0] for c in costs[three]]) if three not in refused else nan
     print(f"{'':<40}{'wall':>8}{'vs 3q':>7}{'client':>8}{'redis':>7}")
     for name, values in costs.items():
+        if name in refused:
+            print(f"{name:<40}REFUSED, {refused_checks[name]:,} checks refused")
+            continue
         wall, cpu, redis_cpu = (median([v[i] for v in values]) for i in range(3))
         print(f"{name:<40}{wall:>8.1f}{wall / script:>7.2f}{cpu:>8.1f}{redis_cpu:>7.1f}")
+    return refused
 
 
 def main() -> None:
@@ -331,8 +375,8 @@ def main() -> None:
             f"bench.quotas: {len(CONTENDERS)} contenders, {args.rounds} rounds, redis {redis_url}"
         )
         http = http_rounds(redis_url, args.rounds, args.seconds, args.connections)
-        costs = asyncio.run(check_costs(redis_url, args.rounds, args.checks))
-    report(http, costs)
+        costs, refused_checks = asyncio.run(check_costs(redis_url, args.rounds, args.checks))
+    exit_if_refused("bench.quotas", report(http, costs, refused_checks))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench._common import median, redis_server
+from bench._common import Answers, exit_if_refused, median, redis_server, report_answers
 from bench._load import (
     SERVERS,
     Wrk,
@@ -74,15 +74,21 @@ def app_factory() -> Any:
         return hello_app()
     # One decision log per worker: a hash chain has one writer.
     directory = Path(os.environ["BENCH_SCALE_DIR"]) / f"worker-{os.getpid()}"
-    return protected_app(bench_settings(directory, os.environ["BENCH_SCALE_REDIS"]))
+    scale = int(os.environ["BENCH_SCALE_QUOTAS"])
+    return protected_app(bench_settings(directory, os.environ["BENCH_SCALE_REDIS"], scale))
 
 
-def serve(contender: str, port: int, redis_url: str, directory: Path, server: str) -> None:
+def serve(
+    contender: str, port: int, redis_url: str, directory: Path, server: str, quota_scale: int
+) -> None:
     import uvicorn
 
     kind, workers = contender.rsplit("-", 1)
     os.environ.update(
-        BENCH_SCALE_KIND=kind, BENCH_SCALE_REDIS=redis_url, BENCH_SCALE_DIR=str(directory)
+        BENCH_SCALE_KIND=kind,
+        BENCH_SCALE_REDIS=redis_url,
+        BENCH_SCALE_DIR=str(directory),
+        BENCH_SCALE_QUOTAS=str(quota_scale),
     )
     uvicorn.run(
         "bench.scale:app_factory",
@@ -112,8 +118,9 @@ def family_cpu(pid: int) -> float:
     return total
 
 
-def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+def run(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[float]]], dict[str, Answers]]:
     results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    answers = {name: Answers() for name in CONTENDERS}
     wrk = Wrk("POST", BODY, HEADERS)
     with ExitStack() as stack:
         redis_url = stack.enter_context(redis_server())
@@ -144,30 +151,46 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                 entry["cores"].append(cpu / load.seconds)
                 entry["redis_us"].append((redis_after - redis_cpu) / max(1, load.requests) * 1e6)
                 entry["evalsha"].append(calls.get("evalsha", 0.0))
-                entry["errors"].append(load.errors)
+                answers[name].add(load.answers)
+                if not load.answers.valid:
+                    print(f"  round {round_no} {name:<11}{load.answers.refusal()}")
+                    continue
                 print(f"  round {round_no} {name:<11}{load.rps:>8.0f} req/s  workers used "
                       f"{cpu / load.seconds:.2f} cores -> {entry['per_core'][-1]:,.0f} req/s per "
-                      f"core; EVALSHA/request {entry['evalsha'][-1]:.2f}"
-                      + (f"  ! {load.errors} failed" if load.errors else ""))  # fmt: skip
+                      f"core; EVALSHA/request {entry['evalsha'][-1]:.2f}; "
+                      f"{load.answers.describe()}")  # fmt: skip
     wrk.close()
-    return results
+    return results, answers
 
 
-def report(results: dict[str, dict[str, list[float]]]) -> None:
-    med = {name: {k: median(v) for k, v in entry.items()} for name, entry in results.items()}
+def report(results: dict[str, dict[str, list[float]]], answers: dict[str, Answers]) -> list[str]:
+    """Print the table; returns the contenders whose figures were refused."""
+    refused = report_answers(answers, "every measured run")
+    med = {
+        name: {k: median(v) for k, v in entry.items()}
+        for name, entry in results.items()
+        if name not in refused
+    }
     print("\nScale, medians over rounds (saturated)")
     print(f"{'contender':<12}{'req/s':>8}{'vs 1 worker':>12}{'cores used':>11}"
           f"{'req/s per core':>15}{'redis µs/req':>13}{'EVALSHA/req':>12}")  # fmt: skip
     for name in CONTENDERS:
+        if name in refused:
+            print(f"{name:<12}{answers[name].refusal()}")
+            continue
         m = med[name]
-        one = med[name.rsplit("-", 1)[0] + "-1"]
+        one = med.get(name.rsplit("-", 1)[0] + "-1", {"rps": float("nan")})
         print(f"{name:<12}{m['rps']:>8.0f}{m['rps'] / one['rps']:>12.2f}{m['cores']:>11.2f}"
               f"{m['per_core']:>15,.0f}{m['redis_us']:>13.0f}{m['evalsha']:>12.2f}")  # fmt: skip
+    if {"gk-redis-2", "bare-2"} & set(refused):
+        print(f"\ngk-redis, 2 workers: not reported (refused); {load_average()}")
+        return refused
     gk, bare = med["gk-redis-2"], med["bare-2"]
     print(
         f"\ngk-redis, 2 workers: {gk['per_core']:,.0f} req/s per core = "
         f"{gk['per_core'] / bare['per_core']:.2f} x the bare app's per core; {load_average()}"
     )
+    return refused
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,11 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--startup", type=float, default=3, help="seconds for workers to start")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.contender, args.port, args.redis, args.dir, args.server)
+        serve(args.contender, args.port, args.redis, args.dir, args.server, args.quota_scale)
         return
     if args.quick:
         args.rounds, args.seconds, args.warmup, args.startup = 1, 1, 0, 2
-    report(run(args))
+    exit_if_refused("bench.scale", report(*run(args)))
 
 
 if __name__ == "__main__":

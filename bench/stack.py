@@ -34,7 +34,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench._common import Child, median, redis_server
+from bench._common import Answers, Child, exit_if_refused, median, redis_server, report_answers
 from bench._load import (
     SERVERS,
     Load,
@@ -56,23 +56,25 @@ CONTENDERS = ["bare", "gk-memory", "gk-redis", "slowapi", "floor"]
 TARGETS = {"p50": 0.3, "p99": 1.5, "vs_bare": 0.6, "vs_slowapi": 1.5}
 
 
-def build_app(contender: str, redis_url: str, directory: Path) -> Any:
+def build_app(contender: str, redis_url: str, directory: Path, quota_scale: int) -> Any:
     from bench._stack import bench_settings, floor_app, hello_app, protected_app, slowapi_app
 
     if contender == "bare":
         return hello_app()
     if contender == "slowapi":
-        return slowapi_app(redis_url)
+        return slowapi_app(redis_url, quota_scale)
     if contender == "floor":
-        return floor_app(redis_url, directory / contender)
+        return floor_app(redis_url, directory / contender, quota_scale)
     storage = redis_url if contender == "gk-redis" else "memory://"
-    return protected_app(bench_settings(directory / contender, storage))
+    return protected_app(bench_settings(directory / contender, storage, quota_scale))
 
 
-def serve(contender: str, port: int, redis_url: str, directory: Path, server: str) -> None:
+def serve(
+    contender: str, port: int, redis_url: str, directory: Path, server: str, quota_scale: int
+) -> None:
     import uvicorn
 
-    app = build_app(contender, redis_url, directory)
+    app = build_app(contender, redis_url, directory, quota_scale)
     # gatekeeper, not uvicorn, decides which X-Forwarded-For to believe (as documented).
     uvicorn.run(
         app,
@@ -107,6 +109,7 @@ def run(
     round after round; ``bench.switch`` runs its own contenders through here too."""
     results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     commands: dict[str, list[dict[str, float]]] = defaultdict(list)
+    answers = {name: Answers() for name in contenders}
     wrk = Wrk("POST", BODY, HEADERS)
     with ExitStack() as stack:
         redis_url = stack.enter_context(redis_server())
@@ -128,8 +131,10 @@ def run(
                 busy, quiet, app_us, redis_us, calls = _measure(
                     wrk, children[name], redis_url, args.seconds, args.connections
                 )
-                if busy.errors or quiet.errors:
-                    print(f"  ! {name}: {busy.errors + quiet.errors} failed requests")
+                ran = Answers()
+                ran.add(busy.answers)
+                ran.add(quiet.answers)
+                answers[name].add(ran)
                 entry = results[name]
                 for key, value in (
                     ("rps", busy.rps), ("p50", quiet.p50), ("p99", quiet.p99),
@@ -138,9 +143,13 @@ def run(
                 ):  # fmt: skip
                     entry[key].append(value)
                 commands[name].append(calls)
+                if not ran.valid:
+                    print(f"  round {round_no} {name:<17}{ran.refusal()}")
+                    continue
                 print(f"  round {round_no} {name:<17}{busy.rps:>8.0f} req/s  "
                       f"1 conn p50 {quiet.p50:.3f} p99 {quiet.p99:.3f} ms   "
-                      f"CPU/request {app_us:.0f} µs (redis {redis_us:.0f})")  # fmt: skip
+                      f"CPU/request {app_us:.0f} µs (redis {redis_us:.0f})   "
+                      f"{ran.describe()}")  # fmt: skip
         scripts = None
         if args.monitor > 0:
             gk = children["gk-redis"]
@@ -151,19 +160,36 @@ def run(
             )
         end_load = load_average()
     wrk.close()
-    return {"results": results, "commands": commands, "scripts": scripts, "load": end_load}
+    return {
+        "results": results,
+        "commands": commands,
+        "scripts": scripts,
+        "load": end_load,
+        "answers": answers,
+    }
 
 
-def report(measured: dict[str, Any]) -> dict[str, float]:
-    """Print the tables; returns the figures the summary compares with the targets."""
-    results = measured["results"]
-    med = {name: {k: median(v) for k, v in entry.items()} for name, entry in results.items()}
-    bare, slow = med["bare"], med["slowapi"]
+def report(measured: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
+    """Print the tables; returns the figures the summary compares with the targets, and the
+    contenders whose figures were refused (answers other than 2xx)."""
+    results, answers = measured["results"], measured["answers"]
+    refused = report_answers(answers, "every measured run, saturated and one connection")
+    med = {
+        name: {k: median(v) for k, v in entry.items()}
+        for name, entry in results.items()
+        if name not in refused
+    }
+    nan = float("nan")
+    none = {"rps": nan, "p50": nan, "p99": nan, "app_us": nan}
+    bare, slow = med.get("bare", none), med.get("slowapi", none)
     print("\nWhole stack, medians over rounds (req/s saturated; latency with one connection,")
     print("ms; CPU per request of the server process and of Redis, µs, over the saturated run)")
     print(f"{'contender':<11}{'req/s':>8}{'vs bare':>9}{'vs slowapi':>11}{'p50':>8}{'+p50':>8}"
           f"{'p99':>8}{'+p99':>8}{'CPU µs':>8}{'+CPU':>7}{'redis':>7}")  # fmt: skip
     for name in CONTENDERS:
+        if name in refused:
+            print(f"{name:<11}{answers[name].refusal()}")
+            continue
         m = med[name]
         print(
             f"{name:<11}{m['rps']:>8.0f}{m['rps'] / bare['rps']:>9.2f}"
@@ -171,9 +197,11 @@ def report(measured: dict[str, Any]) -> dict[str, float]:
             f"{m['p99']:>8.3f}{m['p99'] - bare['p99']:>+8.3f}{m['app_us']:>8.0f}"
             f"{m['app_us'] - bare['app_us']:>+7.0f}{m['redis_us']:>7.0f}"
         )
+    if refused:
+        print("(nan: a ratio or a difference to a contender whose figures were refused)")
     print("\nUnder saturation (wrk's own latency at full load, ms): "
           + ", ".join(f"{n} p50 {med[n]['busy_p50']:.2f} p99 {med[n]['busy_p99']:.2f}"
-                      for n in CONTENDERS))  # fmt: skip
+                      for n in CONTENDERS if n in med))  # fmt: skip
     print("\nRedis commands per request (INFO commandstats deltas over the saturated runs, median)")
     for name in CONTENDERS:
         rounds = measured["commands"][name]
@@ -189,29 +217,34 @@ def report(measured: dict[str, Any]) -> dict[str, float]:
         for command, count in scripts.most_common():
             sha = command.split(" ")[1] if " " in command else ""
             print(f"  {count:>7}  {command:<22} {labels.get(sha, '')}")
-    gk = med["gk-redis"]
+    gk, floor = med.get("gk-redis", none), med.get("floor", none)
     figures = {
         "added_p50_ms": gk["p50"] - bare["p50"],
         "added_p99_ms": gk["p99"] - bare["p99"],
         "vs_bare": gk["rps"] / bare["rps"],
         "vs_slowapi": gk["rps"] / slow["rps"],
         "cpu_added_us": gk["app_us"] - bare["app_us"],
+        "floor_vs_bare": floor["rps"] / bare["rps"],
     }
-    floor = med["floor"]
-    print(
-        f"\nThe floor (one Redis script call + one policy verdict, nothing else): "
-        f"{floor['rps'] / bare['rps']:.2f} x bare, added p50 {floor['p50'] - bare['p50']:.3f} ms, "
-        f"+{floor['app_us'] - bare['app_us']:.0f} µs CPU per request; gk-redis is "
-        f"{gk['rps'] / floor['rps']:.2f} x its requests/s, "
-        f"+{gk['app_us'] - floor['app_us']:.0f} µs CPU above it"
-    )
-    figures["floor_vs_bare"] = floor["rps"] / bare["rps"]
-    print(
-        f"\nTargets (gk-redis): added p50 {figures['added_p50_ms']:.3f} ms (target <= 0.3), "
-        f"added p99 {figures['added_p99_ms']:.3f} ms (<= 1.5), req/s {figures['vs_bare']:.2f} x "
-        f"bare (>= 0.6), {figures['vs_slowapi']:.2f} x slowapi (>= 1.5); {measured['load']}"
-    )
-    return figures
+    if {"bare", "gk-redis", "floor"} & set(refused):
+        print("\nThe floor: not reported (bare, gk-redis or floor refused)")
+    else:
+        print(
+            f"\nThe floor (one Redis script call + one policy verdict, nothing else): "
+            f"{figures['floor_vs_bare']:.2f} x bare, added p50 "
+            f"{floor['p50'] - bare['p50']:.3f} ms, +{floor['app_us'] - bare['app_us']:.0f} µs "
+            f"CPU per request; gk-redis is {gk['rps'] / floor['rps']:.2f} x its requests/s, "
+            f"+{gk['app_us'] - floor['app_us']:.0f} µs CPU above it"
+        )
+    if {"bare", "gk-redis", "slowapi"} & set(refused):
+        print(f"\nTargets: not reported (bare, gk-redis or slowapi refused); {measured['load']}")
+    else:
+        print(
+            f"\nTargets (gk-redis): added p50 {figures['added_p50_ms']:.3f} ms (target <= 0.3), "
+            f"added p99 {figures['added_p99_ms']:.3f} ms (<= 1.5), req/s {figures['vs_bare']:.2f}"
+            f" x bare (>= 0.6), {figures['vs_slowapi']:.2f} x slowapi (>= 1.5); {measured['load']}"
+        )
+    return figures, refused
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -219,11 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--monitor", type=float, default=1, help="MONITOR window, s (0: none)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.contender, args.port, args.redis, args.dir, args.server)
+        serve(args.contender, args.port, args.redis, args.dir, args.server, args.quota_scale)
         return
     if args.quick:
         args.rounds, args.seconds, args.warmup, args.monitor = 1, 1, 0, 1
-    report(run(args))
+    _, refused = report(run(args))
+    exit_if_refused("bench.stack", refused)
 
 
 if __name__ == "__main__":
