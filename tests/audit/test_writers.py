@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,3 +213,62 @@ def test_workers_starting_together_on_a_new_log_get_a_chain_each_and_one_key(
     assert len(list((tmp_path / "keys").glob("*.pub"))) == 1  # one signing key, made once
     code, out = audit("verify", path)
     assert code == 0 and out.startswith("OK: 3 chains, each intact"), out
+
+
+UVICORN_APP = """
+from gatekeeper.demo.app import create_demo_app
+
+app = create_demo_app({config!r})
+"""
+
+
+def test_uvicorn_workers_on_one_log_path_write_a_chain_each_that_verifies(
+    tmp_path: Path,
+) -> None:
+    """The report of issue 15: ``uvicorn app:app --workers 2`` broke the chain at once."""
+    import httpx
+
+    from bench._common import free_port, wait_for_port
+    from tests.servers import DEMO_CONFIG
+
+    (tmp_path / "workers_app.py").write_text(UVICORN_APP.format(config=str(DEMO_CONFIG)))
+    path = tmp_path / "var" / "decisions.jsonl"
+    port = free_port()
+    output = (tmp_path / "uvicorn.out").open("wb")
+    command = [sys.executable, "-m", "uvicorn", "workers_app:app", "--app-dir", str(tmp_path)]
+    proc = subprocess.Popen(
+        [*command, "--workers", "2", "--port", str(port), "--log-level", "info"],
+        cwd=ROOT,
+        env={**os.environ, "GATEKEEPER_AUDIT__PATH": str(path), "PYTHONUNBUFFERED": "1"},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        worker = tmp_path / "var" / "decisions.w1.jsonl"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            deadline = time.monotonic() + 120
+            while not (path.exists() and worker.exists()) and time.monotonic() < deadline:
+                time.sleep(0.2)  # both workers have opened their chain
+            answered = 0
+            for n in range(30):
+                r = http.post(
+                    "/v1/chat/completions",
+                    json={
+                        "model": "demo-reasoner",
+                        "messages": [{"role": "user", "content": "hi"}],
+                    },
+                    headers={"authorization": f"Bearer gk-demo-pro-{n}"},  # refused: logged too
+                )
+                answered += "x-gatekeeper-decision-id" in r.headers
+    finally:
+        proc.send_signal(signal.SIGTERM)  # uvicorn stops its workers gracefully
+        proc.wait(60)
+        output.close()
+    log = (tmp_path / "uvicorn.out").read_text()
+    assert answered == 30, log
+    code, out = audit("verify", path)
+    assert code == 0, out + log
+    assert out.splitlines()[0] == "OK: 2 chains, each intact"
+    logged = decision_ids(path) + decision_ids(worker)
+    assert len(logged) == len(set(logged)) == 30  # every decision once, in one chain or the other
