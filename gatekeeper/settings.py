@@ -289,6 +289,12 @@ class AuditSettings(_Section):
     """The decision log (docs/audit.md)."""
 
     path: Path = Field(default=Path("var/decisions.jsonl"), description="JSONL decision log.")
+    on_locked: Literal["own_chain", "fail"] = Field(
+        default="own_chain",
+        description="When another process holds the log's lock (one writer per chain): "
+        "own_chain: write a chain of its own in the lowest free worker slot beside it "
+        "(decisions.w1.jsonl, decisions.w2.jsonl, …); fail: stop at start-up, naming the holder.",
+    )
     queue_size: int = Field(default=10_000, gt=0, description="Events buffered before drops.")
     linger_seconds: float = Field(
         default=0.05,

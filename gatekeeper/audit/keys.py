@@ -29,23 +29,40 @@ def fingerprint(public_key: Ed25519PublicKey) -> str:
 
 
 def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
-    """The private key in ``path`` (PKCS#8 PEM), created with mode 0600 if missing."""
+    """The private key in ``path`` (PKCS#8 PEM), created with mode 0600 if missing.
+
+    Several processes may start at once on a new log (``uvicorn --workers``): the key is
+    written whole under a temporary name and linked into place, so exactly one is created and
+    every other process reads that one, never a half-written file."""
     if path.exists():
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (ValueError, TypeError, OSError) as exc:
-            raise ConfigurationError(f"checkpoint signing key {path}: {exc}") from exc
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigurationError(f"checkpoint signing key {path} is not an Ed25519 key")
-        return key
+        return _load_signing_key(path)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(draft, path)
+    except FileExistsError:  # another process created it meanwhile: use that one
+        return _load_signing_key(path)
+    finally:
+        draft.unlink(missing_ok=True)
+    return key
+
+
+def _load_signing_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, OSError) as exc:
+        raise ConfigurationError(f"checkpoint signing key {path}: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigurationError(f"checkpoint signing key {path} is not an Ed25519 key")
     return key
 
 
@@ -81,7 +98,11 @@ class Keyring:
             pem = key.public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
-            (self.directory / f"{fp.removeprefix(FINGERPRINT_PREFIX)}.pub").write_bytes(pem)
+            target = self.directory / f"{fp.removeprefix(FINGERPRINT_PREFIX)}.pub"
+            # Whole or absent: another process may be reading the keyring as it starts.
+            draft = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            draft.write_bytes(pem)
+            os.replace(draft, target)
             self._keys[fp] = key
         return fp
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -86,6 +87,25 @@ class Filters:
 
 def select(entries: Iterable[dict[str, Any]], filters: Filters) -> Iterator[dict[str, Any]]:
     return (entry for entry in entries if filters.match(entry))
+
+
+def merge_by_time(
+    chains: Sequence[Iterable[dict[str, Any]]],
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The entries of several chains as one stream in time order, each with the index of its
+    chain. Reading is lazy (one entry per chain in memory) and every chain keeps its own order:
+    the next entry is the earliest of the chains' next entries (events are stamped when their
+    request arrives and written when it ends, so a chain is in time order only nearly)."""
+
+    def stamped(index: int, entries: Iterable[dict[str, Any]]) -> Iterator[tuple[int, int, Any]]:
+        at = -1
+        for entry in entries:
+            at = event_time_ns(entry) or at  # an entry without a time stays with the one before
+            yield at, index, entry
+
+    merged = heapq.merge(*(stamped(i, c) for i, c in enumerate(chains)), key=lambda t: t[:2])
+    for _, index, entry in merged:
+        yield index, entry
 
 
 def decision_facts(entry: dict[str, Any]) -> dict[str, Any]:

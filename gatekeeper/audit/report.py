@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from gatekeeper import __version__
+from gatekeeper.audit.chains import ChainsReport
 from gatekeeper.audit.charts import ALLOW, DENY, PALETTE, legend, stacked_bars, stacked_columns
 from gatekeeper.audit.query import Stats
 from gatekeeper.audit.verify import VerifyReport
@@ -62,7 +63,11 @@ _SCRIPT = """
 
 
 def render_report(
-    stats: Stats, integrity: VerifyReport | None, *, sources: Sequence[str], title: str
+    stats: Stats,
+    integrity: VerifyReport | ChainsReport | None,
+    *,
+    sources: Sequence[str],
+    title: str,
 ) -> str:
     """The report as one HTML document."""
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
@@ -118,12 +123,16 @@ def _section(title: str, content: str) -> str:
     return f"<section><h2>{escape(title)}</h2>{content}</section>"
 
 
-def _kpis(stats: Stats, integrity: VerifyReport | None) -> str:
+def _kpis(stats: Stats, integrity: VerifyReport | ChainsReport | None) -> str:
     rate = f"{100 * stats.denied / stats.decisions:.1f}%" if stats.decisions else "-"
     if integrity is None:
         verdict = ('<span class="warn">not verified</span>', "")
     elif integrity.problem is not None:
-        verdict = ('<span class="bad">FAILED</span>', f"seq {integrity.problem.seq}")
+        where = integrity.problem.file if isinstance(integrity, ChainsReport) else None
+        verdict = (
+            '<span class="bad">FAILED</span>',
+            f"seq {integrity.problem.seq}" + (f" in {where}" if where else ""),
+        )
     elif integrity.torn_tail is not None:
         verdict = ('<span class="warn">torn tail</span>', "crash mid-write")
     else:
@@ -210,7 +219,7 @@ def _reasoning(stats: Stats) -> str:
     return chart + table
 
 
-def _integrity(report: VerifyReport | None) -> str:
+def _integrity(report: VerifyReport | ChainsReport | None) -> str:
     if report is None:
         return "<p>The chain was not verified for this report.</p>"
     lines = "".join(f"<li>{escape(line)}</li>" for line in report.summary().splitlines())

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.audit.keys import Signer
+from gatekeeper.audit.lock import MAX_WORKER_SLOTS, ChainLocked, worker_chain_path
 from gatekeeper.audit.log import DecisionLog
 from gatekeeper.audit.masking import DEFAULT_SECRET_FIELDS, Masker, parse_rules
 from gatekeeper.audit.remote import HttpUploadSink, RedisStreamSink, RemoteSink
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from gatekeeper.settings import AuditSettings
 
 POLICY_MASK_PATH = ("gatekeeper", "config", "log", "mask")
+
+log = logging.getLogger("gatekeeper.audit")
 
 
 def keys_dir(audit: AuditSettings) -> Path:
@@ -66,9 +71,7 @@ def build_decision_log(
             )
         )
     return DecisionLog(
-        JsonlFileSink(
-            audit.path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds
-        ),
+        open_chain_file(audit),
         queue_size=audit.queue_size,
         linger_seconds=audit.linger_seconds,
         sinks=local,
@@ -78,6 +81,42 @@ def build_decision_log(
         checkpoint_every=audit.checkpoint_every,
         checkpoint_seconds=audit.checkpoint_seconds,
         labels=audit.labels,
+    )
+
+
+def open_chain_file(audit: AuditSettings) -> JsonlFileSink:
+    """The JSONL sink of the chain this process writes, its lock held (``gatekeeper.audit.lock``).
+
+    ``audit.path`` when its lock is free; else, with ``on_locked = "own_chain"``, the lowest
+    worker slot beside it whose lock is free (a restarted worker continues that chain). Raises
+    ``ChainLocked`` (with ``fail``) or ``ConfigurationError``."""
+    held: ChainLocked | None = None
+    for slot in range(MAX_WORKER_SLOTS + 1):
+        path = worker_chain_path(audit.path, slot)
+        try:
+            sink = JsonlFileSink(
+                path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds
+            )
+        except ChainLocked as exc:
+            if audit.on_locked == "fail":
+                raise
+            held = held or exc
+            continue
+        if held is None:
+            log.info("decision log: process %d writes the chain %s", os.getpid(), path)
+        else:
+            log.info(
+                "decision log: %s is written by process %s; process %d writes a chain of its "
+                "own, %s",
+                audit.path,
+                held.holder if held.holder is not None else "(pid unknown)",
+                os.getpid(),
+                path,
+            )
+        return sink
+    raise ConfigurationError(
+        f"decision log {audit.path}: every worker slot up to .w{MAX_WORKER_SLOTS} is held by "
+        "another process"
     )
 
 

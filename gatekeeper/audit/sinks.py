@@ -7,6 +7,9 @@ the verifier uses to detect a log cut short, and ``sync`` makes what was written
 
 Rotation (by size and/or age) renames the active file to ``<stem>-<first seq, 12 digits><suffix>``
 and starts a new one; the chain simply continues in the new file.
+
+The sink holds the chain's lock (``gatekeeper.audit.lock``) from the moment it opens until it
+closes, so no second process ever writes into the same chain.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 import orjson
 
 from gatekeeper.audit.canonical import canonical_json, digest
+from gatekeeper.audit.lock import ChainLock
 
 
 class Sink(Protocol):
@@ -79,14 +83,20 @@ def rotated_files(path: Path) -> list[Path]:
 
 
 class JsonlFileSink:
-    """Appends lines to a JSONL file, rotating it by size (bytes) or age (seconds); 0 = never."""
+    """Appends lines to a JSONL file, rotating it by size (bytes) or age (seconds); 0 = never.
+
+    Opening it takes the chain's lock: raises ``ChainLocked`` when another writer holds it."""
 
     def __init__(self, path: Path, *, rotate_bytes: int = 0, rotate_seconds: float = 0.0) -> None:
         self.path = path
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = path.open("ab")
+        self._lock = ChainLock(path)
+        try:
+            self._file: BinaryIO = path.open("ab")
+        except BaseException:
+            self._lock.release()
+            raise
         self._size = self._file.tell()
         self._opened = time.monotonic()
         self._sidecar: BinaryIO | None = None
@@ -181,9 +191,12 @@ class JsonlFileSink:
         return {"seq": floor, "hash": digest(canonical_json(sidecar))}
 
     def close(self) -> None:
-        self._file.close()
-        if self._sidecar is not None:
-            self._sidecar.close()
+        try:
+            self._file.close()
+            if self._sidecar is not None:
+                self._sidecar.close()
+        finally:
+            self._lock.release()  # only once everything written is in the files
 
 
 class StdoutSink:

@@ -11,9 +11,16 @@ from typing import Any
 import click
 import orjson
 
+from gatekeeper.audit.chains import ChainsReport, default_keys, verify_chains
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.query import Filters, collect_stats, decision_facts, parse_time, select
-from gatekeeper.audit.reader import LogFiles, find_log_files, iter_entries
+from gatekeeper.audit.query import (
+    Filters,
+    collect_stats,
+    decision_facts,
+    merge_by_time,
+    parse_time,
+)
+from gatekeeper.audit.reader import LogFiles, chain_names, find_chains, iter_entries
 from gatekeeper.audit.verify import VerifyReport, verify_log
 
 _PATHS = click.argument(
@@ -32,7 +39,8 @@ def audit() -> None:
     """Verify, search and summarise decision logs.
 
     PATH may be the active log file (its rotated siblings and checkpoint sidecar are found
-    beside it), a directory holding one log's files, or single files.
+    beside it, and so are the chains other processes wrote beside it: decisions.w1.jsonl, …),
+    a directory holding a log's files, or single files.
     """
 
 
@@ -48,14 +56,17 @@ def audit() -> None:
 def verify(paths: tuple[Path, ...], keys: Path | None, partial_start: bool, as_json: bool) -> None:
     """Check the hash chain and the checkpoint signatures across rotated files.
 
+    A log written by several processes holds one chain per process: each is verified on its
+    own and reported under its name; the exit status is the worst of them.
+
     Exit status: 0 intact; 1 a problem, reported with the first bad sequence number and its
     kind (modified, missing, reordered, inserted, bad_signature, unknown_key, truncated);
     3 only a torn final line (a crash mid-write: every entry before it verifies).
     """
-    files = _files(paths)
-    report = _verify(files, paths, keys, partial_start)
+    chains = _chains(paths)
+    report = _verify(chains, keys, partial_start)
     if as_json:
-        click.echo(orjson.dumps(_report_dict(report)).decode())
+        click.echo(orjson.dumps(_json_report(report)).decode())
     else:
         click.echo(report.summary())
     sys.exit(report.exit_code)
@@ -92,7 +103,10 @@ def query(
     as_json: bool,
     limit: int | None,
 ) -> None:
-    """Print the decisions that match every filter given, as a table or JSON lines."""
+    """Print the decisions that match every filter given, as a table or JSON lines.
+
+    The chains of several processes are read together, in time order (the table then names
+    each decision's chain)."""
     filters = Filters(
         subject=subject,
         decision=decision,
@@ -101,13 +115,18 @@ def query(
         until_ns=_time(until, "--until"),
         country=country,
     )
-    files = _files(paths)
+    chains = _chains(paths)
+    names = chain_names(chains)
+    width = max(map(len, ["chain", *names]))
     shown = 0
-    with _progress(files, "reading") as update:
+    with _progress(chains, "reading") as update:
         if not as_json:
-            click.echo(_row(_COLUMNS))
-        for entry in select(iter_entries(files.entries, update), filters):
-            click.echo(orjson.dumps(entry).decode() if as_json else _row(_cells(entry)))
+            click.echo(_row(_COLUMNS, names, "chain", width))
+        for index, entry in _entries(chains, update):
+            if not filters.match(entry):
+                continue
+            row = _row(_cells(entry), names, names[index], width)
+            click.echo(orjson.dumps(entry).decode() if as_json else row)
             shown += 1
             if limit is not None and shown >= limit:
                 break
@@ -119,9 +138,11 @@ def query(
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
 def stats(paths: tuple[Path, ...], as_json: bool) -> None:
     """Count decisions: allowed and refused, by reason, status, tier and country."""
-    files = _files(paths)
-    with _progress(files, "reading") as update:
-        result = collect_stats(iter_entries(files.entries, update)).as_dict()
+    chains = _chains(paths)
+    with _progress(chains, "reading") as update:
+        result = collect_stats(entry for _, entry in _entries(chains, update)).as_dict()
+    if len(chains) > 1:
+        result["chains"] = chain_names(chains)
     if as_json:
         click.echo(orjson.dumps(result).decode())
         return
@@ -135,6 +156,8 @@ def stats(paths: tuple[Path, ...], as_json: bool) -> None:
         f"{kinds.get('restart', 0)} restarts, {kinds.get('gap', 0)} gaps "
         f"({result['gap_dropped']} events dropped)"
     )
+    if len(chains) > 1:
+        click.echo(f"{len(chains)} chains: " + ", ".join(result["chains"]))
     for title, key in (
         ("refusals by reason", "reasons"),
         ("by status", "statuses"),
@@ -171,10 +194,10 @@ def report(
     """Write a self-contained HTML report (charts inline, readable offline)."""
     from gatekeeper.audit.report import render_report
 
-    files = _files(paths)
-    integrity = None if no_verify else _verify(files, paths, keys, False)
-    with _progress(files, "summarising") as update:
-        result = collect_stats(iter_entries(files.entries, update))
+    chains = _chains(paths)
+    integrity = None if no_verify else _verify(chains, keys, False)
+    with _progress(chains, "summarising") as update:
+        result = collect_stats(entry for _, entry in _entries(chains, update))
     html = render_report(result, integrity, sources=[str(p) for p in paths], title=title)
     output.write_text(html, encoding="utf-8")
     click.echo(f"wrote {output} ({result.decisions} decisions)")
@@ -203,24 +226,38 @@ def _cells(entry: dict[str, Any]) -> list[str]:
     ]
 
 
-def _row(cells: list[str]) -> str:
-    return "  ".join(c.ljust(w) for c, w in zip(cells, _WIDTHS, strict=True)).rstrip()
+def _row(cells: list[str], chains: list[str], chain: str, width: int) -> str:
+    # The chain column only appears when there are several: one log reads as it always did.
+    first = [chain.ljust(width)] if len(chains) > 1 else []
+    return "  ".join(first + [c.ljust(w) for c, w in zip(cells, _WIDTHS, strict=True)]).rstrip()
 
 
-def _files(paths: tuple[Path, ...]) -> LogFiles:
-    files = find_log_files(list(paths))
-    if not files.entries:
+def _chains(paths: tuple[Path, ...]) -> list[LogFiles]:
+    chains = find_chains(list(paths))
+    if not chains:
         raise click.UsageError("no decision log files found in " + ", ".join(map(str, paths)))
-    return files
+    return chains
+
+
+def _entries(
+    chains: list[LogFiles], update: Callable[[int], None]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Every entry with its chain's index: one chain in its order, several by time."""
+    if len(chains) == 1:
+        return ((0, entry) for entry in iter_entries(chains[0].entries, update))
+    return merge_by_time([iter_entries(chain.entries, update) for chain in chains])
 
 
 def _verify(
-    files: LogFiles, paths: tuple[Path, ...], keys: Path | None, partial: bool
-) -> VerifyReport:
-    first = paths[0]
-    keyring = Keyring(keys or (first if first.is_dir() else first.parent) / "keys")
-    with _progress(files, "verifying") as update:
-        return verify_log(files, keyring, progress=update, partial_start=partial)
+    chains: list[LogFiles], keys: Path | None, partial: bool
+) -> VerifyReport | ChainsReport:
+    def keyring(chain: LogFiles) -> Keyring:
+        return Keyring(keys or default_keys(chain))
+
+    with _progress(chains, "verifying") as update:
+        if len(chains) == 1:
+            return verify_log(chains[0], keyring(chains[0]), progress=update, partial_start=partial)
+        return verify_chains(chains, keyring, progress=update, partial_start=partial)
 
 
 def _time(value: str | None, option: str) -> int | None:
@@ -233,9 +270,9 @@ def _time(value: str | None, option: str) -> int | None:
 
 
 @contextmanager
-def _progress(files: LogFiles, label: str) -> Iterator[Callable[[int], None]]:
+def _progress(chains: list[LogFiles], label: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr when it is a terminal; coarse percentages for big logs else."""
-    total = files.total_bytes
+    total = sum(chain.total_bytes for chain in chains)
     if sys.stderr.isatty():
         with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
             yield bar.update
@@ -252,6 +289,16 @@ def _progress(files: LogFiles, label: str) -> Iterator[Callable[[int], None]]:
             click.echo(f"{label}: {min(100, 100 * done // total)}%", err=True)
 
     yield update
+
+
+def _json_report(report: VerifyReport | ChainsReport) -> dict[str, Any]:
+    if isinstance(report, VerifyReport):
+        return _report_dict(report)
+    return {
+        "ok": report.exit_code == 0,
+        "exit_code": report.exit_code,
+        "chains": [{"chain": name, **_report_dict(chain)} for name, chain in report.chains],
+    }
 
 
 def _report_dict(report: VerifyReport) -> dict[str, Any]:

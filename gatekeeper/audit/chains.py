@@ -1,0 +1,95 @@
+"""Verifying a log made of several chains, one per process that wrote it.
+
+Each chain (``decisions.jsonl``, ``decisions.w1.jsonl``, …, see ``gatekeeper.audit.lock``) is
+verified on its own, with its rotated files and its sidecar, exactly as a log of one chain is;
+the results are reported together, and the log fails when any of its chains does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gatekeeper.audit.keys import Keyring
+from gatekeeper.audit.reader import LogFiles, Progress, chain_names
+from gatekeeper.audit.verify import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_TORN,
+    Problem,
+    VerifyReport,
+    verify_log,
+)
+
+
+@dataclass
+class ChainsReport:
+    """What ``verify`` found in each of several chains, by chain name."""
+
+    chains: list[tuple[str, VerifyReport]]
+
+    @property
+    def exit_code(self) -> int:
+        codes = {report.exit_code for _, report in self.chains}
+        for code in (EXIT_PROBLEM, EXIT_TORN):
+            if code in codes:
+                return code
+        return EXIT_OK
+
+    @property
+    def problem(self) -> Problem | None:
+        """The first chain's problem, if any has one."""
+        return next((r.problem for _, r in self.chains if r.problem is not None), None)
+
+    @property
+    def torn_tail(self) -> dict[str, Any] | None:
+        return next((r.torn_tail for _, r in self.chains if r.torn_tail is not None), None)
+
+    @property
+    def checkpoints(self) -> int:
+        return sum(report.checkpoints for _, report in self.chains)
+
+    def summary(self) -> str:
+        """The overall verdict, then each chain's own summary under its name."""
+        failed = [name for name, report in self.chains if report.problem is not None]
+        torn = [name for name, report in self.chains if report.torn_tail is not None]
+        n = len(self.chains)
+        if failed:
+            head = f"FAILED: {len(failed)} of {n} chains: " + ", ".join(failed)
+        elif torn:
+            head = f"INCOMPLETE: {len(torn)} of {n} chains end in a torn line: " + ", ".join(torn)
+        else:
+            head = f"OK: {n} chains, each intact"
+        lines = [head]
+        for name, report in self.chains:
+            lines.append(name)
+            lines.extend("  " + line for line in report.summary().splitlines())
+        return "\n".join(lines)
+
+
+def verify_chains(
+    chains: Sequence[LogFiles],
+    keyring: Callable[[LogFiles], Keyring],
+    *,
+    progress: Progress | None = None,
+    partial_start: bool = False,
+) -> ChainsReport:
+    """Verify each chain with the trusted keys ``keyring`` gives for it."""
+    return ChainsReport(
+        [
+            (
+                name,
+                verify_log(chain, keyring(chain), progress=progress, partial_start=partial_start),
+            )
+            for name, chain in zip(chain_names(chains), chains, strict=True)
+        ]
+    )
+
+
+def default_keys(chain: LogFiles) -> Path:
+    """Where the public keys of ``chain``'s signers are kept: ``keys/`` beside it (beside the
+    path given for it, which may be the directory holding it)."""
+    origin = chain.origin or chain.chain or chain.entries[0]
+    return (origin if origin.is_dir() else origin.parent) / "keys"
