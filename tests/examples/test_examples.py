@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -204,3 +208,94 @@ def test_opa_sidecar_example_decides_through_opa(tmp_path: Path) -> None:
         with pytest.raises(openai.PermissionDeniedError):
             client.chat.completions.create(model="demo-reasoner", messages=[QUESTION])
     assert ready["checks"]["policy"]["engine"] == "opa"
+
+
+MIXED = [  # (key, extra headers, expected statuses): every kind of outcome
+    ("gk-demo-enterprise", {}, {200}),
+    ("gk-demo-pro", {}, {200, 429}),
+    ("gk-demo-free", {}, {200, 429}),
+    ("gk-demo-unverified", {}, {403}),
+    ("gk-not-a-key", {}, {401}),
+    ("gk-demo-enterprise", {"X-Forwarded-For": "198.51.100.7"}, {451}),
+]
+
+
+async def send_mixed(url: str, count: int) -> Counter[int]:
+    statuses: Counter[int] = Counter()
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            key, headers, expected = MIXED[i % len(MIXED)]
+            response = await client.post(
+                "/v1/chat/completions",
+                json={"model": "demo-reasoner", "messages": [QUESTION]},
+                headers={"Authorization": f"Bearer {key}", **headers},
+            )
+            assert response.status_code in expected, (key, headers, response.text)
+            assert response.headers["x-gatekeeper-decision-id"]
+            statuses[response.status_code] += 1
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+    return statuses
+
+
+def worker_pids(url: str, workers: int) -> set[int]:
+    """Each worker's pid from /readyz (a new connection each time), once all have answered."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(seen) < workers and time.monotonic() < deadline:
+        with httpx.Client(timeout=10) as client:
+            seen.add(client.get(f"{url}/readyz").json()["pid"])
+    return seen
+
+
+def metric_total(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_workers_example_four_workers_one_chain_each_metrics_summed(
+    tmp_path: Path, redis_url: str
+) -> None:
+    port, count = free_port(), 2000
+    log = tmp_path / "audit" / "decisions.jsonl"
+    env = {
+        "PORT": str(port),
+        "WORKERS": "4",
+        "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/8",  # a database of its own
+        "GATEKEEPER_OBSERVABILITY__MULTIPROCESS_DIR": str(tmp_path / "metrics"),
+        "GATEKEEPER_OBSERVABILITY__MULTIPROCESS_INTERVAL_SECONDS": "0.2",
+    }
+    url = f"http://127.0.0.1:{port}"
+    with script("examples/workers/run.sh", tmp_path, [port], **env):
+        assert len(worker_pids(url, 4)) == 4, (tmp_path / "script.log").read_text()
+        statuses = asyncio.run(send_mixed(url, count))
+        time.sleep(1.0)  # past the metrics snapshot interval of every worker
+        scrapes = [httpx.get(f"{url}/metrics", timeout=10).text for _ in range(4)]
+    assert sum(statuses.values()) == count and {401, 403, 451} <= set(statuses)
+    for text in scrapes:  # whichever worker answered, the totals are the fleet's
+        assert metric_total(text, "gatekeeper_decisions_total{") == count
+
+    chains = sorted(p for p in log.parent.glob("decisions*.jsonl") if ".checkpoints." not in p.name)
+    assert [p.name for p in chains] == [
+        "decisions.jsonl",
+        "decisions.w1.jsonl",
+        "decisions.w2.jsonl",
+        "decisions.w3.jsonl",
+    ]
+    ids: Counter[str] = Counter()
+    for chain in chains:
+        for line in chain.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("gatekeeper", {}).get("kind", "decision") == "decision":
+                ids[entry["decision_id"]] += 1
+    assert len(ids) == count and set(ids.values()) == {1}  # each decision in exactly one chain
+    verify = subprocess.run(
+        [sys.executable, "-m", "gatekeeper", "audit", "verify", str(log)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.count("OK") >= 4, verify.stdout
