@@ -16,6 +16,7 @@
     │                               defined in gatekeeper.shaping.sse)
     └── ClientInputError            the client sent something unusable (→ 4xx, dialect's format)
         ├── BodyTooLargeError       → 413 request_too_large
+        ├── BodyTimeoutError        → 408 request_timeout (the body stalled)
         └── MalformedBodyError      → 400 invalid_request
 
 Every error that can reach a client carries the HTTP ``status`` and the reason ``code`` used in
@@ -94,6 +95,13 @@ class BodyTooLargeError(ClientInputError):
 
     status = 413
     code = "request_too_large"
+
+
+class BodyTimeoutError(ClientInputError):
+    """The request body did not arrive in full within ``request.body_timeout``."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class MalformedBodyError(ClientInputError):

@@ -8,6 +8,7 @@ decision-log event with that id, whatever the outcome.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from gatekeeper.contract import Decision, Network, Reason
 from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.errors import (
+    BodyTimeoutError,
     BodyTooLargeError,
     ClientInputError,
     IdentityError,
@@ -205,9 +207,16 @@ class GatekeeperMiddleware:
         facts = RequestFacts()
         document: Any = None
         if dialect is not None:
+            limits = self.settings.request
             try:
-                body = await _read_body(receive, headers, self.settings.request.max_body_bytes)
-                facts, document = _inspect(dialect, body)
+                try:
+                    async with asyncio.timeout(limits.body_timeout):
+                        body = await _read_body(receive, headers, limits.max_body_bytes)
+                except TimeoutError as exc:
+                    raise BodyTimeoutError(
+                        f"the request body did not arrive within {limits.body_timeout:g} s"
+                    ) from exc
+                facts, document = _inspect(dialect, body, limits.max_json_depth)
             except ClientInputError as exc:
                 await self._refuse_unenforced(send, dialect, rec, exc.status, exc.code, str(exc))
                 return
@@ -216,6 +225,15 @@ class GatekeeperMiddleware:
         # locate
         peer = scope.get("client")
         address = self.gk.resolver.resolve(peer[0] if peer else None, headers)
+        if address.spoofed or address.malformed:
+            # Ignored or unreadable forwarding headers: harmless for the decision, flagged in
+            # the event and counted (a spoofing client, or a misconfigured proxy chain).
+            rec.forwarding = {
+                "spoofed": address.spoofed,
+                "malformed": address.malformed,
+                "peer": address.peer_ip,
+            }
+            self.gk.count("forwarding_spoofed" if address.spoofed else "forwarding_malformed")
         network: Network = locate(address, self.gk.geo)
         timer.lap("timer_gatekeeper_locate_ns")
 
@@ -345,8 +363,22 @@ class GatekeeperMiddleware:
         admission.release()  # admitted: the app's time is not gatekeeper's admission work
         try:
             await self.app(scope, _replay(body, receive) if dialect else receive, app_send)
+        except Exception as exc:
+            await settle()
+            self._app_failed(exc, rec)
+            if responder.started:
+                raise  # mid-response: only the server can end it (it closes the connection)
+            # Nothing reached the client yet: answer as the API would, with the decision id.
+            message = "the model API failed to answer this request"
+            await _send_error(send, dialect, rec, 500, "app_error", message, [])
         finally:
             await settle()
+
+    def _app_failed(self, exc: Exception, rec: DecisionRecord) -> None:
+        """The app (or upstream) raised: log it with the decision id, record it in the event."""
+        self.gk.count("app_errors")
+        log.error("the app raised on decision %s", rec.decision_id, exc_info=exc)
+        rec.error = {"code": "app_error", "message": type(exc).__name__}
 
     async def _refuse(
         self,
@@ -463,16 +495,35 @@ async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit
             return b"".join(chunks)
 
 
-def _inspect(dialect: Dialect, body: bytes) -> tuple[RequestFacts, Any]:
+def _inspect(dialect: Dialect, body: bytes, max_depth: int) -> tuple[RequestFacts, Any]:
     """The dialect's facts and the parsed body (the signals stage reads its prompt text)."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedBodyError(f"request body is not valid JSON: {exc}") from exc
+    # Fewer brackets than the limit cannot nest deeper than it: the walk is for the rare rest.
+    if body.count(b"[") + body.count(b"{") > max_depth and _deeper_than(document, max_depth):
+        raise MalformedBodyError(
+            f"request body nests objects and arrays deeper than {max_depth} levels"
+        )
     try:
         return dialect.read_request(document), document
     except RequestBodyError as exc:
         raise MalformedBodyError(str(exc)) from exc
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """Whether objects and arrays in ``document`` nest more than ``limit`` levels deep."""
+    if not isinstance(document, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

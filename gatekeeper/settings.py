@@ -351,6 +351,13 @@ class AuditSettings(_Section):
         description="Member names removed wherever they occur; default: a built-in list "
         "(authorization, x-api-key, password, document_number, …).",
     )
+    max_field_chars: int = Field(
+        default=2048,
+        ge=64,
+        description="Longest string written for any one field of an event; a longer one (a "
+        "500 KB model name, say) is cut there, marked with its full length, and listed in the "
+        "event's 'truncated'.",
+    )
 
     @field_validator("mask")
     @classmethod
@@ -372,6 +379,19 @@ class RequestSettings(_Section):
         description="Paths passed to the app without any check (exact match).",
     )
     max_event_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest SSE event shaped.")
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a model-API request body may take to arrive in full; a client "
+        "that stalls longer gets 408 request_timeout (in the dialect's format) and its "
+        "connection is closed.",
+    )
+    max_json_depth: int = Field(
+        default=64,
+        ge=2,
+        description="Deepest nesting of objects and arrays in a model-API request body; deeper "
+        "gets 400 invalid_request before the app sees it.",
+    )
     max_admitting: int = Field(
         default=128,
         ge=0,

@@ -61,6 +61,9 @@ class DecisionRecord:
     durable: bool = False
     #: Set once the event has been handed to the decision log, so it is never logged twice.
     logged: bool = False
+    #: Forwarding headers that were not honoured: ``{"spoofed": …, "malformed": …, "peer": …}``
+    #: (docs/security.md, "The client's address"); None when there was nothing to flag.
+    forwarding: dict[str, Any] | None = None
 
     def to_event(self, labels: dict[str, str]) -> dict[str, Any]:
         """The decision event (a plain JSON-serialisable dict)."""
@@ -95,6 +98,8 @@ class DecisionRecord:
                 "latency_ns": time.perf_counter_ns() - self.started_ns,
             },
         }
+        if self.forwarding is not None:
+            event["gatekeeper"]["request"]["forwarding"] = self.forwarding
         enforcement = event["gatekeeper"]["enforcement"]
         if self.upstream_status is not None or self.upstream_error is not None:
             enforcement["upstream_status"] = self.upstream_status

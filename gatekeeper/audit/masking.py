@@ -16,6 +16,10 @@ on locations that do not exist are ignored. After the rules, every object member
 a known secret field (``authorization``, ``x-api-key``, ``password``, ``document_number``…) is
 removed wherever it occurs in ``input`` or ``result``, unless a rule already masked it: secrets
 are never written in clear, even when no rule names them.
+
+Last, any string longer than ``max_field_chars`` (``audit.max_field_chars``), anywhere in the
+event, is cut to that length and ends with ``…[truncated: N chars]``; its JSON Pointer is listed
+in ``truncated``. A client cannot make one record weigh 500 KB with a long model name.
 """
 
 from __future__ import annotations
@@ -147,8 +151,10 @@ class Masker:
         secret_fields: Iterable[str] = DEFAULT_SECRET_FIELDS,
         hmac_key: bytes | None = None,
         policy_rules: Callable[[], Any] | None = None,
+        max_field_chars: int | None = None,
     ) -> None:
         self.rules = list(rules)
+        self.max_field_chars = max_field_chars
         self.secret_fields = frozenset(f.lower() for f in secret_fields)
         # Most events hold no secret field: one regex over their JSON says so, far faster than
         # walking every object. A secret *name* inside a string value is escaped (\"name\":),
@@ -200,6 +206,30 @@ class Masker:
             event["erased"] = erased
         if masked:
             event["masked"] = masked
+        if self.max_field_chars is not None:
+            self._cap(event, self.max_field_chars)
+
+    @staticmethod
+    def _cap(event: dict[str, Any], limit: int) -> None:
+        """Cut strings longer than ``limit`` (see the module), listing them in ``truncated``."""
+        try:
+            if len(orjson.dumps(event)) <= limit:
+                return  # the common case: nothing in it can be that long
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # not serialisable as is: walk it to be safe
+        truncated: list[str] = list(event.get("truncated") or ())
+        stack: list[tuple[Any, list[str]]] = [(event, [])]
+        while stack:
+            node, path = stack.pop()
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                if isinstance(value, str) and len(value) > limit:
+                    node[key] = f"{value[:limit]}…[truncated: {len(value)} chars]"
+                    truncated.append(pointer_of([*path, str(key)]))
+                elif isinstance(value, dict | list):
+                    stack.append((value, [*path, str(key)]))
+        if truncated:
+            event["truncated"] = truncated
 
     def _apply_rule(
         self, event: dict[str, Any], rule: MaskRule, erased: list[str], masked: list[str]

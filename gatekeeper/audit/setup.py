@@ -43,6 +43,7 @@ def build_decision_log(
         secret_fields=DEFAULT_SECRET_FIELDS if audit.secret_fields is None else audit.secret_fields,
         hmac_key=_hmac_key(audit),
         policy_rules=(lambda: policy_mask_rules(policy_data())) if policy_data else None,
+        max_field_chars=audit.max_field_chars,
     )
     if policy_data is not None:
         try:

@@ -131,7 +131,7 @@ class GatekeeperMetrics(Collector):
         self.stages: dict[str, Tally] = {}
         self.app = Tally(APP_BUCKETS)
         # Known components start at zero, so rate() and alerts work before the first failure.
-        components = [*ERROR_REASONS.values(), *UPSTREAM_ERRORS.values(), "shaping"]
+        components = [*ERROR_REASONS.values(), *UPSTREAM_ERRORS.values(), "shaping", "app"]
         self.errors: dict[str, int] = dict.fromkeys(components, 0)
         self.reasoning_removed: dict[str, int] = {}
         self.upstream_responses: dict[str, int] = {}
@@ -179,6 +179,8 @@ class GatekeeperMetrics(Collector):
             component = UPSTREAM_ERRORS.get(record.upstream_error)
             if component is not None:
                 self.error(component)
+        if record.error is not None and record.error.get("code") == "app_error":
+            self.error("app")  # the app raised (the client got 500 app_error, or a cut stream)
         return key
 
     def error(self, component: str) -> None:

@@ -151,6 +151,12 @@ class Responder:
         self._decoder: SSEDecoder | None = None
 
     @property
+    def started(self) -> bool:
+        """Whether the response's start has gone out to the client (after that, an error can
+        only end the response, not replace it)."""
+        return self._start_sent
+
+    @property
     def stats(self) -> ReasoningStats | None:
         """The shaper's statistics (``None`` without a shaper)."""
         return self.shaper.stats if self.shaper is not None else None
