@@ -38,7 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .address import IPNetwork, canonical_network
-from .geoip import GeoDatabaseError
+from .facts import GeoDatabaseError
 
 _DEFAULT_TYPE = "gatekeeper-GeoIP2"
 # Any fixed value keeps builds reproducible, but not 0: libmaxminddb (the C reader maxminddb
