@@ -143,6 +143,13 @@ def load_snapshot(path: Path, canaries: Iterable[Canary] = ()) -> GeoSnapshot:
     if before != after or len(data) != after.size:
         reason = "the database file changed while it was read"
         raise GeoDatabaseError(f"GeoIP database {path}: {reason}", reason=reason)
+    if not data:
+        reason = "the database file is empty"
+        raise GeoDatabaseError(f"GeoIP database {path}: {reason}", reason=reason)
+    if _METADATA_MARKER not in data[-128 * 1024 :]:
+        # The metadata sits at the end of the file (and within its last 128 KiB): cut short.
+        reason = "not a MaxMind DB: no metadata at the end (cut short?)"
+        raise GeoDatabaseError(f"cannot read GeoIP database {path}: {reason}", reason=reason)
     try:
         reader = open_in_memory(data)
     except Exception as exc:  # a header too damaged to open: any error means the same
