@@ -166,8 +166,8 @@ def build_database(source: Path, output: Path) -> int:
     """Write ``output`` (an ``.mmdb``) from the YAML ``source``; return the number of networks.
 
     The output is deterministic (equal sources give byte-identical files) and replaced
-    atomically, so a process that has the old file memory-mapped keeps a consistent view and
-    concurrent builders cannot leave a torn file.
+    atomically, so a process reading it never sees a torn file and concurrent builders cannot
+    leave one.
 
     Raises:
         GeoDatabaseError: the source is missing or invalid, or the output cannot be written.
