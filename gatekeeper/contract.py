@@ -83,6 +83,10 @@ class Network(_Model):
     is_hosting: bool = False
     is_proxy: bool = False
     jurisdiction_tags: list[str] = Field(default_factory=list)
+    #: The GeoIP lookup of ``client_ip`` failed (a damaged database), as opposed to an address
+    #: the database does not list: every fact above is unknown, and the policy must not allow
+    #: on the strength of KYC alone (the default pack refuses it for every tier).
+    lookup_error: bool = False
 
 
 class PromptFeatures(_Model):

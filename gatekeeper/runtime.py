@@ -18,7 +18,12 @@ from gatekeeper.audit import DecisionLog
 from gatekeeper.audit.setup import build_decision_log, policy_data_of
 from gatekeeper.errors import ConfigurationError
 from gatekeeper.identity import FileSubjectStore, RedisSubjectStore, SubjectStore
-from gatekeeper.network import ClientAddressResolver, GeoLocator, ensure_database
+from gatekeeper.network import (
+    ClientAddressResolver,
+    GeoDatabaseError,
+    GeoLocator,
+    ensure_database,
+)
 from gatekeeper.observability import Observability
 from gatekeeper.policy import PolicyEngine, open_engine
 from gatekeeper.quota import QuotaStore, open_quota_store
@@ -77,11 +82,13 @@ class Gatekeeper:
 
     async def start(self) -> None:
         """Start background work ahead of the first request: the policy engine's connection
-        and first upload (OPA), the policy reload watcher, and the signals' stream reader and
-        maintenance; then, with ``runtime.gc_freeze``, freeze the start-up heap, and set the
-        interpreter's thread switch interval (``runtime.switch_interval``). Called at ASGI
-        lifespan start-up; without a lifespan, each part starts on first use."""
+        and first upload (OPA), the policy and GeoIP reload watchers, and the signals' stream
+        reader and maintenance; then, with ``runtime.gc_freeze``, freeze the start-up heap, and
+        set the interpreter's thread switch interval (``runtime.switch_interval``). Called at
+        ASGI lifespan start-up; without a lifespan, each part starts on first use."""
         await self.engine.start()
+        if self.geo is not None:
+            await self.geo.start()  # the GeoIP reload watcher (network.geoip_reload_interval)
         if self.signals is not None:
             await self.signals.start()
         if self.settings.runtime.switch_interval > 0:
@@ -107,7 +114,7 @@ class Gatekeeper:
         await self.engine.aclose()
         await self.observability.aclose()
         if self.geo is not None:
-            self.geo.close()
+            await self.geo.aclose()
 
 
 def _subject_store(settings: Settings) -> SubjectStore:
@@ -129,8 +136,19 @@ def _geo(settings: Settings) -> GeoLocator | None:
         return None
     if net.geoip_source is not None:
         ensure_database(net.geoip_source, net.geoip_database)
+    # A missing or damaged database stops the start (GeoDatabaseError, a ConfigurationError):
+    # there is no last good one to fall back on yet, and serving without location would refuse
+    # or mislabel every client. Once started, a damaged replacement is refused and the last
+    # good database kept (GeoLocator.check).
     try:
-        return GeoLocator(net.geoip_database)
+        return GeoLocator(
+            net.geoip_database,
+            source=net.geoip_source,
+            canaries=net.geoip_canaries,
+            reload_interval=net.geoip_reload_interval,
+        )
+    except GeoDatabaseError:
+        raise
     except Exception as exc:
         raise ConfigurationError(f"GeoIP database {net.geoip_database}: {exc}") from exc
 

@@ -68,8 +68,37 @@ class NetworkSettings(_Section):
     )
     geoip_source: Path | None = Field(
         default=None,
-        description="Readable source to (re)build geoip_database from when it is older.",
+        description="Readable source to (re)build geoip_database from when it is older; "
+        "each of its networks is also a canary the database must agree with.",
     )
+    geoip_canaries: dict[str, str] = Field(
+        default_factory=dict,
+        description='Addresses whose country is known, e.g. {"198.51.100.7" = "KP"}: a '
+        "database that says otherwise is refused at start-up and on reload.",
+    )
+    geoip_reload_interval: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds between two looks at geoip_database (and geoip_source) for a "
+        "changed file, served only once verified; 0: never (restart to load a new file).",
+    )
+
+    @field_validator("geoip_canaries")
+    @classmethod
+    def _valid_canaries(cls, value: dict[str, str]) -> dict[str, str]:
+        import ipaddress
+
+        checked: dict[str, str] = {}
+        for ip, country in value.items():
+            try:
+                address = str(ipaddress.ip_address(ip.strip()))
+            except ValueError:
+                raise ValueError(f"canary {ip!r} is not an IP address") from None
+            code = country.strip().upper()
+            if len(code) != 2 or not code.isascii() or not code.isalpha():
+                raise ValueError(f"canary {ip}: {country!r} is not an ISO 3166-1 alpha-2 code")
+            checked[address] = code
+        return checked
 
 
 class OpaSettings(_Section):

@@ -38,7 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .address import IPNetwork, canonical_network
-from .geoip import GeoDatabaseError
+from .facts import GeoDatabaseError
 
 _DEFAULT_TYPE = "gatekeeper-GeoIP2"
 # Any fixed value keeps builds reproducible, but not 0: libmaxminddb (the C reader maxminddb
@@ -166,8 +166,8 @@ def build_database(source: Path, output: Path) -> int:
     """Write ``output`` (an ``.mmdb``) from the YAML ``source``; return the number of networks.
 
     The output is deterministic (equal sources give byte-identical files) and replaced
-    atomically, so a process that has the old file memory-mapped keeps a consistent view and
-    concurrent builders cannot leave a torn file.
+    atomically, so a process reading it never sees a torn file and concurrent builders cannot
+    leave one.
 
     Raises:
         GeoDatabaseError: the source is missing or invalid, or the output cannot be written.

@@ -50,6 +50,8 @@ def lookup_command(database: Path, ip: str, as_json: bool) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="IP") from exc
     values = dataclasses.asdict(facts)
+    if values.pop("lookup_error"):
+        raise click.ClickException(f"the database failed to look {ip} up")
     if as_json:
         click.echo(json.dumps(values, sort_keys=True))
         return

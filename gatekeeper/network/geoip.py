@@ -1,120 +1,71 @@
-"""Country and network facts for an IP address, from a MaxMind-format (MMDB) database.
+"""Country and network facts for an IP address, from a validated MaxMind-format database.
 
-Any MaxMind DB works: a GeoLite2/GeoIP2 City or Country database, an ASN or Anonymous-IP
-database, a merge of those, or the small database gatekeeper writes from a YAML file
-(:func:`gatekeeper.network.build_database`). These GeoIP2 fields are read; anything else in the
-record is ignored, and an absent field is ``None`` (or ``False`` for a flag):
-
-==================  ================================================================
-fact                fields read (first present wins)
-==================  ================================================================
-country             ``country.iso_code``
-registered_country  ``registered_country.iso_code``
-asn                 ``autonomous_system_number``, ``traits.autonomous_system_number``
-as_org              ``autonomous_system_organization``,
-                    ``traits.autonomous_system_organization``
-is_hosting          ``traits.is_hosting_provider``, ``is_hosting_provider``
-is_proxy            any of ``is_anonymous_proxy``, ``is_anonymous``, ``is_public_proxy``,
-                    ``is_anonymous_vpn``, ``is_residential_proxy``, ``is_tor_exit_node``,
-                    under ``traits`` or at the top level
-==================  ================================================================
-
-Top-level names are how the ASN and Anonymous-IP databases lay them out; ``traits.*`` is how the
-City, Country, Enterprise and Insights databases do.
-
-The database is memory-mapped (libmaxminddb's C reader when installed), so a lookup is a short
-walk of a mapped tree and never blocks the event loop on I/O; an LRU cache in front makes
+:class:`GeoLocator` serves lookups from a database read into memory and verified
+(:mod:`gatekeeper.network.database`); which record fields become which facts is in
+:mod:`gatekeeper.network.facts`. A lookup is a short walk of an in-memory tree (libmaxminddb's C
+reader when installed) and never blocks the event loop on I/O; an LRU cache in front makes
 repeated clients cheaper still.
+
+Data files are validated, never trusted:
+
+- at start-up a missing or damaged database raises :class:`GeoDatabaseError` (a
+  ``ConfigurationError``): gatekeeper does not start without a database it can believe;
+- with ``reload_interval``, a background task looks at the file (one ``stat``; with a YAML
+  source, the source is rebuilt first when newer) and loads a changed one on a worker thread; a
+  file that fails verification is refused and the last good database keeps serving, and
+  ``status()`` says ``degraded`` (``/readyz``) until a later file passes;
+- a lookup that fails all the same gives :data:`LOOKUP_FAILED` (every fact unknown and
+  ``lookup_error`` set, which the policy refuses for every tier), is counted and logged, and is
+  not cached.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import logging
 import os
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import maxminddb
-
-from gatekeeper.errors import ConfigurationError
-
 from .address import IPAddress, parse_ip
-
-_PROXY_FLAGS = (
-    "is_anonymous_proxy",
-    "is_anonymous",
-    "is_public_proxy",
-    "is_anonymous_vpn",
-    "is_residential_proxy",
-    "is_tor_exit_node",
+from .database import (
+    Canary,
+    FileSignature,
+    GeoSnapshot,
+    country_canaries,
+    load_snapshot,
+    source_canaries,
 )
+from .facts import EMPTY_FACTS, LOOKUP_FAILED, GeoDatabaseError, GeoFacts
+
+__all__ = ["EMPTY_FACTS", "LOOKUP_FAILED", "GeoDatabaseError", "GeoFacts", "GeoLocator"]
+
+log = logging.getLogger("gatekeeper.network")
 
 
-class GeoDatabaseError(ConfigurationError):
-    """A GeoIP database (or the source it is built from) is missing or unreadable."""
-
-
-@dataclass(frozen=True, slots=True)
-class GeoFacts:
-    """What the database says about one address; empty when it says nothing."""
-
-    country: str | None = None
-    registered_country: str | None = None
-    asn: int | None = None
-    as_org: str | None = None
-    is_hosting: bool = False
-    is_proxy: bool = False
-
-    @classmethod
-    def from_record(cls, record: object) -> GeoFacts:
-        """Read the GeoIP2 fields listed in this module's docstring out of a database record."""
-        if not isinstance(record, Mapping):
-            return EMPTY_FACTS
-        traits = _mapping(record.get("traits"))
-        asn = record.get("autonomous_system_number", traits.get("autonomous_system_number"))
-        as_org = record.get(
-            "autonomous_system_organization", traits.get("autonomous_system_organization")
-        )
-        hosting = traits.get("is_hosting_provider", record.get("is_hosting_provider"))
-        return cls(
-            country=_iso_code(record.get("country")),
-            registered_country=_iso_code(record.get("registered_country")),
-            asn=asn if isinstance(asn, int) and not isinstance(asn, bool) else None,
-            as_org=as_org if isinstance(as_org, str) else None,
-            is_hosting=hosting is True,
-            is_proxy=any(traits.get(f) is True or record.get(f) is True for f in _PROXY_FLAGS),
-        )
-
-
-EMPTY_FACTS = GeoFacts()
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _iso_code(value: object) -> str | None:
-    code = _mapping(value).get("iso_code")
-    return code if isinstance(code, str) else None
+class _LookupFailed(Exception):
+    """Raised inside the cached lookup so that a failure is never cached."""
 
 
 class GeoLocator:
-    """Look addresses up in a MaxMind-format database.
-
-    The file is opened here, so a missing or corrupt database fails at start-up with
-    :class:`GeoDatabaseError`, never at request time.
+    """Look addresses up in a MaxMind-format database that was checked first.
 
     Args:
         database_path: the ``.mmdb`` file.
         cache_size: how many distinct addresses to remember; 0 disables the cache.
-        mode: a ``maxminddb.MODE_*`` constant; the default picks the C reader over a memory
-            map when available.
+        source: the YAML file the database is built from (``network.geoip_source``): every
+            network in it is a canary, and a newer source is rebuilt before a reload.
+        canaries: ``{address: ISO country code}`` that the database must agree with.
+        reload_interval: seconds between two looks at the file once :meth:`start` ran (or the
+            first lookup on a running event loop); 0 never looks again.
 
     Raises:
-        GeoDatabaseError: the file does not exist or is not a MaxMind DB.
+        GeoDatabaseError: the file does not exist, is not a MaxMind DB, or fails verification.
     """
 
     def __init__(
@@ -122,21 +73,32 @@ class GeoLocator:
         database_path: str | os.PathLike[str],
         *,
         cache_size: int = 16_384,
-        mode: int = maxminddb.MODE_AUTO,
+        source: str | os.PathLike[str] | None = None,
+        canaries: Mapping[str, str] | None = None,
+        reload_interval: float = 0.0,
     ) -> None:
         self._path = Path(database_path)
-        if not self._path.is_file():
-            raise GeoDatabaseError(f"GeoIP database not found: {self._path}")
+        self._source = Path(source) if source is not None else None
         try:
-            self._reader = maxminddb.open_database(os.fspath(self._path), mode)
-        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
-            raise GeoDatabaseError(f"cannot read GeoIP database {self._path}: {exc}") from exc
-        metadata = self._reader.metadata()
-        self._ipv4_only = metadata.ip_version == 4
-        self._database_type = str(metadata.database_type)
-        self._build_epoch = int(metadata.build_epoch)
-        self._cached: Callable[[str | IPAddress], GeoFacts]
-        self._cached = lru_cache(maxsize=cache_size)(self._lookup) if cache_size else self._lookup
+            self._canaries = country_canaries(canaries or {})
+        except ValueError as exc:
+            raise GeoDatabaseError(f"GeoIP canaries: {exc}") from exc
+        self._cache_size = cache_size
+        self.reload_interval = reload_interval
+        #: Lookups the database failed to answer (each was given ``LOOKUP_FAILED``).
+        self.lookup_errors = 0
+        self.reloads = 0
+        self.reload_failures = 0
+        #: Why the last changed file was refused (no file name, no address); None once one passes.
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_checked_at: float | None = None
+        self._errors_at_load = 0
+        self._refused: object = None
+        self._task: asyncio.Task[None] | None = None
+        self._check_lock: asyncio.Lock | None = None
+        self._snapshot = load_snapshot(self._path, self._all_canaries())
+        self._cached = self._new_cache()
 
     @property
     def path(self) -> Path:
@@ -146,38 +108,186 @@ class GeoLocator:
     @property
     def database_type(self) -> str:
         """The database's own name for its type, e.g. ``GeoLite2-City``."""
-        return self._database_type
+        return self._snapshot.database_type
 
     @property
     def build_epoch(self) -> int:
         """When the database says it was built (Unix seconds), for the start-up log."""
-        return self._build_epoch
+        return self._snapshot.build_epoch
+
+    @property
+    def networks(self) -> int:
+        """How many networks the verified database holds."""
+        return self._snapshot.networks
+
+    # -- lookups ---------------------------------------------------------------------------
 
     def lookup(self, ip: str | IPAddress) -> GeoFacts:
-        """Return the facts for ``ip``; empty facts when the database has no record for it.
+        """Return the facts for ``ip``: empty facts when the database has no record for it,
+        :data:`LOOKUP_FAILED` when the database could not answer (counted).
 
         Raises:
             ValueError: ``ip`` is not an IP address.
         """
-        return self._cached(ip)
+        if self._task is None and self.reload_interval > 0:
+            self._start_watching()
+        try:
+            return self._cached(ip)
+        except _LookupFailed as exc:
+            self.lookup_errors += 1
+            if self.lookup_errors == self._errors_at_load + 1:
+                log.error("GeoIP lookup failed; the address is treated as unknown: %s", exc)
+            return LOOKUP_FAILED
+
+    def _new_cache(self) -> Callable[[str | IPAddress], GeoFacts]:
+        if not self._cache_size:
+            return self._lookup
+        return lru_cache(maxsize=self._cache_size)(self._lookup)
 
     def _lookup(self, ip: str | IPAddress) -> GeoFacts:
         # Cached on the caller's value, so a repeat client costs one dict probe and no parse.
         address = parse_ip(ip if isinstance(ip, str) else str(ip))
         if address is None:
             raise ValueError(f"not an IP address: {ip!r}")
-        if self._ipv4_only and isinstance(address, ipaddress.IPv6Address):
+        snapshot = self._snapshot
+        if snapshot.ipv4_only and isinstance(address, ipaddress.IPv6Address):
             return EMPTY_FACTS
         try:
-            record = self._reader.get(address)
-        except (ValueError, maxminddb.InvalidDatabaseError):
-            # A damaged record must not take the request down; the fact is simply unknown.
-            return EMPTY_FACTS
+            record = snapshot.reader.get(address)
+        except Exception as exc:  # a damaged record, whatever the reader raises for it
+            raise _LookupFailed(f"{type(exc).__name__}: {exc}") from exc
         return GeoFacts.from_record(record)
 
+    # -- reloading -------------------------------------------------------------------------
+
+    def _all_canaries(self) -> list[Canary]:
+        canaries = list(self._canaries)
+        if self._source is not None:
+            canaries += source_canaries(self._source)
+        return canaries
+
+    async def start(self) -> None:
+        """Start looking at the file every ``reload_interval`` seconds (if above 0)."""
+        if self.reload_interval > 0:
+            self._start_watching()
+
+    def _start_watching(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not on an event loop (the CLI): nothing to watch with
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._watch(), name="gatekeeper-geoip-reload")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_interval)
+            try:
+                await self.check()
+            except Exception:  # never let the watcher die; the error is in the log
+                log.exception("GeoIP reload check failed")
+
+    async def check(self) -> bool:
+        """Look at the file once: ``True`` if a changed, verified database now serves.
+
+        Never raises for a bad file: it is refused and the last good database kept."""
+        if self._check_lock is None:
+            self._check_lock = asyncio.Lock()
+        async with self._check_lock:
+            self.last_checked_at = time.time()
+            key, outcome = await asyncio.to_thread(self._look)
+            if outcome is None:
+                return False
+            if isinstance(outcome, GeoDatabaseError):
+                self._refuse(key, outcome)
+                return False
+            # Swapped on the event loop, where lookups run: none sees half of a swap. The old
+            # reader is not closed here but freed with its last reference.
+            self._snapshot = outcome
+            self._cached = self._new_cache()
+            self._errors_at_load = self.lookup_errors
+            self._refused = None
+            self.reloads += 1
+            self.last_error = None
+            self.last_error_at = None
+            log.info(
+                "GeoIP database reloaded: %s, %d networks", outcome.database_type, outcome.networks
+            )
+            return True
+
+    def _look(self) -> tuple[object, GeoSnapshot | GeoDatabaseError | None]:
+        """On a worker thread: what changed, and the new snapshot or why it is refused."""
+        try:
+            if self._source is not None:
+                from .builder import ensure_database
+
+                ensure_database(self._source, self._path)
+            signature: object = FileSignature.of(self._path)
+        except GeoDatabaseError as exc:
+            return exc.reason, exc
+        except OSError as exc:
+            reason = "the database file is missing or cannot be read"
+            return reason, GeoDatabaseError(f"GeoIP database {self._path}: {exc}", reason=reason)
+        if signature in (self._snapshot.signature, self._refused):
+            return signature, None
+        try:
+            return signature, load_snapshot(self._path, self._all_canaries())
+        except GeoDatabaseError as exc:
+            return signature, exc
+
+    def _refuse(self, key: object, exc: GeoDatabaseError) -> None:
+        if key == self._refused:
+            return  # the same broken file (or the same missing one): counted and logged once
+        self._refused = key
+        self.reload_failures += 1
+        self.last_error = exc.reason
+        self.last_error_at = time.time()
+        log.error("GeoIP database refused, the last good one keeps serving: %s", exc)
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Lookup errors, reloads and refused reloads, for the metrics."""
+        return {
+            "lookup_errors": self.lookup_errors,
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """For ``/readyz``: ``degraded`` while a changed file stands refused or the database
+        has failed lookups since it was loaded; the last good database serves meanwhile."""
+        snapshot = self._snapshot
+        degraded = self.last_error is not None or self.lookup_errors > self._errors_at_load
+        return {
+            "status": "degraded" if degraded else "ok",
+            "database_type": snapshot.database_type,
+            "build_epoch": snapshot.build_epoch,
+            "networks": snapshot.networks,
+            "loaded_at": snapshot.loaded_at,
+            "reload_interval_seconds": self.reload_interval,
+            "last_checked_at": self.last_checked_at,
+            **self.counters,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }
+
     def close(self) -> None:
-        """Release the memory map."""
-        self._reader.close()
+        """Stop watching and release the database."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._snapshot.reader.close()
+
+    async def aclose(self) -> None:
+        """Stop watching (waiting for the watcher to end) and release the database."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.close()
 
     def __enter__(self) -> GeoLocator:
         return self

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from gatekeeper.contract import Network
 
 from .address import ClientAddress
-from .geoip import EMPTY_FACTS, GeoLocator
+from .facts import EMPTY_FACTS
+from .geoip import GeoLocator
 
 #: ``Network.client_ip`` when no address is known (RFC 7239's word for an undisclosed node).
 UNKNOWN_CLIENT_IP = "unknown"
@@ -23,7 +24,7 @@ def locate(
     Args:
         address: the output of :meth:`ClientAddressResolver.resolve`.
         geo: the GeoIP database, or ``None`` when none is configured (country and ASN are then
-            unknown).
+            unknown). A lookup that failed sets ``lookup_error``, which the policy refuses.
         jurisdiction_tags: tags per ISO country code, e.g. ``{"DE": ["eu", "gdpr"]}``; the
             client's ``country`` (not its registered country, which the policy sees on its own)
             selects them. The tags are data handed to the policy, not rules: what a tag means
@@ -44,4 +45,5 @@ def locate(
         is_hosting=facts.is_hosting,
         is_proxy=facts.is_proxy,
         jurisdiction_tags=tags,
+        lookup_error=facts.lookup_error,
     )

@@ -2,9 +2,9 @@
 
 The decision log's queue depth, capacity, written and dropped counts; the policy revision; the
 counters the parts keep themselves (the engine's errors by kind, the quota store's outage
-counters, the runtime's ``counters``); and the process (CPU, memory, file descriptors). All are
-read duck-typed, since each part is written by different hands: what a part does not offer is
-left out, never guessed.
+counters, the GeoIP database's lookup errors and reloads, the runtime's ``counters``); and the
+process (CPU, memory, file descriptors). All are read duck-typed, since each part is written by
+different hands: what a part does not offer is left out, never guessed.
 """
 
 from __future__ import annotations
@@ -80,6 +80,17 @@ def _part_counters(gk: Gatekeeper) -> Iterator[Metric]:
                 if isinstance(value, int):
                     family.add_metric([str(kind)], value)
             yield family
+    geo = getattr(gk, "geo", None)
+    if geo is not None and isinstance(getattr(geo, "counters", None), dict):
+        family = CounterMetricFamily(
+            "gatekeeper_geoip_events",
+            "GeoIP database events: lookup_errors (each address treated as unknown), reloads, "
+            "reload_failures (a changed file refused, the last good one kept).",
+            labels=["event"],
+        )
+        for name, value in sorted(geo.counters.items()):
+            family.add_metric([str(name)], value)
+        yield family
     counters = getattr(gk.quotas, "counters", None)
     if isinstance(counters, dict):
         family = CounterMetricFamily(

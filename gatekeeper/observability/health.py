@@ -1,7 +1,8 @@
 """Liveness and readiness: what ``/healthz`` and ``/readyz`` answer.
 
 Liveness says the process answers. Readiness asks each part of the runtime whether it can serve:
-the policy (a revision is loaded), the subject store, the quota store and the decision log. A
+the policy (a revision is loaded), the subject store, the quota store, the decision log and,
+when one is configured, the GeoIP database. A
 part that offers ``health()`` or ``status()`` (sync or async) is asked; what it returns is read
 leniently (``None``, a bool, a mapping or an object with ``ok``/``healthy``/``status``), since
 the parts are written by different hands. A check that raises or takes longer than the
@@ -47,6 +48,9 @@ async def readiness(
         "quotas": (gk.quotas, {}),
         "decision_log": (gk.decision_log, _log_base(gk.decision_log)),
     }
+    if gk.geo is not None:
+        # degraded while a changed database stands refused (the last good one serves).
+        parts["geoip"] = (gk.geo, {})
     names = list(parts)
     results = await asyncio.gather(
         *(check_part(part, base, limit_seconds, degraded_ok) for part, base in parts.values())

@@ -79,3 +79,36 @@ test_refusal_carries_no_quota_and_no_reasoning if {
 	d.quotas == []
 	d.reasoning.mode == "drop"
 }
+
+with_lookup_error(doc) := object.union(doc, {"network": object.union(doc.network, {"country": null, "registered_country": null, "lookup_error": true})})
+
+test_failed_lookup_is_503_for_every_tier_and_level if {
+	every tier in ["free", "pro", "enterprise"] {
+		every level in ["none", "email", "government_id", "business"] {
+			d := decision with input as with_lookup_error(with_subject(tier, level))
+			not d.allow
+			d.status == 503
+			d.reasons[0].code == "location_lookup_failed"
+		}
+	}
+}
+
+test_failed_lookup_is_refused_even_with_a_country if {
+	# Whatever else the input says, a failed lookup is never trusted.
+	enterprise := with_subject("enterprise", "business")
+	doc := object.union(enterprise, {"network": object.union(enterprise.network, {"lookup_error": true})})
+	d := decision with input as doc
+	not d.allow
+	d.reasons[0].code == "location_lookup_failed"
+}
+
+test_failed_lookup_lists_location_unknown_below_government_id if {
+	d := decision with input as with_lookup_error(base)
+	[r.code | some r in d.reasons] == ["location_lookup_failed", "location_unknown"]
+}
+
+test_lookup_error_false_changes_nothing if {
+	doc := object.union(base, {"network": object.union(base.network, {"lookup_error": false})})
+	d := decision with input as doc
+	d.allow
+}

@@ -29,7 +29,10 @@ async def test_readiness_reports_every_part(protected: Factory) -> None:
     assert response.status_code == 200
     document = response.json()
     assert document["status"] == "ready"
-    assert set(document["checks"]) == {"policy", "subjects", "quotas", "decision_log"}
+    assert set(document["checks"]) == {"policy", "subjects", "quotas", "decision_log", "geoip"}
+    assert document["checks"]["geoip"]["status"] == "ok"
+    assert p.gk.geo is not None
+    assert document["checks"]["geoip"]["networks"] == p.gk.geo.networks
     assert document["checks"]["policy"]["revision"] == p.gk.engine.revision
     assert document["checks"]["policy"]["evaluator"] == "vm"
     assert document["checks"]["policy"]["vm"]["mismatches"] == 0
