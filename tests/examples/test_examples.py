@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from tests.observability.conftest import release_on_this_thread
-from tests.servers import ROOT, free_port, wait_for_port
+from tests.servers import ROOT, START_TIMEOUT, free_port, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -243,10 +243,13 @@ async def send_mixed(url: str, count: int) -> Counter[int]:
 def worker_pids(url: str, workers: int) -> set[int]:
     """Each worker's pid from /readyz (a new connection each time), once all have answered."""
     seen: set[int] = set()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + START_TIMEOUT  # workers start slowly on a loaded machine
     while len(seen) < workers and time.monotonic() < deadline:
-        with httpx.Client(timeout=10) as client:
-            seen.add(client.get(f"{url}/readyz").json()["pid"])
+        try:
+            with httpx.Client(timeout=START_TIMEOUT) as client:
+                seen.add(client.get(f"{url}/readyz").json()["pid"])
+        except httpx.TransportError:
+            time.sleep(0.2)
     return seen
 
 
@@ -299,3 +302,51 @@ def test_workers_example_four_workers_one_chain_each_metrics_summed(
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert verify.stdout.count("OK") >= 4, verify.stdout
+
+
+def test_gunicorn_with_uvicorn_workers_one_chain_each_metrics_summed(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The other way Python APIs run several workers: gunicorn's arbiter, uvicorn's worker."""
+    port, count = free_port(), 300
+    log = tmp_path / "audit" / "decisions.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "GATEKEEPER_CONFIG": str(ROOT / "examples" / "workers" / "gatekeeper.toml"),
+        "GATEKEEPER_QUOTA__STORAGE": redis_url.rsplit("/", 1)[0] + "/9",
+        "GATEKEEPER_AUDIT__PATH": str(log),
+        "GATEKEEPER_NETWORK__GEOIP_DATABASE": str(tmp_path / "demo-geo.mmdb"),
+        "GATEKEEPER_OBSERVABILITY__MULTIPROCESS_DIR": str(tmp_path / "metrics"),
+        "GATEKEEPER_OBSERVABILITY__MULTIPROCESS_INTERVAL_SECONDS": "0.2",
+        "GATEKEEPER_POLICY__CHECK": "false",
+    }
+    command = [sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker"]
+    command += ["-w", "2", "-b", f"127.0.0.1:{port}", "--no-control-socket"]
+    command += ["gatekeeper.demo.app:create_demo_app()"]
+    output = tmp_path / "gunicorn.log"
+    with output.open("wb") as printed:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=printed, stderr=printed)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port(port, proc=proc)
+        assert len(worker_pids(url, 2)) == 2, output.read_text()
+        statuses = asyncio.run(send_mixed(url, count))
+        time.sleep(1.0)  # past every worker's metrics snapshot interval
+        scrapes = [httpx.get(f"{url}/metrics", timeout=10).text for _ in range(4)]
+    finally:
+        proc.terminate()  # gunicorn's graceful stop: workers close their logs
+        proc.wait(60)
+    assert sum(statuses.values()) == count
+    for text in scrapes:
+        assert metric_total(text, "gatekeeper_decisions_total{") == count, output.read_text()
+    verify = subprocess.run(
+        [sys.executable, "-m", "gatekeeper", "audit", "verify", str(log)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    chains = [p for p in log.parent.glob("decisions*.jsonl") if ".checkpoints." not in p.name]
+    assert len(chains) == 2
