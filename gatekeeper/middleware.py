@@ -21,6 +21,7 @@ from gatekeeper.contract import Decision, Network, Reason
 from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.errors import (
+    CLIENT_MESSAGES,
     BodyTooLargeError,
     ClientInputError,
     IdentityError,
@@ -28,11 +29,13 @@ from gatekeeper.errors import (
     Overloaded,
     PolicyError,
     QuotaStoreError,
+    client_message,
 )
 from gatekeeper.identity import api_key_from_headers
 from gatekeeper.input_document import build_input
 from gatekeeper.network import locate
 from gatekeeper.observability import ShapingClock
+from gatekeeper.observability.logs import redact
 from gatekeeper.quota import QuotaResult, TokenReservation, rate_limit_headers
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings
@@ -46,6 +49,8 @@ DECISION_ID_HEADER = b"x-gatekeeper-decision-id"
 SHED_LOG_SECONDS = 10.0
 #: Scope key under which an app (the reverse proxy) reports ``(upstream status, error code)``.
 UPSTREAM_SCOPE_KEY = "gatekeeper.upstream"
+#: Scope key holding the request's decision id, for the app's own log lines (the proxy's).
+DECISION_ID_SCOPE_KEY = "gatekeeper.decision_id"
 
 
 class GatekeeperMiddleware:
@@ -91,6 +96,7 @@ class GatekeeperMiddleware:
         client = scope.get("client")
         if client:
             record.requested_by = f"{client[0]}:{client[1]}"
+        scope[DECISION_ID_SCOPE_KEY] = record.decision_id
         trace = self._ops.start(scope, record)
         durable = self._durable_response(scope, send, record)
         admission = _Admission(self)
@@ -123,7 +129,8 @@ class GatekeeperMiddleware:
         dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
 
         async def refuse(send: Send, status: int, code: str, message: str) -> None:
-            await _send_error(send, dialect, rec, status, code, message, [])
+            _log_internal(rec, code, message)
+            await _send_error(send, dialect, rec, status, code, client_message(code, message), [])
 
         return DurableResponse(
             send,
@@ -376,8 +383,15 @@ class GatekeeperMiddleware:
         code: str,
         message: str,
     ) -> None:
-        """Refuse before (or without) a valid policy decision: gatekeeper decides, fail closed."""
+        """Refuse before (or without) a valid policy decision: gatekeeper decides, fail closed.
+
+        ``message`` may be an exception's text naming addresses, URLs or paths: for a failure
+        of gatekeeper's own parts the client gets a fixed message (``client_message``), and
+        the detail goes to the log and, credentials masked, to the record's ``error``."""
         rec.decided_by = "gatekeeper"
+        if code in CLIENT_MESSAGES:
+            _log_internal(rec, code, message)
+            message = client_message(code, message)
         if rec.result is None:
             rec.result = {
                 "allow": False,
@@ -431,6 +445,14 @@ async def _send_error(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _log_internal(rec: DecisionRecord, code: str, detail: str) -> None:
+    """The detail of a refusal caused by one of gatekeeper's own parts: logged with the
+    decision id, and kept (credentials masked) in the decision-log record's ``error``."""
+    masked = redact(detail)
+    rec.error = {"code": code, "message": masked}
+    log.warning("request %s refused (%s): %s", rec.decision_id, code, masked)
 
 
 def _default_dialect() -> Dialect:
@@ -518,4 +540,9 @@ class _Timer:
         self._last = now
 
 
-__all__ = ["DECISION_ID_HEADER", "UPSTREAM_SCOPE_KEY", "GatekeeperMiddleware"]
+__all__ = [
+    "DECISION_ID_HEADER",
+    "DECISION_ID_SCOPE_KEY",
+    "UPSTREAM_SCOPE_KEY",
+    "GatekeeperMiddleware",
+]
