@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from tests.observability.conftest import release_on_this_thread
-from tests.servers import ROOT, free_port, wait_for_port
+from tests.servers import OPS_DETAIL, ROOT, free_port, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +69,7 @@ def quiet_env(tmp: Path) -> dict[str, str]:
         "GATEKEEPER_NETWORK__GEOIP_DATABASE": str(tmp / "demo-geo.mmdb"),
         # The pack's Rego tests run in tests/policy, not again at each start.
         "GATEKEEPER_POLICY__CHECK": "false",
+        **OPS_DETAIL,
     }
 
 
