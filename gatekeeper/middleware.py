@@ -8,6 +8,7 @@ decision-log event with that id, whatever the outcome.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from gatekeeper.errors import (
     CLIENT_MESSAGES,
     BodyTooLargeError,
     ClientInputError,
+    ConfigurationError,
     IdentityError,
     MalformedBodyError,
     Overloaded,
@@ -59,6 +61,16 @@ class GatekeeperMiddleware:
     Pass ``settings`` (a ``Settings``), or nothing to read them from the environment and
     ``GATEKEEPER_CONFIG``; or pass a ready ``gatekeeper`` (a ``Gatekeeper``) to share one
     instance between apps.
+
+    Constructing it builds every part the settings name (policy load and compile, quota
+    storage, subject store, GeoIP, decision log) and raises ``ConfigurationError`` for a bad
+    one. Starlette and FastAPI construct middleware lazily, on the first ASGI event; raised
+    there, the error would be swallowed by uvicorn's ``--lifespan auto`` (the server then
+    answers plain-text 500s). So when constructed inside a running event loop, a
+    configuration error fails the lifespan start-up instead (uvicorn exits with the message),
+    and without a lifespan every request gets a 503 in the API's format. Build the
+    ``Gatekeeper`` at import (``gatekeeper=Gatekeeper.from_settings(...)``) to fail before
+    the server starts, under any lifespan mode.
     """
 
     def __init__(
@@ -69,7 +81,16 @@ class GatekeeperMiddleware:
         gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self.app = app
-        self.gk = gatekeeper or Gatekeeper.from_settings(settings or Settings.load())
+        #: The configuration error met when built lazily (see the class docstring).
+        self.broken: ConfigurationError | None = None
+        try:
+            self.gk = gatekeeper or Gatekeeper.from_settings(settings or Settings.load())
+        except ConfigurationError as exc:
+            if not _in_running_loop():
+                raise  # built at import or start-up: the error stops the process there
+            log.critical("gatekeeper configuration error: %s", exc)
+            self.broken = exc
+            return
         self.settings = self.gk.settings
         self._unprotected = frozenset(self.settings.request.unprotected_paths)
         self._ops = self.gk.observability
@@ -80,6 +101,9 @@ class GatekeeperMiddleware:
         self._shed_since_log = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.broken is not None:
+            await _refuse_misconfigured(self.broken, scope, receive, send)
+            return
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))
             return
@@ -445,6 +469,39 @@ async def _send_error(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _refuse_misconfigured(
+    error: ConfigurationError, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """A middleware whose configuration failed when built lazily: fail the lifespan start-up
+    with the message (uvicorn prints it and exits, under ``--lifespan auto`` too), and refuse
+    every request (no lifespan) with a 503 naming no path or address; the log has the detail."""
+    if scope["type"] == "lifespan":
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            text = f"gatekeeper configuration error: {error}"
+            await send({"type": "lifespan.startup.failed", "message": text})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["type"] != "http":
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011})
+        return
+    log.error("request refused: gatekeeper configuration error: %s", error)
+    rec = DecisionRecord(decision_id=new_decision_id(), path=scope["path"], method=scope["method"])
+    dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
+    text = "gatekeeper is not configured correctly; the server's log says why"
+    await _send_error(send, dialect, rec, 503, "gatekeeper_misconfigured", text, [])
 
 
 def _log_internal(rec: DecisionRecord, code: str, detail: str) -> None:
