@@ -20,7 +20,10 @@
         └── MalformedBodyError      → 400 invalid_request
 
 Every error that can reach a client carries the HTTP ``status`` and the reason ``code`` used in
-the dialect's error body and in the decision log.
+the dialect's error body and in the decision log. What a client reads is ``client_message``:
+for a failure of gatekeeper's own parts (policy engine, subject store, quota store, decision
+log) a fixed message, since the exception's text names addresses, URLs and paths; the detail
+goes to the log and, credentials masked, to the decision-log record's ``error``.
 """
 
 from __future__ import annotations
@@ -109,3 +112,25 @@ class MalformedBodyError(ClientInputError):
 
     status = 400
     code = "invalid_request"
+
+
+#: Fixed client-facing messages for refusals caused by gatekeeper's own parts failing. The
+#: exception's own text (a store address, an OPA URL, a file path) is for operators only.
+CLIENT_MESSAGES: dict[str, str] = {
+    "policy_error": "the access policy could not decide on this request, so it was refused; "
+    "retry later, and quote the x-gatekeeper-decision-id header if this persists",
+    "identity_unavailable": "the API key could not be checked just now; retry shortly",
+    "quota_store_unavailable": "a quota this request counts against cannot be checked just "
+    "now; retry shortly",
+    "decision_log_unavailable": "the request could not be recorded, so it was refused; retry "
+    "shortly",
+    "internal_error": "gatekeeper failed to handle this request; retry later, and quote the "
+    "x-gatekeeper-decision-id header if this persists",
+}
+
+
+def client_message(code: str, message: str) -> str:
+    """What a client is told for a refusal with reason ``code``: the fixed message for a
+    failure of gatekeeper's own parts, else ``message`` (written for clients: the client's
+    own input, overload)."""
+    return CLIENT_MESSAGES.get(code, message)

@@ -22,19 +22,23 @@ from gatekeeper.contract import Decision, Network, Reason
 from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.errors import (
+    CLIENT_MESSAGES,
     BodyTimeoutError,
     BodyTooLargeError,
     ClientInputError,
+    ConfigurationError,
     IdentityError,
     MalformedBodyError,
     Overloaded,
     PolicyError,
     QuotaStoreError,
+    client_message,
 )
 from gatekeeper.identity import api_key_from_headers
 from gatekeeper.input_document import build_input
 from gatekeeper.network import locate
 from gatekeeper.observability import ShapingClock
+from gatekeeper.observability.logs import redact
 from gatekeeper.quota import QuotaResult, TokenReservation, rate_limit_headers
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings
@@ -48,6 +52,8 @@ DECISION_ID_HEADER = b"x-gatekeeper-decision-id"
 SHED_LOG_SECONDS = 10.0
 #: Scope key under which an app (the reverse proxy) reports ``(upstream status, error code)``.
 UPSTREAM_SCOPE_KEY = "gatekeeper.upstream"
+#: Scope key holding the request's decision id, for the app's own log lines (the proxy's).
+DECISION_ID_SCOPE_KEY = "gatekeeper.decision_id"
 
 
 class GatekeeperMiddleware:
@@ -56,6 +62,16 @@ class GatekeeperMiddleware:
     Pass ``settings`` (a ``Settings``), or nothing to read them from the environment and
     ``GATEKEEPER_CONFIG``; or pass a ready ``gatekeeper`` (a ``Gatekeeper``) to share one
     instance between apps.
+
+    Constructing it builds every part the settings name (policy load and compile, quota
+    storage, subject store, GeoIP, decision log) and raises ``ConfigurationError`` for a bad
+    one. Starlette and FastAPI construct middleware lazily, on the first ASGI event; raised
+    there, the error would be swallowed by uvicorn's ``--lifespan auto`` (the server then
+    answers plain-text 500s). So when constructed inside a running event loop, a
+    configuration error fails the lifespan start-up instead (uvicorn exits with the message),
+    and without a lifespan every request gets a 503 in the API's format. Build the
+    ``Gatekeeper`` at import (``gatekeeper=Gatekeeper.from_settings(...)``) to fail before
+    the server starts, under any lifespan mode.
     """
 
     def __init__(
@@ -66,7 +82,16 @@ class GatekeeperMiddleware:
         gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self.app = app
-        self.gk = gatekeeper or Gatekeeper.from_settings(settings or Settings.load())
+        #: The configuration error met when built lazily (see the class docstring).
+        self.broken: ConfigurationError | None = None
+        try:
+            self.gk = gatekeeper or Gatekeeper.from_settings(settings or Settings.load())
+        except ConfigurationError as exc:
+            if not _in_running_loop():
+                raise  # built at import or start-up: the error stops the process there
+            log.critical("gatekeeper configuration error: %s", exc)
+            self.broken = exc
+            return
         self.settings = self.gk.settings
         self._unprotected = frozenset(self.settings.request.unprotected_paths)
         self._ops = self.gk.observability
@@ -77,6 +102,9 @@ class GatekeeperMiddleware:
         self._shed_since_log = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.broken is not None:
+            await _refuse_misconfigured(self.broken, scope, receive, send)
+            return
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))
             return
@@ -93,6 +121,7 @@ class GatekeeperMiddleware:
         client = scope.get("client")
         if client:
             record.requested_by = f"{client[0]}:{client[1]}"
+        scope[DECISION_ID_SCOPE_KEY] = record.decision_id
         trace = self._ops.start(scope, record)
         durable = self._durable_response(scope, send, record)
         admission = _Admission(self)
@@ -125,7 +154,8 @@ class GatekeeperMiddleware:
         dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
 
         async def refuse(send: Send, status: int, code: str, message: str) -> None:
-            await _send_error(send, dialect, rec, status, code, message, [])
+            _log_internal(rec, code, message)
+            await _send_error(send, dialect, rec, status, code, client_message(code, message), [])
 
         return DurableResponse(
             send,
@@ -270,8 +300,7 @@ class GatekeeperMiddleware:
             verdict = await self.gk.engine.verdict(input_doc)
         except PolicyError as exc:
             self.gk.count("policy_errors")
-            log.warning("policy error, request refused: %s", exc)
-            rec.error = {"code": exc.code, "message": str(exc)}
+            # Logged with the decision id, masked into the record, never told to the client.
             await self._refuse_unenforced(send, dialect, rec, exc.status, exc.code, str(exc))
             return
         timer.lap("timer_rego_query_eval_ns")
@@ -408,8 +437,15 @@ class GatekeeperMiddleware:
         code: str,
         message: str,
     ) -> None:
-        """Refuse before (or without) a valid policy decision: gatekeeper decides, fail closed."""
+        """Refuse before (or without) a valid policy decision: gatekeeper decides, fail closed.
+
+        ``message`` may be an exception's text naming addresses, URLs or paths: for a failure
+        of gatekeeper's own parts the client gets a fixed message (``client_message``), and
+        the detail goes to the log and, credentials masked, to the record's ``error``."""
         rec.decided_by = "gatekeeper"
+        if code in CLIENT_MESSAGES:
+            _log_internal(rec, code, message)
+            message = client_message(code, message)
         if rec.result is None:
             rec.result = {
                 "allow": False,
@@ -463,6 +499,47 @@ async def _send_error(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _refuse_misconfigured(
+    error: ConfigurationError, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """A middleware whose configuration failed when built lazily: fail the lifespan start-up
+    with the message (uvicorn prints it and exits, under ``--lifespan auto`` too), and refuse
+    every request (no lifespan) with a 503 naming no path or address; the log has the detail."""
+    if scope["type"] == "lifespan":
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            text = f"gatekeeper configuration error: {error}"
+            await send({"type": "lifespan.startup.failed", "message": text})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["type"] != "http":
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011})
+        return
+    log.error("request refused: gatekeeper configuration error: %s", error)
+    rec = DecisionRecord(decision_id=new_decision_id(), path=scope["path"], method=scope["method"])
+    dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
+    text = "gatekeeper is not configured correctly; the server's log says why"
+    await _send_error(send, dialect, rec, 503, "gatekeeper_misconfigured", text, [])
+
+
+def _log_internal(rec: DecisionRecord, code: str, detail: str) -> None:
+    """The detail of a refusal caused by one of gatekeeper's own parts: logged with the
+    decision id, and kept (credentials masked) in the decision-log record's ``error``."""
+    masked = redact(detail)
+    rec.error = {"code": code, "message": masked}
+    log.warning("request %s refused (%s): %s", rec.decision_id, code, masked)
 
 
 def _default_dialect() -> Dialect:
@@ -569,4 +646,9 @@ class _Timer:
         self._last = now
 
 
-__all__ = ["DECISION_ID_HEADER", "UPSTREAM_SCOPE_KEY", "GatekeeperMiddleware"]
+__all__ = [
+    "DECISION_ID_HEADER",
+    "DECISION_ID_SCOPE_KEY",
+    "UPSTREAM_SCOPE_KEY",
+    "GatekeeperMiddleware",
+]

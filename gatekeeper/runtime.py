@@ -25,6 +25,7 @@ from gatekeeper.network import (
     ensure_database,
 )
 from gatekeeper.observability import Observability
+from gatekeeper.observability.logs import redact
 from gatekeeper.policy import PolicyEngine, open_engine
 from gatekeeper.quota import QuotaStore, open_quota_store
 from gatekeeper.settings import Settings
@@ -122,9 +123,12 @@ def _subject_store(settings: Settings) -> SubjectStore:
     if ident.store == "redis":
         if not ident.redis_url:
             raise ConfigurationError("identity.store = redis needs identity.redis_url")
-        return RedisSubjectStore(
-            ident.redis_url, prefix=ident.redis_prefix, cache_seconds=ident.cache_seconds
-        )
+        try:
+            return RedisSubjectStore(
+                ident.redis_url, prefix=ident.redis_prefix, cache_seconds=ident.cache_seconds
+            )
+        except ValueError as exc:  # redis-py's verdict on the URL
+            raise ConfigurationError(f"identity.redis_url: {redact(str(exc))}") from exc
     if ident.subjects_file is None:
         raise ConfigurationError("identity.store = file needs identity.subjects_file")
     return FileSubjectStore(ident.subjects_file)

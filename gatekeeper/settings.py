@@ -3,6 +3,7 @@
 Values come from, highest precedence first: keyword arguments, environment variables
 (``GATEKEEPER_`` prefix, ``__`` between nested names, e.g. ``GATEKEEPER_QUOTA__STORAGE``),
 a TOML file (``Settings.load(path)`` or ``GATEKEEPER_CONFIG=path``), then the defaults below.
+A list in an environment variable is JSON (``["a", "b"]``) or comma-separated (``a,b``).
 Relative paths in a TOML file are resolved against the directory that holds the file, so a
 copied configuration keeps working wherever it is run from. Settings are validated once, at
 start-up; a bad value raises ``ConfigurationError`` before any request is served.
@@ -11,9 +12,10 @@ start-up; a bad value raises ``ConfigurationError`` before any request is served
 from __future__ import annotations
 
 import os
+import types
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -24,16 +26,48 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from gatekeeper.errors import ConfigurationError
 
 _toml_path: ContextVar[Path | None] = ContextVar("_toml_path", default=None)
+
+
+class _EnvSource(EnvSettingsSource):
+    """Environment variables, where a list may also be written ``a,b`` (not only as JSON):
+    ``GATEKEEPER_NETWORK__TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8``."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)  # type: ignore[arg-type]
+        except ValueError as exc:
+            listed = field is not None and _is_list(field.annotation)
+            if listed and isinstance(value, str) and not value.lstrip().startswith("["):
+                return [item.strip() for item in value.split(",") if item.strip()]
+            form = "JSON, or a,b for a list" if listed else "JSON"
+            raise ValueError(f"{field_name} = {value!r} is not {form} ({exc})") from exc
+
+
+def _settings_error(exc: SettingsError) -> str:
+    """pydantic-settings' error, with the cause it wraps (which variable, what is wrong)."""
+    cause = exc.__cause__
+    text = str(exc).replace('source "_EnvSource"', "the environment (GATEKEEPER_*)")
+    return f"{text}: {cause}" if cause is not None else text
+
+
+def _is_list(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_is_list(arg) for arg in get_args(annotation) if arg is not type(None))
+    return origin is list or annotation is list
 
 
 class _Section(BaseModel):
@@ -475,11 +509,14 @@ class ObservabilitySettings(_Section):
 
     liveness_path: EndpointPath = Field(
         default="/healthz",
-        description="Liveness endpoint served by the middleware, unprotected ('' disables).",
+        description="Liveness endpoint served by the middleware, unprotected: its status only "
+        "('' disables).",
     )
     readiness_path: EndpointPath = Field(
         default="/readyz",
-        description="Readiness endpoint (policy loaded, stores reachable; '' disables).",
+        description="Readiness endpoint (policy loaded, stores reachable; '' disables). On the "
+        "app's port it answers its status only, unless public_detail or token; the detail is "
+        "on the metrics port.",
     )
     readiness_timeout_seconds: float = Field(
         default=2.0, gt=0, description="Longest a readiness check of one part may take."
@@ -491,7 +528,8 @@ class ObservabilitySettings(_Section):
     )
     metrics_path: EndpointPath = Field(
         default="/metrics",
-        description="Prometheus metrics on the app's own port, unprotected ('' disables).",
+        description="Prometheus metrics on the app's own port, only with token or "
+        "public_detail ('' disables); always on the metrics port.",
     )
     metrics_port: int | None = Field(
         default=None,
@@ -501,6 +539,16 @@ class ObservabilitySettings(_Section):
     )
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the separate metrics listener binds."
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="On the app's port, a request with 'Authorization: Bearer <token>' gets "
+        "the readiness detail and the metrics; unset: nobody does there.",
+    )
+    public_detail: bool = Field(
+        default=False,
+        description="Serve the readiness detail and the metrics on the app's port to anyone "
+        "(the old behaviour): only where no untrusted client reaches that port.",
     )
     multiprocess_dir: Path | None = Field(
         default=None,
@@ -646,7 +694,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = _toml_path.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
@@ -664,6 +712,11 @@ class Settings(BaseSettings):
             settings = cls(**overrides)
         except ValidationError as exc:
             raise ConfigurationError(f"invalid settings:\n{exc}") from exc
+        except SettingsError as exc:
+            # e.g. an environment variable that is neither JSON nor a plain value
+            raise ConfigurationError(f"invalid settings: {_settings_error(exc)}") from exc
+        except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
+            raise ConfigurationError(f"invalid settings: {exc}") from exc
         finally:
             _toml_path.reset(token)
         if toml is not None:

@@ -18,6 +18,9 @@ from bench._common import START_TIMEOUT, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "examples" / "demo" / "gatekeeper.toml"
+#: Test servers answer /readyz with its detail and /metrics on their own port, as a private
+#: listener may (observability.public_detail); the default, tested in tests/faults, does not.
+OPS_DETAIL = {"GATEKEEPER_OBSERVABILITY__PUBLIC_DETAIL": "true"}
 
 
 @contextmanager
@@ -117,6 +120,7 @@ def demo_server(tmp: Path, **env: str) -> Iterator[DemoServer]:
         **os.environ,
         "GATEKEEPER_AUDIT__PATH": str(log_path),
         "PYTHONUNBUFFERED": "1",
+        **OPS_DETAIL,
         **env,
     }
     proc = subprocess.Popen(
@@ -157,6 +161,7 @@ def demo_workers(tmp: Path, workers: int = 2, **env: str) -> Iterator[DemoWorker
         "GATEKEEPER_CONFIG": str(DEMO_CONFIG),
         "GATEKEEPER_AUDIT__PATH": str(tmp / f"decisions-{port}.jsonl"),
         "PYTHONUNBUFFERED": "1",
+        **OPS_DETAIL,
         **env,
     }
     app = "gatekeeper.demo.app:create_demo_app"

@@ -21,13 +21,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gatekeeper import GatekeeperMiddleware, Settings
+from gatekeeper import Gatekeeper, GatekeeperMiddleware, Settings
 
 HERE = Path(__file__).resolve().parent
 
 app = FastAPI(title="my-model-api")
-# Settings are validated here, at import: a bad file stops the server before it serves.
-app.add_middleware(GatekeeperMiddleware, settings=Settings.load(HERE / "gatekeeper.toml"))
+# Built here, at import: a bad setting, policy, store URL or data file stops the server before
+# it serves, under any --lifespan mode (FastAPI would build the middleware only on the first
+# ASGI event, where uvicorn's --lifespan auto swallows the error).
+gatekeeper = Gatekeeper.from_settings(Settings.load(HERE / "gatekeeper.toml"))
+app.add_middleware(GatekeeperMiddleware, gatekeeper=gatekeeper)
 
 
 def _answer(question: str) -> tuple[str, str]:

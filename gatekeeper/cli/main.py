@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -10,11 +11,29 @@ from gatekeeper import __version__
 from gatekeeper.cli.audit import audit
 from gatekeeper.cli.policy import policy
 from gatekeeper.cli.simulate import simulate_command
+from gatekeeper.errors import ConfigurationError
 from gatekeeper.network.cli import geoip_cli
 from gatekeeper.proxy.cli import proxy_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ConfigurationFailure(click.ClickException):
+    """A configuration error, printed as ``Error: ...`` without a traceback; exit status 2."""
+
+    exit_code = 2
+
+
+class _Commands(click.Group):
+    """The root command: a ``ConfigurationError`` from any command is a clear message and exit
+    status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            raise ConfigurationFailure(str(exc)) from exc
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gatekeeper")
 def cli() -> None:
     """Policy-as-code access control and rate limiting for AI model APIs."""

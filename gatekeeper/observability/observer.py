@@ -1,7 +1,10 @@
 """``Observability``: what the middleware calls to be observed, in three hooks.
 
 - ``serve(scope, receive, send)``: answers the operations endpoints (liveness, readiness,
-  metrics) at their configured paths, before any protection applies.
+  metrics) at their configured paths, before any protection applies. On the app's port they
+  say little to anyone: liveness and readiness their status only, metrics nothing; the detail
+  and the metrics go to a request bearing ``observability.token`` (or to anyone with
+  ``public_detail``), and are always served on the separate metrics port (``metrics_port``).
 - ``start(scope, record)``: at the start of a protected request; returns the live trace span
   handle, or ``None`` (no SDK, the usual case).
 - ``finish(record, handle, log_started_ns)``: after the decision event is queued; a handful of
@@ -11,12 +14,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import time
 import weakref
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import (
@@ -77,14 +82,35 @@ class Observability:
         self.paths = frozenset(self._endpoints)
         self._server: WSGIServer | None = None
         self._started = settings.metrics_port is None and self.workers is None
+        self._token = (
+            b"Bearer " + settings.token.get_secret_value().encode()
+            if settings.token is not None and settings.token.get_secret_value()
+            else None
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the operations endpoints ----------------------------------------------------------
+
+    def authorized(self, scope: Scope) -> bool:
+        """Whether a request to the app's port may see the detail and the metrics."""
+        if self.settings.public_detail:
+            return True
+        if self._token is None:
+            return False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return hmac.compare_digest(value, self._token)
+        return False
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request to an operations endpoint."""
         kind = self._endpoints[scope["path"]]
         if scope["method"] not in ("GET", "HEAD"):
             await _respond(send, scope, 405, b'{"error":"method not allowed"}', allow=True)
+            return
+        detail = self.authorized(scope)
+        if kind == "metrics" and not detail:
+            await self._refuse_metrics(scope, send)
             return
         if kind == "metrics":
             if self.workers is None:
@@ -96,8 +122,19 @@ class Observability:
             await _respond(send, scope, 200, body, CONTENT_TYPE_LATEST.encode(), pid=True)
             return
         if kind == "liveness":
-            await _respond(send, scope, 200, orjson.dumps(liveness()))
+            document = liveness() if detail else {"status": "ok"}
+            await _respond(send, scope, 200, orjson.dumps(document))
             return
+        ready, document = await self.readiness()
+        if not detail:  # store URLs, paths, errors and counts are for operators
+            body = orjson.dumps({"status": document["status"]})
+            await _respond(send, scope, 200 if ready else 503, body)
+            return
+        body = orjson.dumps(document, default=str)
+        await _respond(send, scope, 200 if ready else 503, body, pid=True)
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """``(ready, detail)``: every part's check, and which worker process answered."""
         gk = self._gk()
         assert gk is not None
         ready, document = await readiness(
@@ -106,8 +143,15 @@ class Observability:
             degraded_ok=self.settings.ready_when_degraded,
         )
         document["pid"] = os.getpid()  # which worker answered: each reports its own parts
-        body = orjson.dumps(document, default=str)
-        await _respond(send, scope, 200 if ready else 503, body, pid=True)
+        return ready, document
+
+    async def _refuse_metrics(self, scope: Scope, send: Send) -> None:
+        if self._token is not None:
+            body = b'{"error":"metrics need observability.token (Authorization: Bearer)"}'
+            await _respond(send, scope, 401, body, challenge=True)
+            return
+        body = b'{"error":"metrics are served on the metrics port (observability.metrics_port)"}'
+        await _respond(send, scope, 404, body)
 
     def start_listener(self) -> None:
         """Start, once, the separate metrics listener (``metrics_port``) and the writing of
@@ -115,6 +159,10 @@ class Observability:
         if self._started:
             return
         self._started = True
+        try:  # the listener's threads ask the loop for readiness
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         if self.workers is not None:
             self.workers.start()
         port = self.settings.metrics_port
@@ -124,6 +172,7 @@ class Observability:
             server, _thread = start_http_server(
                 port, addr=self.settings.metrics_host, registry=self.exposition
             )
+            server.set_app(self._listener_app(server.get_app()))
         except OSError as exc:
             # e.g. several workers of one server: the first one serves the port. Not fatal:
             # the request path does not depend on it, and metrics_path still answers.
@@ -131,6 +180,36 @@ class Observability:
             return
         self._server = server
         log.info("metrics listener on %s:%d", self.settings.metrics_host, server.server_port)
+
+    def _listener_app(self, metrics: Any) -> Callable[..., Iterable[bytes]]:
+        """The metrics port's WSGI app: liveness and the readiness detail at their paths
+        (``/healthz`` and ``/readyz`` when those are disabled on the app's port), the metrics
+        everywhere else. Only operators reach this port (``metrics_host``)."""
+        live = self.settings.liveness_path or "/healthz"
+        ready_path = self.settings.readiness_path or "/readyz"
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == live:
+                return _wsgi_json(start_response, 200, liveness())
+            if path == ready_path:
+                ready, document = self._readiness_from_thread()
+                return _wsgi_json(start_response, 200 if ready else 503, document)
+            result: Iterable[bytes] = metrics(environ, start_response)
+            return result
+
+        return app
+
+    def _readiness_from_thread(self) -> tuple[bool, dict[str, Any]]:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False, {"status": "not_ready", "error": "the event loop is not running"}
+        future = asyncio.run_coroutine_threadsafe(self.readiness(), loop)
+        try:
+            return future.result(timeout=self.settings.readiness_timeout_seconds + 5)
+        except Exception as exc:  # timeout, loop stopped: not ready, say why
+            future.cancel()
+            return False, {"status": "not_ready", "error": type(exc).__name__}
 
     @property
     def listener_port(self) -> int | None:
@@ -226,6 +305,7 @@ async def _respond(
     *,
     allow: bool = False,
     pid: bool = False,
+    challenge: bool = False,
 ) -> None:
     headers = [
         (b"content-type", content_type),
@@ -234,12 +314,29 @@ async def _respond(
     ]
     if allow:
         headers.append((b"allow", b"GET, HEAD"))
+    if challenge:
+        headers.append((b"www-authenticate", b"Bearer"))
     if pid:  # which worker process answered
         headers.append((WORKER_PID_HEADER, str(os.getpid()).encode()))
     start: Message = {"type": "http.response.start", "status": status, "headers": headers}
     await send(start)
     payload = b"" if scope["method"] == "HEAD" else body
     await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+def _wsgi_json(start_response: Callable[..., Any], status: int, document: Any) -> list[bytes]:
+    body = orjson.dumps(document, default=str)
+    reason = {200: "OK", 503: "Service Unavailable"}[status]
+    start_response(
+        f"{status} {reason}",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            (WORKER_PID_HEADER.decode(), str(os.getpid())),
+        ],
+    )
+    return [body]
 
 
 class ShapingClock:

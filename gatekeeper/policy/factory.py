@@ -52,7 +52,9 @@ def open_engine(settings: PolicySettings) -> PolicyEngine:
         except PolicyLoadError as exc:
             raise ConfigurationError(f"policy {settings.path}: {exc}") from exc
     if settings.reload:
-        engine = ReloadingEngine(engine, settings.path, interval=settings.reload_interval)
+        engine = ReloadingEngine(
+            engine, settings.path, interval=settings.reload_interval, digest=source.digest
+        )
     return engine
 
 

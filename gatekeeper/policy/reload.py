@@ -6,8 +6,12 @@ of the files (names, sizes, mtimes) on a worker thread, and only when that chang
 policy (on a worker thread too) and compares revisions. A new revision goes to the engine's
 ``activate``, which checks it (compiles, runs its Rego tests and conformance cases) and swaps it
 in atomically. A rejected revision leaves the last good one active; the rejection is logged,
-counted (``reload_failures``) and shown in ``status()`` (``last_error``), which ``/healthz``
-reports, until a later revision is accepted.
+counted (``reload_failures``) and shown in ``status()`` (``last_error``, which ``/readyz``
+reports in its detail) until the files are good again: a later revision is accepted, or the
+files are back to the active revision. ``last_rejected`` keeps the latest rejection after that.
+
+Revisions are compared by their content digest (every file the check reads, conformance cases
+included), so fixing only ``conformance/cases.yaml`` retries a rejected revision.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ log = logging.getLogger("gatekeeper.policy")
 class ReloadingEngine:
     """A ``PolicyEngine`` that follows the revisions of a policy path (see module docstring)."""
 
-    def __init__(self, engine: PolicyEngine, path: Path, *, interval: float = 2.0) -> None:
+    def __init__(
+        self, engine: PolicyEngine, path: Path, *, interval: float = 2.0, digest: str = ""
+    ) -> None:
         self.engine = engine
         self.name = engine.name
         self.path = path
@@ -40,7 +46,13 @@ class ReloadingEngine:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.rejected_revision: str | None = None
+        #: The latest rejection (revision, error, at), kept after the error is resolved.
+        self.last_rejected: dict[str, Any] | None = None
         self.last_checked_at: float | None = None
+        #: Content digests (``PolicySource.digest``) of the active and the rejected files.
+        active: PolicySource | None = getattr(engine, "source", None)
+        self._active_digest = digest or (active.digest if active is not None else "")
+        self._rejected_digest: str | None = None
         self._fingerprint = fingerprint(path)
         self._task: asyncio.Task[None] | None = None
         self._check_lock: asyncio.Lock | None = None
@@ -100,7 +112,12 @@ class ReloadingEngine:
             source: PolicySource | None = None
             try:
                 source = await asyncio.to_thread(load_policy, self.path)
-                if source.revision in {self.engine.revision, self.rejected_revision}:
+                if source.digest == self._active_digest:
+                    # Back to the active revision (a bad edit undone): nothing is wrong now.
+                    self._fingerprint = current
+                    self._resolved()
+                    return False
+                if source.digest == self._rejected_digest:
                     self._fingerprint = current
                     return False
                 await self.engine.activate(source)
@@ -108,18 +125,31 @@ class ReloadingEngine:
                 self._rejected(current, exc, source)
                 return False
             self._fingerprint = current
+            self._active_digest = source.digest
             self.reloads += 1
-            self.last_error = None
-            self.rejected_revision = None
+            self._resolved()
             return True
 
+    def _resolved(self) -> None:
+        self.last_error = None
+        self.last_error_at = None
+        self.rejected_revision = None
+        self._rejected_digest = None
+
     def _rejected(self, current: Any, exc: PolicyError, source: PolicySource | None) -> None:
-        # Remember the fingerprint: the same broken files are not retried on every poll.
+        # Remember the fingerprint and digest: the same broken files are not retried on every
+        # poll; any change to a file the check reads (conformance cases too) is.
         self._fingerprint = current
         self.reload_failures += 1
         self.last_error = str(exc)
         self.last_error_at = time.time()
         self.rejected_revision = source.revision if source is not None else None
+        self._rejected_digest = source.digest if source is not None else None
+        self.last_rejected = {
+            "revision": self.rejected_revision,
+            "error": self.last_error,
+            "at": self.last_error_at,
+        }
         log.error("policy reload rejected, revision %s stays active: %s", self.engine.revision, exc)
 
     def status(self) -> dict[str, Any]:
@@ -133,6 +163,7 @@ class ReloadingEngine:
                 "last_error": self.last_error,
                 "last_error_at": self.last_error_at,
                 "rejected_revision": self.rejected_revision,
+                "last_rejected": self.last_rejected,
                 "last_checked_at": self.last_checked_at,
             },
         }

@@ -4,11 +4,13 @@ Layout follows OPA's bundle rules: every ``*.rego`` file is a module (its packag
 directory, decides where it lives); only files named exactly ``data.json`` / ``data.yaml`` are
 data, and their directory is their data path (``a/b/data.json`` → ``data.a.b``); an optional
 ``.manifest`` gives the revision and roots. Without a manifest revision, the revision is a
-content hash of every loaded file, so any edit yields a new revision.
+content hash of every file the check reads (modules, tests, data, manifest and conformance
+cases), so any edit yields a new revision, and a revision rejected for one of its cases is
+checked again once only the cases are fixed.
 
 A directory may also hold ``conformance/cases.yaml``: the repo's table of input → expected
-decision cases (see ``gatekeeper.policy.conformance``). It is not policy: it is not part of the
-revision and is not written into bundles.
+decision cases (see ``gatekeeper.policy.conformance``). It is not policy (not written into
+bundles), but it decides whether a revision is accepted, so it is part of the revision.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class PolicySource:
     origin: str = ""
     #: The parsed ``conformance/cases.yaml`` of a directory (``None`` when there is none).
     cases: Any = None
+    #: A hash of every file read (cases too), whatever the manifest's revision says: hot
+    #: reload compares it, so an edit under an unchanged manifest revision is still seen.
+    digest: str = ""
 
     @property
     def test_modules(self) -> dict[str, str]:
@@ -104,8 +109,7 @@ def _from_files(files: Iterable[tuple[str, bytes]], origin: str) -> PolicySource
         posix = PurePosixPath(name)
         if name == CASES_FILE:
             cases = _parse(name, raw)
-            continue
-        if posix.name == ".manifest":
+        elif posix.name == ".manifest":
             manifest = _parse(name, raw, json_only=True)
         elif posix.suffix == ".rego":
             modules[name] = raw.decode()
@@ -116,7 +120,8 @@ def _from_files(files: Iterable[tuple[str, bytes]], origin: str) -> PolicySource
         digest.update(name.encode() + b"\0" + raw + b"\0")
     if not modules:
         raise PolicyLoadError(f"{origin}: no .rego modules found")
-    revision = manifest.get("revision") or "sha256:" + digest.hexdigest()[:16]
+    content = digest.hexdigest()
+    revision = manifest.get("revision") or "sha256:" + content[:16]
     return PolicySource(
         revision=str(revision),
         modules=modules,
@@ -124,6 +129,7 @@ def _from_files(files: Iterable[tuple[str, bytes]], origin: str) -> PolicySource
         manifest=manifest,
         origin=origin,
         cases=cases,
+        digest="sha256:" + content,
     )
 
 

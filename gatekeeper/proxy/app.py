@@ -25,9 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatekeeper.dialects import dialect_for_path
 from gatekeeper.errors import ConfigurationError
-from gatekeeper.middleware import UPSTREAM_SCOPE_KEY, GatekeeperMiddleware
+from gatekeeper.middleware import DECISION_ID_SCOPE_KEY, UPSTREAM_SCOPE_KEY, GatekeeperMiddleware
 from gatekeeper.network import ClientAddressResolver
 from gatekeeper.network.address import parse_ip
+from gatekeeper.observability.logs import redact
 from gatekeeper.proxy.headers import (
     Hop,
     add_forwarding,
@@ -236,8 +237,16 @@ class ProxyApp:
         self, scope: Scope, send: Send, status: int, code: str, message: str, exc: Exception
     ) -> None:
         scope[UPSTREAM_SCOPE_KEY] = (None, code)
+        # The client reads the fixed message only; the detail (which names the upstream's
+        # address) is for the operator, with the decision id the client was given.
         log.warning(
-            "%s (%s) for %s %s", message, type(exc).__name__, scope["method"], scope["path"]
+            "request %s: %s (%s) for %s %s: %s",
+            scope.get(DECISION_ID_SCOPE_KEY, "-"),
+            message,
+            type(exc).__name__,
+            scope["method"],
+            scope["path"],
+            redact(str(exc)),
         )
         dialect = dialect_for_path(scope["path"]) or dialect_for_path("/v1/chat/completions")
         assert dialect is not None

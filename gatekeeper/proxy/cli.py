@@ -7,8 +7,6 @@ from typing import Any
 
 import click
 
-from gatekeeper.errors import ConfigurationError
-
 
 @click.command("proxy")
 @click.option(
@@ -68,11 +66,9 @@ def proxy_command(
         observability["access_log"] = access_log
     if observability:
         overrides["observability"] = observability
-    try:
-        settings = Settings.load(config, **overrides)
-        app = create_proxy_app(settings)
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from exc
+    # A ConfigurationError here is the root command's: "Error: ..." and exit status 2.
+    settings = Settings.load(config, **overrides)
+    app = create_proxy_app(settings)
     obs = settings.observability
     secret = settings.proxy.upstream_api_key
     log_config = logging_config(

@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from tests.observability.conftest import release_on_this_thread
-from tests.servers import ROOT, START_TIMEOUT, free_port, wait_for_port
+from tests.servers import OPS_DETAIL, ROOT, START_TIMEOUT, free_port, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +69,7 @@ def quiet_env(tmp: Path) -> dict[str, str]:
         "GATEKEEPER_NETWORK__GEOIP_DATABASE": str(tmp / "demo-geo.mmdb"),
         # The pack's Rego tests run in tests/policy, not again at each start.
         "GATEKEEPER_POLICY__CHECK": "false",
+        **OPS_DETAIL,
     }
 
 
@@ -247,7 +248,7 @@ def worker_pids(url: str, workers: int) -> set[int]:
     while len(seen) < workers and time.monotonic() < deadline:
         try:
             with httpx.Client(timeout=START_TIMEOUT) as client:
-                seen.add(client.get(f"{url}/readyz").json()["pid"])
+                seen.add(int(client.get(f"{url}/readyz").headers["x-gatekeeper-worker-pid"]))
         except httpx.TransportError:
             time.sleep(0.2)
     return seen
@@ -320,6 +321,7 @@ def test_gunicorn_with_uvicorn_workers_one_chain_each_metrics_summed(
         "GATEKEEPER_OBSERVABILITY__MULTIPROCESS_DIR": str(tmp_path / "metrics"),
         "GATEKEEPER_OBSERVABILITY__MULTIPROCESS_INTERVAL_SECONDS": "0.2",
         "GATEKEEPER_POLICY__CHECK": "false",
+        **OPS_DETAIL,  # /metrics on the app's port
     }
     command = [sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker"]
     command += ["-w", "2", "-b", f"127.0.0.1:{port}", "--no-control-socket"]

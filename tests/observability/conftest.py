@@ -70,6 +70,8 @@ def protected(tmp_path: Path) -> Factory:
         overrides.setdefault("audit", {"path": str(tmp_path / "decisions.jsonl")})
         # The pack's own Rego tests run in tests/policy; skipping them here saves ~0.5 s a build.
         overrides.setdefault("policy", {"check": False})
+        # The readiness detail and the metrics on the app's port (see tests/servers.py).
+        overrides["observability"] = {"public_detail": True, **overrides.get("observability", {})}
         settings = Settings.load(DEMO_CONFIG, **overrides)
         gk = Gatekeeper.from_settings(settings)
         wrapped = GatekeeperMiddleware(app or create_model_app(), gatekeeper=gk)

@@ -1,4 +1,6 @@
-"""``/healthz`` and ``/readyz``: served by the middleware, unprotected, with detail."""
+"""``/healthz`` and ``/readyz``: served by the middleware, unprotected; the detail only with
+``observability.token`` (or ``public_detail``, which the ``protected`` fixture turns on) and on
+the metrics port."""
 
 from __future__ import annotations
 
@@ -6,12 +8,15 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from gatekeeper import __version__
 from gatekeeper.observability.health import check_part
 from tests.observability.conftest import Factory, bearer
 from tests.servers import free_port
+
+PRIVATE = {"public_detail": False}
 
 
 async def test_liveness_is_answered_before_any_protection(protected: Factory) -> None:
@@ -21,6 +26,53 @@ async def test_liveness_is_answered_before_any_protection(protected: Factory) ->
     # The middleware's answer (with its version), not the demo app's own /healthz.
     assert response.json() == {"status": "ok", "version": __version__}
     assert "x-gatekeeper-decision-id" not in response.headers
+
+
+async def test_by_default_the_app_port_says_status_only(protected: Factory) -> None:
+    storage = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    async with protected(quota={"storage": storage}, observability=PRIVATE) as p:
+        live = await p.client.get("/healthz")
+        ready = await p.client.get("/readyz")
+        metrics = await p.client.get("/metrics")
+    assert live.json() == {"status": "ok"}
+    assert (ready.status_code, ready.json()) == (200, {"status": "degraded"})
+    assert "x-gatekeeper-worker-pid" not in ready.headers
+    assert metrics.status_code == 404 and "metrics_port" in metrics.json()["error"]
+    assert "gatekeeper_" not in metrics.text
+
+
+async def test_the_token_opens_the_detail_and_the_metrics(protected: Factory) -> None:
+    observability = {**PRIVATE, "token": "ops-token-1"}
+    async with protected(observability=observability) as p:
+        anonymous = await p.client.get("/metrics")
+        wrong = await p.client.get("/readyz", headers=bearer("gk-demo-pro"))
+        ready = await p.client.get("/readyz", headers=bearer("ops-token-1"))
+        metrics = await p.client.get("/metrics", headers=bearer("ops-token-1"))
+        live = await p.client.get("/healthz", headers=bearer("ops-token-1"))
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    assert wrong.json() == {"status": "ready"}
+    assert ready.json()["checks"]["policy"]["revision"]
+    assert "gatekeeper_build_info" in metrics.text
+    assert live.json()["version"] == __version__
+
+
+async def test_the_metrics_port_serves_the_readiness_detail(protected: Factory) -> None:
+    observability = {**PRIVATE, "metrics_port": 0}
+    async with protected(observability=observability) as p:
+        await p.chat("gk-demo-pro")
+        port = p.gk.observability.listener_port
+        assert port is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as ops:
+            ready = await ops.get("/readyz")
+            live = await ops.get("/healthz")
+            metrics = await ops.get("/metrics")
+        public = await p.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["policy"]["revision"] == p.gk.engine.revision
+    assert ready.json()["pid"] == int(ready.headers["x-gatekeeper-worker-pid"])
+    assert live.json()["version"] == __version__
+    assert 'gatekeeper_decisions_total{outcome="allow",reason="none"} 1.0' in metrics.text
+    assert public.json() == {"status": "ready"}
 
 
 async def test_readiness_reports_every_part(protected: Factory) -> None:

@@ -116,6 +116,52 @@ async def test_fixing_a_rejected_revision_activates_it_and_clears_the_error(
     await engine.aclose()
 
 
+FR_CASE = """
+  - id: fr-pro-user
+    rule: jurisdiction.refusals
+    input: {subject: {tier: pro, kyc_level: government_id, kyc_rank: 4}, network: {country: FR}}
+    expect: {status: STATUS}
+"""
+
+
+async def test_fixing_only_the_cases_retries_a_revision_rejected_for_a_case(
+    pack_copy: Path,
+) -> None:
+    """The revision covers conformance/cases.yaml: a policy edit rejected for a wrong case is
+    checked again (and activated) once only the case is fixed."""
+    engine = watcher(pack_copy)
+    cases = pack_copy / "conformance" / "cases.yaml"
+    original = cases.read_text()
+    restrict_fr(pack_copy)
+    cases.write_text(original + FR_CASE.replace("STATUS", "200"))
+    assert await engine.check() is False
+    rejected = engine.status()["reload"]
+    assert "fr-pro-user" in rejected["last_error"]
+    cases.write_text(original + FR_CASE.replace("STATUS", "451"))  # only the cases change
+    assert await engine.check() is True
+    reload = engine.status()["reload"]
+    assert reload["last_error"] is None and reload["rejected_revision"] is None
+    assert reload["last_rejected"]["revision"] == rejected["rejected_revision"]
+    assert "fr-pro-user" in reload["last_rejected"]["error"]
+    assert (await engine.verdict(FR)).decision.status == 451
+    await engine.aclose()
+
+
+async def test_undoing_a_bad_edit_clears_the_error(pack_copy: Path) -> None:
+    engine = watcher(pack_copy)
+    good = engine.revision
+    broken = pack_copy / "gatekeeper" / "broken.rego"
+    broken.write_text("package gatekeeper.broken\n\nx := {\n")
+    assert await engine.check() is False
+    assert engine.status()["reload"]["last_error"]
+    broken.unlink()  # the files are the active revision again
+    assert await engine.check() is False
+    reload = engine.status()["reload"]
+    assert engine.revision == good and reload["last_error"] is None
+    assert "broken.rego" in reload["last_rejected"]["error"]
+    await engine.aclose()
+
+
 async def test_a_replaced_bundle_file_is_picked_up(tmp_path: Path, pack_copy: Path) -> None:
     bundle = tmp_path / "policy.tar.gz"
     bundle.write_bytes(bundle_bytes(load_policy(pack_copy), revision="rel-1"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import DEMO_CONFIG, ROOT, DemoServer, free_port, wait_for_port
+from tests.servers import DEMO_CONFIG, OPS_DETAIL, ROOT, DemoServer, free_port, wait_for_port
 
 #: An upstream API key the proxy sends instead of the client's; must never be logged.
 UPSTREAM_KEY = "sk-upstream-7f3a9c-never-log-me"
@@ -92,6 +92,7 @@ def launch_proxy(
         "GATEKEEPER_AUDIT__PATH": str(decisions),
         # The pack's own Rego tests run in tests/policy; not again at each proxy's start.
         "GATEKEEPER_POLICY__CHECK": "false",
+        **OPS_DETAIL,
         **(env or {}),
     }
     launched = launch(args, tmp, name, environ)

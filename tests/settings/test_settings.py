@@ -52,3 +52,40 @@ def test_bad_settings_fail_with_a_configuration_error(tmp_path: Path, content: s
 def test_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not found"):
         Settings.load(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1", ["127.0.0.1"]),
+        ("127.0.0.1,10.0.0.0/8", ["127.0.0.1", "10.0.0.0/8"]),
+        (" 127.0.0.1 , 10.0.0.0/8 ,", ["127.0.0.1", "10.0.0.0/8"]),
+        ('["127.0.0.1", "10.0.0.0/8"]', ["127.0.0.1", "10.0.0.0/8"]),
+    ],
+    ids=["one-address", "comma-separated", "spaces-and-trailing-comma", "json"],
+)
+def test_list_settings_accept_json_or_commas(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
+    monkeypatch.setenv("GATEKEEPER_NETWORK__TRUSTED_PROXIES", value)
+    monkeypatch.setenv("GATEKEEPER_REQUEST__UNPROTECTED_PATHS", "/healthz,/status")
+    settings = Settings.load()
+    assert settings.network.trusted_proxies == expected
+    assert settings.request.unprotected_paths == ["/healthz", "/status"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("GATEKEEPER_NETWORK__TRUSTED_PROXIES", '["127.0.0.1"', "trusted_proxies"),
+        ("GATEKEEPER_AUDIT__LABELS", "app=x", "labels"),
+        ("GATEKEEPER_SERVER__PORT", "eighty", "server.port"),
+    ],
+    ids=["broken-json-list", "not-json-mapping", "not-a-number"],
+)
+def test_a_bad_environment_variable_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=says):
+        Settings.load()
