@@ -208,10 +208,12 @@ class QuotaSettings(_Section):
         default="gk", pattern=r"^[^{}]*$", description="Redis key prefix (no hash-tag braces)."
     )
     timeout: float = Field(
-        default=0.1,
+        default=0.25,
         gt=0,
         description="Seconds a store call may go unanswered, from the moment it is sent "
-        "(not counting this process's own backlog) before it counts as failed.",
+        "(not counting this process's own backlog) before it counts as failed. Generous on "
+        "purpose: a Redis starved of CPU on a busy host is slow, not down; the circuit "
+        "breaker keeps a real outage from costing every request this long.",
     )
     failure_threshold: int = Field(
         default=3,

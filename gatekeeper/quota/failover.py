@@ -1,7 +1,7 @@
 """What happens when the shared quota store is unreachable or slow: each quota's ``on_store_error``.
 
 ``FailoverQuotaStore`` wraps a shared store (Redis). A call fails when the store did not answer:
-the connection was refused or reset, or no reply came within ``timeout`` (default 100 ms) of the
+the connection was refused or reset, or no reply came within ``timeout`` (default 250 ms) of the
 call being sent. That timeout is measured on the store call (``wire_timeout``), never on this
 process's event loop: a saturated process is slow, not a reason to call a healthy Redis down.
 (A last-resort cap of ``max(1 s, 20 * timeout)`` of wall time bounds every call whatever
@@ -52,7 +52,7 @@ class FailoverQuotaStore:
         self,
         store: QuotaStore,
         *,
-        timeout: float = 0.1,
+        timeout: float = 0.25,
         local_fraction: float = 0.25,
         retry_interval: float = 1.0,
         failure_threshold: int = 3,
