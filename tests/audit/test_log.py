@@ -157,10 +157,18 @@ async def test_durable_write_failure_refuses(tmp_path: Path) -> None:
 
 async def test_an_unserialisable_event_is_still_counted(tmp_path: Path) -> None:
     log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
-    log.record({"decision_id": "big", "input": {"n": 2**70}})
+    log.record({"decision_id": "odd", "input": {"n": object()}})
     await log.aclose()
     (event,) = decisions(tmp_path / "d.jsonl")
-    assert event["decision_id"] == "big" and "unwritable" in event["gatekeeper"]
+    assert event["decision_id"] == "odd" and "unwritable" in event["gatekeeper"]
+
+
+async def test_integers_beyond_2_53_are_written_as_strings(tmp_path: Path) -> None:
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
+    log.record({"decision_id": "big", "input": {"n": 2**70, "time": {"unix_ns": 2**61}}})
+    await log.aclose()
+    (event,) = decisions(tmp_path / "d.jsonl")
+    assert event["input"] == {"n": str(2**70), "time": {"unix_ns": str(2**61)}}
 
 
 async def test_stdout_sink_gets_the_same_entries(tmp_path: Path) -> None:
