@@ -65,8 +65,14 @@ def canonical_json(value: Any) -> bytes:
         out = orjson.dumps(value, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
         return _general(value)  # a big integer, or not JSON at all (that raises)
-    # Each check is one fast scan; together they say whether orjson's bytes can be patched.
-    if b"\\" in out or b"+" in out or b"e-6" in out or (not out.isascii() and _astral(out)):
+    # Each check is one fast scan (rfind: CPython's reverse search is the faster one for this
+    # needle); together they say whether orjson's bytes can be patched.
+    if (
+        b"\\" in out
+        or b"+" in out
+        or out.rfind(b"e-6") >= 0
+        or (not out.isascii() and _astral(out))
+    ):
         return _general(value)
     if b".0" not in out:
         return out
