@@ -341,8 +341,9 @@ class AuditSettings(_Section):
         default=None,
         description="Where every signed checkpoint is also published, out of the writer's reach, "
         "so that a cut or extended log is caught (docs/audit.md, Witness): "
-        "redis://host:port[/db]/<stream key> (a Redis stream; rediss:// for TLS) or a file path "
-        "on another volume. `gatekeeper audit verify --witness` compares the log with it.",
+        "redis://host:port[/db]/<stream key> (a Redis stream; rediss:// for TLS), an https:// "
+        "URL (records POSTed, all read back by GET) or a file path on another volume. "
+        "`gatekeeper audit verify --witness` compares the log with it.",
     )
     hmac_key: SecretStr | None = Field(
         default=None, description="Key of the keyed hashes kept by 'hash' mask rules."

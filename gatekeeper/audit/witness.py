@@ -14,7 +14,10 @@ A witness is named by one string (setting ``audit.witness``):
   ``XADD`` to it (``+xadd ~<stream key>``), so it can add records but not remove any;
 - a file path (or ``file://`` + path): each record is appended as one line and fsynced; put it
   on another volume or host, append-only (``chattr +a``) or writable by the writer's account
-  only through a restricted path.
+  only through a restricted path;
+- ``https://…`` (or ``http://``): each record is ``POST``ed as a JSON body (any 2xx is
+  success) to a service that keeps it, and a ``GET`` of the same URL returns every record kept,
+  as JSON lines (or one JSON array), oldest first.
 
 Publishing happens on a thread of its own, fed by the log's writer thread through a bounded
 buffer: it never holds up the writer, let alone a request. Failures are retried with backoff,
@@ -42,6 +45,7 @@ from gatekeeper.audit.canonical import canonical_json, digest
 log = logging.getLogger("gatekeeper.audit")
 
 _REDIS_SCHEMES = ("redis", "rediss")
+_SCHEMES = "redis, rediss, http, https, file"
 _FIELD = b"record"
 
 
@@ -72,9 +76,9 @@ def open_witness(spec: str, *, timeout_seconds: float = 5.0) -> Witness:
     if scheme == "file":
         return FileWitness(Path(unquote(urlsplit(spec).path)))
     if scheme in ("http", "https"):
-        raise WitnessError(f"witness {spec!r}: HTTP witnesses are not supported yet")
+        return HttpWitness(spec, timeout_seconds=timeout_seconds)
     if "://" in spec:
-        raise WitnessError(f"witness {spec!r}: unknown scheme {scheme!r} (redis, rediss, file)")
+        raise WitnessError(f"witness {spec!r}: unknown scheme {scheme!r} ({_SCHEMES})")
     return FileWitness(Path(spec))
 
 
@@ -83,10 +87,8 @@ def check_witness_spec(spec: str) -> str:
     scheme = urlsplit(spec).scheme.lower()
     if scheme in _REDIS_SCHEMES:
         redis_target(spec)
-    elif scheme in ("http", "https"):
-        raise WitnessError(f"witness {spec!r}: HTTP witnesses are not supported yet")
-    elif "://" in spec and scheme != "file":
-        raise WitnessError(f"witness {spec!r}: unknown scheme {scheme!r} (redis, rediss, file)")
+    elif "://" in spec and scheme not in ("file", "http", "https"):
+        raise WitnessError(f"witness {spec!r}: unknown scheme {scheme!r} ({_SCHEMES})")
     elif not spec.strip():
         raise WitnessError("an empty witness")
     return spec
@@ -165,6 +167,42 @@ class RedisWitness:
 
     def close(self) -> None:
         self._redis.close()
+
+
+class HttpWitness:
+    """``POST``s each record to a URL; a ``GET`` of it returns the records kept."""
+
+    def __init__(self, url: str, *, timeout_seconds: float = 5.0) -> None:
+        import httpx
+
+        self.url = url
+        parts = urlsplit(url)  # described without its credentials or query: it is logged
+        port = f":{parts.port}" if parts.port else ""
+        self.description = f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+        self._client = httpx.Client(
+            timeout=timeout_seconds, headers={"content-type": "application/json"}
+        )
+
+    def publish(self, record: bytes) -> None:
+        response = self._client.post(self.url, content=record)
+        if not 200 <= response.status_code < 300:
+            raise RuntimeError(f"{self.description} answered {response.status_code}")
+
+    def records(self) -> Iterator[bytes]:
+        response = self._client.get(self.url)
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.description} answered {response.status_code}")
+        body = response.content.strip()
+        if body.startswith(b"["):
+            for item in orjson.loads(body):
+                yield orjson.dumps(item)
+            return
+        for raw in body.splitlines():
+            if raw.strip():
+                yield raw.strip()
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def witness_record(chain: str, checkpoint_line: bytes) -> bytes:

@@ -56,9 +56,9 @@ def audit() -> None:
 @click.option(
     "--witness",
     default=None,
-    help="Where the writer published its checkpoints (redis://host:port[/db]/<stream key>, or "
-    "a file path): the log must reach every checkpoint it holds. Default: audit.witness of "
-    "--config.",
+    help="Where the writer published its checkpoints (redis://host:port[/db]/<stream key>, an "
+    "https:// URL, or a file path): the log must reach every checkpoint it holds. Default: "
+    "audit.witness of --config.",
 )
 @click.option(
     "--config",

@@ -13,9 +13,11 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -416,6 +418,51 @@ async def test_a_witness_that_is_down_never_holds_requests_up(
     assert publisher.failures >= 1 and publisher.published == 0
     assert log.dropped == 0
     assert verify(tmp_path / "log" / "decisions.jsonl").returncode == 0
+
+
+# -- the HTTP witness --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_witness() -> Iterator[str]:
+    """A service that keeps what is POSTed to it and GETs it all back as JSON lines."""
+    kept: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            kept.append(self.rfile.read(int(self.headers["content-length"])))
+            self.send_response(201)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            body = b"".join(record + b"\n" for record in kept)
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/witness/decisions"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_an_http_witness_catches_a_cut(
+    tmp_path: Path, signer: Signer, http_witness: str
+) -> None:
+    path = await two_runs(tmp_path, signer, http_witness)
+    ok = verify("--witness", http_witness, path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    cut(path, seq_at(path, "checkpoint", 6))
+    result = verify("--json", "--witness", http_witness, path)
+    assert result.returncode == 1 and problem(result) == "truncated", result.stdout
 
 
 # -- RFC 8785, and logs of format 1 ------------------------------------------------------------
