@@ -417,6 +417,11 @@ async def test_a_witness_that_is_down_never_holds_requests_up(
     assert recorded < 2.0  # the writer wrote everything without waiting on the witness
     assert publisher.failures >= 1 and publisher.published == 0
     assert log.dropped == 0
+    from gatekeeper.observability.collectors import _decision_log_metrics
+
+    metrics = {m.name: m.samples[0].value for m in _decision_log_metrics(log)}
+    assert metrics["gatekeeper_decision_log_witness_failures"] >= 1
+    assert metrics["gatekeeper_decision_log_witness_dropped"] >= 1  # given up at shutdown
     assert verify(tmp_path / "log" / "decisions.jsonl").returncode == 0
 
 
