@@ -140,6 +140,11 @@ class VerifyReport:
                 f"{self.unsigned} entries after the last checkpoint (seq "
                 f"{self.last_checkpoint_seq}) are not signed yet"
             )
+        if self.witness is None and self.chain_ids:
+            lines.append(
+                "no witness given (--witness): a cut back to an earlier shutdown checkpoint, "
+                "sidecar included, would not show"
+            )
         if self.witness is not None:
             upto = f", up to seq {self.witness_last_seq}" if self.witnessed else ""
             lines.append(
