@@ -125,8 +125,7 @@ class FileWitness:
             os.close(fd)
 
     def records(self) -> Iterator[bytes]:
-        if not self.path.exists():
-            return
+        # A missing file is an error, not an empty witness: a mistyped path must not pass.
         with self.path.open("rb") as file:
             for raw in file:
                 if raw.strip():
