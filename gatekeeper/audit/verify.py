@@ -580,7 +580,11 @@ class _Walk:
         report.witness = description
         ids = report.chain_ids
         mine = [r for r in records if r.get("chain_id") in ids]
-        others = {r.get("chain_id"): r for r in records if r.get("chain") == name and r not in mine}
+        others = {
+            r.get("chain_id"): r
+            for r in records
+            if r.get("chain") == name and r.get("chain_id") not in ids
+        }
         if others and ids:
             other = max(others.values(), key=lambda r: r.get("seq") or 0)
             report.problem = Problem(

@@ -229,7 +229,13 @@ def read_witness(witness: Witness) -> list[dict[str, Any]]:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("checkpoint"), dict):
+        # A record of another shape is no checkpoint of any chain (nothing gatekeeper wrote).
+        if (
+            isinstance(record, dict)
+            and isinstance(record.get("checkpoint"), dict)
+            and isinstance(record.get("seq"), int)
+            and not isinstance(record.get("seq"), bool)
+        ):
             found.append(record)
     return found
 
