@@ -402,6 +402,14 @@ class AuditSettings(_Section):
         default=None,
         description="Directory of public keys by fingerprint; default: keys/ beside the log.",
     )
+    witness: str | None = Field(
+        default=None,
+        description="Where every signed checkpoint is also published, out of the writer's reach, "
+        "so that a cut or extended log is caught (docs/audit.md, Witness): "
+        "redis://host:port[/db]/<stream key> (a Redis stream; rediss:// for TLS), an https:// "
+        "URL (records POSTed, all read back by GET) or a file path on another volume. "
+        "`gatekeeper audit verify --witness` compares the log with it.",
+    )
     hmac_key: SecretStr | None = Field(
         default=None, description="Key of the keyed hashes kept by 'hash' mask rules."
     )
@@ -423,6 +431,13 @@ class AuditSettings(_Section):
         "500 KB model name, say) is cut there, marked with its full length, and listed in the "
         "event's 'truncated'.",
     )
+
+    @field_validator("witness")
+    @classmethod
+    def _valid_witness(cls, value: str | None) -> str | None:
+        from gatekeeper.audit.witness import check_witness_spec
+
+        return None if value is None else check_witness_spec(value)
 
     @field_validator("mask")
     @classmethod

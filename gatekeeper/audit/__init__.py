@@ -8,6 +8,7 @@ from gatekeeper.audit.log import DecisionLog, DecisionLogUnavailable
 from gatekeeper.audit.masking import Masker, parse_rules
 from gatekeeper.audit.remote import HttpUploadSink, RedisStreamSink, RemoteSink
 from gatekeeper.audit.sinks import JsonlFileSink, Sink, StdoutSink
+from gatekeeper.audit.witness import Witness, WitnessPublisher, open_witness
 
 __all__ = [
     "GENESIS_HASH",
@@ -24,9 +25,12 @@ __all__ = [
     "Signer",
     "Sink",
     "StdoutSink",
+    "Witness",
+    "WitnessPublisher",
     "canonical_json",
     "entry_hash",
     "new_decision_id",
+    "open_witness",
     "parse_rules",
     "rfc3339_ns",
 ]

@@ -5,18 +5,27 @@ Every entry of the log (decision events, and the log's own ``start``, ``restart`
 
 - ``kind``: what the entry is (``decision`` for request events);
 - ``seq``: its sequence number, 1 for the first entry of a log, +1 for each entry after;
-- ``prev_hash``: the hash of the entry before it (``GENESIS_HASH`` for seq 1).
+- ``prev_hash``: the hash of the entry before it (``GENESIS_HASH`` for seq 1): SHA-256 over the
+  exact bytes of its line;
+- ``format``: the line format (``gatekeeper.audit.canonical.FORMAT``; absent in format 1).
+
+The ``start`` and ``restart`` entries name the chain (``chain_id``, random, kept for the chain's
+whole life) and say how often the writer signs (``checkpoint_every``, ``checkpoint_seconds``), so
+the verifier knows how long an unsigned tail may be.
 
 A checkpoint entry signs the chain head, the entry just before it::
 
     "checkpoint": {"head_seq": 41, "head_hash": "sha256:…",
                    "previous": {"seq": 20, "hash": "sha256:…"} | null,
-                   "key": "ed25519:…", "reason": "interval" | "timer" | "rotation" | "shutdown",
+                   "chain_id": "…", "key": "ed25519:…",
+                   "reason": "interval" | "timer" | "rotation" | "shutdown",
                    "signed_at": "<RFC 3339>", "signature": "<base64 Ed25519>"}
 
 The signature covers ``CHECKPOINT_CONTEXT`` followed by the canonical JSON of that object without
 ``signature``. ``previous`` names the checkpoint before it (its seq and entry hash), so removing a
-checkpoint, or everything after one, is detectable.
+checkpoint, or everything after one, is detectable; ``chain_id`` ties it to its chain, so a
+checkpoint published to a witness (``gatekeeper.audit.witness``) cannot be passed off as
+another chain's.
 """
 
 from __future__ import annotations
@@ -26,7 +35,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from gatekeeper.audit.canonical import GENESIS_HASH, canonical_json, digest
+from gatekeeper.audit.canonical import (
+    FORMAT,
+    GENESIS_HASH,
+    MAX_SAFE_INTEGER,
+    canonical_json,
+    digest,
+)
 from gatekeeper.audit.events import base_labels, rfc3339_ns
 from gatekeeper.audit.keys import Keyring, Signer, signature_is_valid
 
@@ -47,8 +62,10 @@ class ChainHead:
 class Chain:
     """Assigns sequence numbers and previous hashes, one entry after another."""
 
-    def __init__(self, head: ChainHead | None = None) -> None:
+    def __init__(self, head: ChainHead | None = None, chain_id: str | None = None) -> None:
         self.head = head or ChainHead()
+        #: The chain's name in its checkpoints (set when the writer opens the log).
+        self.chain_id = chain_id or str(uuid.uuid4())
 
     def seal(self, entry: dict[str, Any]) -> bytes:
         """Chain ``entry`` (adding its chain fields) and return its canonical JSON.
@@ -62,6 +79,8 @@ class Chain:
         gk.setdefault("kind", "decision")
         gk["seq"] = self.head.seq + 1
         gk["prev_hash"] = self.head.hash
+        gk["format"] = FORMAT
+        _time_as_string(entry)
         line = canonical_json(entry)
         entry_hash = digest(line)
         if gk["kind"] == "checkpoint":
@@ -72,6 +91,19 @@ class Chain:
                 gk["seq"], entry_hash, head.last_checkpoint, head.since_checkpoint + 1
             )
         return line
+
+
+def _time_as_string(entry: dict[str, Any]) -> None:
+    """The request's arrival in nanoseconds (``input.time.unix_ns``) is beyond the integers a
+    JSON number holds exactly: write it as a string, as the canonical form would, but without
+    its slower general path. The input is shared with the request: copied, not changed."""
+    inp = entry.get("input")
+    if type(inp) is dict:
+        when = inp.get("time")
+        if type(when) is dict:
+            ns = when.get("unix_ns")
+            if type(ns) is int and not -MAX_SAFE_INTEGER <= ns <= MAX_SAFE_INTEGER:
+                entry["input"] = {**inp, "time": {**when, "unix_ns": str(ns)}}
 
 
 def log_entry(kind: str, labels: dict[str, str], **payload: Any) -> dict[str, Any]:
@@ -85,13 +117,14 @@ def log_entry(kind: str, labels: dict[str, str], **payload: Any) -> dict[str, An
 
 
 def checkpoint_entry(
-    head: ChainHead, signer: Signer, reason: str, labels: dict[str, str]
+    head: ChainHead, signer: Signer, reason: str, labels: dict[str, str], chain_id: str
 ) -> dict[str, Any]:
     """A checkpoint entry signing ``head`` (to be sealed as the very next entry)."""
     body: dict[str, Any] = {
         "head_seq": head.seq,
         "head_hash": head.hash,
         "previous": head.last_checkpoint,
+        "chain_id": chain_id,
         "key": signer.fingerprint,
         "reason": reason,
         "signed_at": rfc3339_ns(time.time_ns()),

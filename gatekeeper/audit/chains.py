@@ -7,6 +7,7 @@ the results are reported together, and the log fails when any of its chains does
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,17 +76,68 @@ def verify_chains(
     *,
     progress: Progress | None = None,
     partial_start: bool = False,
+    allow_open_tail: bool = False,
+    witness: tuple[str, list[dict[str, Any]]] | None = None,
+    now_ns: int | None = None,
 ) -> ChainsReport:
-    """Verify each chain with the trusted keys ``keyring`` gives for it."""
-    return ChainsReport(
-        [
-            (
-                name,
-                verify_log(chain, keyring(chain), progress=progress, partial_start=partial_start),
-            )
-            for name, chain in zip(chain_names(chains), chains, strict=True)
-        ]
-    )
+    """Verify each chain with the trusted keys ``keyring`` gives for it; with a ``witness``,
+    a chain the witness holds checkpoints of, named like one of these chains' family
+    (``decisions.jsonl``, ``decisions.w1.jsonl``…) but absent from the files, fails too: a
+    worker's chain was deleted."""
+    names = chain_names(chains)
+    reports = [
+        (
+            name,
+            verify_log(
+                chain,
+                keyring(chain),
+                progress=progress,
+                partial_start=partial_start,
+                allow_open_tail=allow_open_tail,
+                witness=witness,
+                now_ns=now_ns,
+            ),
+        )
+        for name, chain in zip(names, chains, strict=True)
+    ]
+    if witness is not None:
+        reports += _unclaimed_chains(chains, reports, witness)
+    return ChainsReport(reports)
+
+
+def _unclaimed_chains(
+    chains: Sequence[LogFiles],
+    reports: list[tuple[str, VerifyReport]],
+    witness: tuple[str, list[dict[str, Any]]],
+) -> list[tuple[str, VerifyReport]]:
+    claimed = set().union(*(report.chain_ids for _, report in reports))
+    given = {chain.chain.name for chain in chains if chain.chain is not None}
+    families = {_family(name) for name in given}
+    newest: dict[str, dict[str, Any]] = {}
+    for record in witness[1]:
+        chain_id, name = record.get("chain_id"), record.get("chain")
+        if chain_id in claimed or not isinstance(name, str) or name in given:
+            continue  # a chain given whose id differs is reported by its own check
+        if _family(name) not in families:
+            continue
+        if (record.get("seq") or 0) >= (newest.get(name, {}).get("seq") or 0):
+            newest[name] = record
+    missing = []
+    for name, record in sorted(newest.items()):
+        report = VerifyReport(witness=witness[0])
+        report.problem = Problem(
+            None,
+            "missing",
+            f"the witness holds checkpoints of a chain {name} (id {record.get('chain_id')}, up "
+            f"to seq {record.get('seq')}) that is not among the files given: it was deleted",
+        )
+        missing.append((name, report))
+    return missing
+
+
+def _family(name: str) -> str:
+    """``decisions.jsonl`` for ``decisions.jsonl`` and ``decisions.w3.jsonl`` alike."""
+    return re.sub(r"\.w\d+(?=\.[^.]*$)", "", name)
 
 
 def default_keys(chain: LogFiles) -> Path:

@@ -10,8 +10,9 @@ or raises ``DecisionLogUnavailable``; events waiting together share one fsync (g
 One long-lived writer thread (``gatekeeper.audit.writer``) owns the chain: it takes everything
 queued as one batch, masks each event, seals it (seq + previous hash), writes the batch to the
 local sinks, fsyncs when a durable event or a checkpoint needs it, signs a checkpoint every
-``checkpoint_every`` entries, every ``checkpoint_seconds``, on rotation and on shutdown, then
-hands the sealed entries to the remote sinks. On start it continues the chain from the last
+``checkpoint_every`` entries, every ``checkpoint_seconds``, on rotation and on shutdown, hands
+each checkpoint to the witness publisher (``gatekeeper.audit.witness``, a thread of its own),
+then hands the sealed entries to the remote sinks. On start it continues the chain from the last
 entry on disk and writes a ``restart`` entry (a fresh log starts with ``start``). The thread
 starts with the first event; a log that never recorded one writes nothing, even at close. A
 log still running when the interpreter exits (``aclose`` was never awaited) is closed then:
@@ -34,6 +35,7 @@ from gatekeeper.audit.keys import Signer
 from gatekeeper.audit.masking import Masker
 from gatekeeper.audit.remote import RemoteSink
 from gatekeeper.audit.sinks import JsonlFileSink, Sink, StdoutSink
+from gatekeeper.audit.witness import WitnessPublisher
 from gatekeeper.audit.writer import CLOSE, FLUSH, ChainWriter
 from gatekeeper.errors import GatekeeperError
 
@@ -93,6 +95,7 @@ class DecisionLog(ChainWriter):
         labels: dict[str, str] | None = None,
         remote_drain_seconds: float = 5.0,
         linger_seconds: float = 0.05,
+        witness: WitnessPublisher | None = None,
     ) -> None:
         self.sink = sink
         self.sinks = [sink, *sinks]
@@ -103,6 +106,7 @@ class DecisionLog(ChainWriter):
         self.checkpoint_seconds = checkpoint_seconds
         self.labels = dict(labels or {})
         self.remote_drain_seconds = remote_drain_seconds
+        self.witness = witness
         self._queue_size = queue_size
         self._init_writer(queue_size, batch_size, linger_seconds)
         self._state = _NEW
@@ -254,6 +258,8 @@ class DecisionLog(ChainWriter):
             if self._state is _RUNNING:
                 await self._stop_writer()
             self._state = _CLOSED
+            if self.witness is not None:  # the shutdown checkpoint is among what it publishes
+                await asyncio.to_thread(self.witness.close, self.remote_drain_seconds)
             for sink in self.remote:
                 await sink.aclose(self.remote_drain_seconds)
             for local in self.sinks:
@@ -296,6 +302,8 @@ class DecisionLog(ChainWriter):
             self._state = _CLOSED
             self._put_waiter(CLOSE, None)
             self._thread.join(_EXIT_SECONDS)
+            if self.witness is not None:
+                self.witness.close(_EXIT_SECONDS)
 
 
 _RUNNING_LOGS: weakref.WeakSet[DecisionLog] = weakref.WeakSet()

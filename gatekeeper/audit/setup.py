@@ -15,6 +15,7 @@ from gatekeeper.audit.log import DecisionLog
 from gatekeeper.audit.masking import DEFAULT_SECRET_FIELDS, Masker, parse_rules
 from gatekeeper.audit.remote import HttpUploadSink, RedisStreamSink, RemoteSink
 from gatekeeper.audit.sinks import JsonlFileSink, Sink, StdoutSink
+from gatekeeper.audit.witness import WitnessError, WitnessPublisher, open_witness
 from gatekeeper.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -71,6 +72,12 @@ def build_decision_log(
                 **_remote_options(audit.http),
             )
         )
+    witness = None
+    if audit.witness:
+        try:
+            witness = WitnessPublisher(open_witness(audit.witness))
+        except WitnessError as exc:
+            raise ConfigurationError(f"audit.witness: {exc}") from exc
     return DecisionLog(
         open_chain_file(audit),
         queue_size=audit.queue_size,
@@ -82,6 +89,7 @@ def build_decision_log(
         checkpoint_every=audit.checkpoint_every,
         checkpoint_seconds=audit.checkpoint_seconds,
         labels=audit.labels,
+        witness=witness,
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import orjson
 
-from gatekeeper.audit.canonical import canonical_json, digest
+from gatekeeper.audit.canonical import digest
 from gatekeeper.audit.lock import ChainLock
 
 
@@ -46,6 +46,10 @@ class Recovered:
     last_hash: str | None = None
     last_checkpoint: dict[str, Any] | None = None
     torn_tail: dict[str, Any] | None = None
+    #: The chain's id, from its last checkpoint (or its last start/restart entry).
+    chain_id: str | None = None
+    #: The last checkpoint line (to publish again to the witness at start-up).
+    checkpoint_line: bytes | None = None
 
 
 @runtime_checkable
@@ -161,7 +165,9 @@ class JsonlFileSink:
         os.fsync(self._sidecar.fileno())
 
     def recover(self) -> Recovered:
-        """The last whole entry on disk (cutting a torn final line off, and describing it)."""
+        """The last whole entry on disk (cutting a torn final line off, and describing it);
+        checkpoints the log holds and the sidecar lacks (a crash between the two writes) are
+        appended to the sidecar."""
         torn = _cut_torn_tail(self.path)
         self._file.close()
         self._file = self.path.open("ab")
@@ -169,26 +175,42 @@ class JsonlFileSink:
         candidates = [self.path, *reversed(rotated_files(self.path))]
         last_raw = next((raw for f in candidates if (raw := _last_line(f)) is not None), None)
         last_entry = _parse(last_raw)
-        last_hash = digest(canonical_json(last_entry)) if last_entry is not None else None
-        return Recovered(last_entry, last_hash, self._last_checkpoint(), torn)
+        last_hash = digest(last_raw) if last_entry is not None and last_raw is not None else None
+        checkpoint, chain_id, line = self._last_checkpoint()
+        return Recovered(last_entry, last_hash, checkpoint, torn, chain_id, line)
 
-    def _last_checkpoint(self) -> dict[str, Any] | None:
+    def _last_checkpoint(self) -> tuple[dict[str, Any] | None, str | None, bytes | None]:
+        """The last checkpoint (seq and hash), the chain id and the checkpoint's line."""
         # The sidecar is written after the log, so a crash in between leaves the newest
-        # checkpoint only in the active file: look there first, back to the sidecar's newest.
-        sidecar = _parse(_last_line(checkpoint_sidecar(self.path)))
+        # checkpoints only in the active file: look there first, back to the sidecar's newest.
+        sidecar_raw = _last_line(checkpoint_sidecar(self.path))
+        sidecar = _parse(sidecar_raw)
         floor = sidecar.get("gatekeeper", {}).get("seq", 0) if sidecar else 0
+        unsidecarred: list[bytes] = []
+        chain_id: str | None = None
         for n, raw in enumerate(_reverse_lines(self.path)):
             if n > 100_000:  # a log without checkpoints: do not read all of it at start-up
                 break
             entry = _parse(raw)
             gk = entry.get("gatekeeper", {}) if entry else {}
-            if gk.get("kind") == "checkpoint":
-                return {"seq": gk.get("seq"), "hash": digest(canonical_json(entry))}
-            if isinstance(gk.get("seq"), int) and gk["seq"] <= floor:
+            if not isinstance(gk, dict) or not isinstance(gk.get("seq"), int) or gk["seq"] <= floor:
                 break
-        if sidecar is None:
-            return None
-        return {"seq": floor, "hash": digest(canonical_json(sidecar))}
+            if gk.get("kind") == "checkpoint":
+                unsidecarred.append(raw)
+            elif chain_id is None and gk.get("kind") in ("start", "restart"):
+                payload = gk.get(gk["kind"])
+                chain_id = payload.get("chain_id") if isinstance(payload, dict) else None
+        for raw in reversed(unsidecarred):
+            self.write_checkpoint(raw + b"\n")
+        last_raw = unsidecarred[0] if unsidecarred else sidecar_raw
+        last = _parse(last_raw)
+        if last is None or last_raw is None:
+            return None, chain_id, None
+        gk = last.get("gatekeeper", {})
+        body = gk.get("checkpoint") if isinstance(gk, dict) else None
+        found = body.get("chain_id") if isinstance(body, dict) else None
+        ref = {"seq": gk.get("seq"), "hash": digest(last_raw)}
+        return ref, found if isinstance(found, str) else chain_id, last_raw
 
     def close(self) -> None:
         try:

@@ -30,12 +30,14 @@ import time
 from collections import deque
 from typing import Any
 
+from gatekeeper.audit.canonical import FORMAT
 from gatekeeper.audit.chain import Chain, ChainHead, checkpoint_entry, log_entry
 from gatekeeper.audit.events import rfc3339_ns
 from gatekeeper.audit.keys import Signer
 from gatekeeper.audit.masking import Masker
 from gatekeeper.audit.remote import Item, RemoteSink
-from gatekeeper.audit.sinks import ChainStore, Recovered, Sink
+from gatekeeper.audit.sinks import ChainStore, JsonlFileSink, Recovered, Sink
+from gatekeeper.audit.witness import WitnessPublisher, witness_record
 
 log = logging.getLogger("gatekeeper.audit")
 
@@ -68,6 +70,7 @@ class ChainWriter:
     checkpoint_every: int
     checkpoint_seconds: float
     labels: dict[str, str]
+    witness: WitnessPublisher | None
 
     def _init_writer(self, queue_size: int, batch_size: int, linger_seconds: float) -> None:
         self._batch_size = batch_size
@@ -185,7 +188,16 @@ class ChainWriter:
         error: BaseException | None = WriterStopped("the decision log writer has stopped")
         try:
             entries = self._gap_entries() + events
-            error = self._commit(entries, durable, len(events)) if entries else None
+            # Under a steady trickle the wait for the next batch never times out: sign here
+            # too once the interval is over, so no entry stays unsigned much longer than it.
+            due = self._until_checkpoint() == 0.0 and not closing
+            if entries:
+                error = self._commit(entries, durable, len(events), "timer" if due else None)
+            elif due:
+                self._commit([], [], 0, checkpoint="timer")
+                error = None
+            else:
+                error = None
             if closing:
                 self._commit(self._gap_entries(), [], 0, checkpoint="shutdown")
         finally:
@@ -308,7 +320,9 @@ class ChainWriter:
         self, reason: str, lines: list[bytes], items: list[Item], checkpoints: list[bytes]
     ) -> None:
         assert self.signer is not None
-        line = self._chain.seal(checkpoint_entry(self.head, self.signer, reason, self.labels))
+        line = self._chain.seal(
+            checkpoint_entry(self.head, self.signer, reason, self.labels, self._chain.chain_id)
+        )
         lines.append(line + b"\n")
         items.append((self.head.seq, line))
         checkpoints.append(line + b"\n")
@@ -329,26 +343,52 @@ class ChainWriter:
             store.sync()
             for line in checkpoints:
                 store.write_checkpoint(line)
+        if self.witness is not None:
+            for line in checkpoints:
+                self._publish(line.rstrip(b"\n"))
         for extra in self.sinks[1:]:
             try:
                 extra.write_batch(lines)
             except Exception:
                 log.exception("decision log sink %s failed", type(extra).__name__)
 
+    def _publish(self, checkpoint_line: bytes) -> None:
+        """Hand a checkpoint to the witness publisher (it never blocks)."""
+        assert self.witness is not None
+        name = self.sink.path.name if isinstance(self.sink, JsonlFileSink) else "decisions"
+        try:
+            self.witness.submit(witness_record(name, checkpoint_line))
+        except Exception:
+            log.exception("decision log witness: could not build a checkpoint record")
+
     def _opening_entries(self) -> list[dict[str, Any]]:
         """Recover the chain from disk; the ``start`` or ``restart`` entry to write first."""
         key = self.signer.fingerprint if self.signer is not None else None
+        policy = {
+            "chain_id": self._chain.chain_id,
+            "format": FORMAT,
+            "checkpoint_every": self.checkpoint_every if self.signer is not None else None,
+            "checkpoint_seconds": self.checkpoint_seconds if self.signer is not None else None,
+        }
         try:
             found = self.sink.recover() if isinstance(self.sink, ChainStore) else Recovered()
         except Exception as exc:
             log.exception("could not read the end of the decision log; starting a new chain")
-            return [log_entry("start", self.labels, key=key, recovery_error=str(exc))]
+            return [log_entry("start", self.labels, key=key, recovery_error=str(exc), **policy)]
         last = found.last_entry
         gk = last.get("gatekeeper") if last is not None else None
         if not isinstance(gk, dict) or not isinstance(gk.get("seq"), int):
             extra = {"unchained_predecessor": True} if last is not None else {}
-            return [log_entry("start", self.labels, key=key, torn_tail=found.torn_tail, **extra)]
+            return [
+                log_entry(
+                    "start", self.labels, key=key, torn_tail=found.torn_tail, **extra, **policy
+                )
+            ]
         assert found.last_hash is not None
+        if found.chain_id is not None:
+            self._chain.chain_id = policy["chain_id"] = found.chain_id
+        if found.checkpoint_line is not None and self.witness is not None:
+            self._publish(found.checkpoint_line)  # again: a crash may have kept it from it
         clean = gk.get("kind") == "checkpoint" and gk["checkpoint"].get("reason") == "shutdown"
         self._chain.head = ChainHead(
             seq=gk["seq"],
@@ -365,6 +405,7 @@ class ChainWriter:
                 clean_shutdown=clean,
                 torn_tail=found.torn_tail,
                 key=key,
+                **policy,
             )
         ]
 

@@ -22,6 +22,7 @@ from gatekeeper.audit.query import (
 )
 from gatekeeper.audit.reader import LogFiles, chain_names, find_chains, iter_entries
 from gatekeeper.audit.verify import VerifyReport, verify_log
+from gatekeeper.errors import GatekeeperError
 
 _PATHS = click.argument(
     "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
@@ -52,19 +53,50 @@ def audit() -> None:
     is_flag=True,
     help="The earliest files were archived elsewhere: trust the first entry given as the start.",
 )
+@click.option(
+    "--witness",
+    default=None,
+    help="Where the writer published its checkpoints (redis://host:port[/db]/<stream key>, an "
+    "https:// URL, or a file path): the log must reach every checkpoint it holds. Default: "
+    "audit.witness of --config.",
+)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="gatekeeper's TOML configuration: its audit.witness is the default --witness.",
+)
+@click.option(
+    "--allow-open-tail",
+    is_flag=True,
+    help="The log is live: accept that it does not end with a shutdown checkpoint, as long as "
+    "its unsigned tail is no longer and no older than its writer lets one be.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def verify(paths: tuple[Path, ...], keys: Path | None, partial_start: bool, as_json: bool) -> None:
-    """Check the hash chain and the checkpoint signatures across rotated files.
+def verify(
+    paths: tuple[Path, ...],
+    keys: Path | None,
+    partial_start: bool,
+    witness: str | None,
+    config: Path | None,
+    allow_open_tail: bool,
+    as_json: bool,
+) -> None:
+    """Check the hash chain, the checkpoint signatures, the sidecar and the witness.
 
     A log written by several processes holds one chain per process: each is verified on its
     own and reported under its name; the exit status is the worst of them.
 
     Exit status: 0 intact; 1 a problem, reported with the first bad sequence number and its
-    kind (modified, missing, reordered, inserted, bad_signature, unknown_key, truncated);
-    3 only a torn final line (a crash mid-write: every entry before it verifies).
+    kind (modified, missing, reordered, inserted, appended, bad_signature, unknown_key,
+    truncated, missing_sidecar, open_tail, witness); 3 only a torn final line (a crash
+    mid-write: every entry before it verifies).
     """
     chains = _chains(paths)
-    report = _verify(chains, keys, partial_start)
+    if witness is None and config is not None:
+        witness = _configured_witness(config)
+    records = _witness_records(witness) if witness else None
+    report = _verify(chains, keys, partial_start, records, allow_open_tail)
     if as_json:
         click.echo(orjson.dumps(_json_report(report)).decode())
     else:
@@ -195,7 +227,7 @@ def report(
     from gatekeeper.audit.report import render_report
 
     chains = _chains(paths)
-    integrity = None if no_verify else _verify(chains, keys, False)
+    integrity = None if no_verify else _verify(chains, keys, False, None, False)
     with _progress(chains, "summarising") as update:
         result = collect_stats(entry for _, entry in _entries(chains, update))
     html = render_report(result, integrity, sources=[str(p) for p in paths], title=title)
@@ -249,15 +281,51 @@ def _entries(
 
 
 def _verify(
-    chains: list[LogFiles], keys: Path | None, partial: bool
+    chains: list[LogFiles],
+    keys: Path | None,
+    partial: bool,
+    witness: tuple[str, list[dict[str, Any]]] | None,
+    allow_open_tail: bool,
 ) -> VerifyReport | ChainsReport:
     def keyring(chain: LogFiles) -> Keyring:
         return Keyring(keys or default_keys(chain))
 
+    options: dict[str, Any] = {
+        "partial_start": partial,
+        "allow_open_tail": allow_open_tail,
+        "witness": witness,
+    }
     with _progress(chains, "verifying") as update:
-        if len(chains) == 1:
-            return verify_log(chains[0], keyring(chains[0]), progress=update, partial_start=partial)
-        return verify_chains(chains, keyring, progress=update, partial_start=partial)
+        if len(chains) == 1 and witness is None:
+            return verify_log(chains[0], keyring(chains[0]), progress=update, **options)
+        report = verify_chains(chains, keyring, progress=update, **options)
+    if len(report.chains) == 1:
+        return report.chains[0][1]
+    return report
+
+
+def _configured_witness(config: Path) -> str | None:
+    from gatekeeper.settings import Settings
+
+    try:
+        return Settings.load(config).audit.witness
+    except GatekeeperError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from exc
+
+
+def _witness_records(spec: str) -> tuple[str, list[dict[str, Any]]]:
+    from gatekeeper.audit.witness import WitnessError, open_witness, read_witness
+
+    try:
+        witness = open_witness(spec)
+    except WitnessError as exc:
+        raise click.BadParameter(str(exc), param_hint="--witness") from exc
+    try:
+        return witness.description, read_witness(witness)
+    except Exception as exc:  # the witness cannot be read: the log cannot be checked with it
+        raise click.ClickException(f"cannot read the witness {witness.description}: {exc}") from exc
+    finally:
+        witness.close()
 
 
 def _time(value: str | None, option: str) -> int | None:
@@ -327,5 +395,11 @@ def _report_dict(report: VerifyReport) -> dict[str, Any]:
         "gaps": report.gaps,
         "gap_dropped": report.gap_dropped,
         "closed": report.closed,
+        "unsigned": report.unsigned,
+        "chain_ids": sorted(report.chain_ids),
+        "witness": report.witness,
+        "witnessed": report.witnessed,
+        "witness_last_seq": report.witness_last_seq,
+        "notes": report.notes,
         "files": report.files,
     }

@@ -161,6 +161,17 @@ def _decision_log_metrics(decision_log: Any) -> Iterator[Metric]:
             counter = CounterMetricFamily(f"gatekeeper_decision_log_{attr}", help_text)
             counter.add_metric([], value)
             yield counter
+    witness = getattr(decision_log, "witness", None)
+    for attr, help_text in (
+        ("published", "Checkpoints published to the decision log's witness."),
+        ("failures", "Failed attempts to publish a checkpoint to the witness (retried)."),
+        ("dropped", "Checkpoints never published to the witness (buffer full, or shutdown)."),
+    ):
+        value = getattr(witness, attr, None) if witness is not None else None
+        if isinstance(value, int):
+            counter = CounterMetricFamily(f"gatekeeper_decision_log_witness_{attr}", help_text)
+            counter.add_metric([], value)
+            yield counter
 
 
 def _queue_depth(decision_log: Any) -> int | None:

@@ -177,6 +177,18 @@ def _recorded(event: dict[str, Any]) -> tuple[str, Decision | None]:
     return outcome_of(decision), decision
 
 
+def policy_input(logged: dict[str, Any]) -> dict[str, Any]:
+    """The input the policy saw, from the one logged: the log writes the request time in
+    nanoseconds (``time.unix_ns``, beyond the integers JSON numbers hold exactly) as a decimal
+    string (docs/audit.md, "The hash chain"); policies compare it as a number."""
+    when = logged.get("time")
+    if isinstance(when, dict):
+        ns = when.get("unix_ns")
+        if isinstance(ns, str) and ns.lstrip("-").isdigit():
+            return {**logged, "time": {**when, "unix_ns": int(ns)}}
+    return logged
+
+
 async def replay_logs(
     engine: PolicyEngine, paths: Iterable[Path], *, examples: int = 3
 ) -> ReplayReport:
@@ -206,6 +218,7 @@ async def replay(
         revision = ((event.get("bundles") or {}).get("gatekeeper") or {}).get("revision")
         report.old_revisions[str(revision or "unknown")] += 1
         before, old = _recorded(event)
+        input_doc = policy_input(input_doc)
         try:
             value, _ = await engine.evaluate_raw(input_doc)
             new: Decision | None = decision_from_value(value, input_doc)

@@ -20,6 +20,7 @@ from gatekeeper.audit import (
 from gatekeeper.audit.keys import Keyring
 from gatekeeper.audit.reader import find_log_files
 from gatekeeper.audit.setup import build_decision_log
+from gatekeeper.audit.sinks import checkpoint_sidecar
 from gatekeeper.audit.verify import verify_log
 from gatekeeper.settings import Settings
 from tests.audit.conftest import LogFactory, decision_event
@@ -157,10 +158,18 @@ async def test_durable_write_failure_refuses(tmp_path: Path) -> None:
 
 async def test_an_unserialisable_event_is_still_counted(tmp_path: Path) -> None:
     log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
-    log.record({"decision_id": "big", "input": {"n": 2**70}})
+    log.record({"decision_id": "odd", "input": {"n": object()}})
     await log.aclose()
     (event,) = decisions(tmp_path / "d.jsonl")
-    assert event["decision_id"] == "big" and "unwritable" in event["gatekeeper"]
+    assert event["decision_id"] == "odd" and "unwritable" in event["gatekeeper"]
+
+
+async def test_integers_beyond_2_53_are_written_as_strings(tmp_path: Path) -> None:
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
+    log.record({"decision_id": "big", "input": {"n": 2**70, "time": {"unix_ns": 2**61}}})
+    await log.aclose()
+    (event,) = decisions(tmp_path / "d.jsonl")
+    assert event["input"] == {"n": str(2**70), "time": {"unix_ns": str(2**61)}}
 
 
 async def test_stdout_sink_gets_the_same_entries(tmp_path: Path) -> None:
@@ -200,3 +209,23 @@ async def test_settings_build_every_sink(tmp_path: Path) -> None:
     assert [s.name for s in log.remote] == ["redis", "http"]
     assert log.signer is not None and (tmp_path / "keys").is_dir()
     await log.aclose()
+
+
+async def test_a_checkpoint_the_sidecar_missed_is_copied_into_it_at_the_next_start(
+    tmp_path: Path, signer: Signer, keyring: Keyring
+) -> None:
+    path = tmp_path / "log" / "d.jsonl"
+    log = DecisionLog(JsonlFileSink(path), signer=signer, checkpoint_every=10)
+    for i in range(25):
+        log.record(decision_event(i))
+    await log.aclose()
+    sidecar = checkpoint_sidecar(path)
+    sidecar.write_bytes(b"".join(sidecar.read_bytes().splitlines(keepends=True)[:-1]))
+    # As if the process had died between the log's write and the sidecar's.
+    missed = verify_log(find_log_files([path]), keyring)
+    assert missed.problem is not None and missed.problem.kind == "missing_sidecar"
+    again = DecisionLog(JsonlFileSink(path), signer=signer, checkpoint_every=10)
+    again.record(decision_event(99))
+    await again.aclose()
+    report = verify_log(find_log_files([path]), keyring)
+    assert report.exit_code == 0 and report.restarts == 1, report.summary()

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 import redis
 
-from gatekeeper.audit import DecisionLog, HttpUploadSink, JsonlFileSink, RedisStreamSink, Signer
+from gatekeeper.audit import (
+    DecisionLog,
+    HttpUploadSink,
+    JsonlFileSink,
+    RedisStreamSink,
+    Signer,
+    canonical_json,
+)
 from gatekeeper.audit.keys import Keyring
 from gatekeeper.audit.reader import find_log_files
 from gatekeeper.audit.verify import verify_log
@@ -67,8 +74,16 @@ def receiver() -> Iterator[Receiver]:
 
 
 def as_log_file(events: list[dict[str, Any]], path: Path) -> Path:
+    """The log a receiver rebuilds from parsed events: each line re-canonicalised (RFC 8785
+    gives back the exact bytes that were hashed), the checkpoints kept in a sidecar too."""
     path.parent.mkdir(parents=True)
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    lines = [canonical_json(e) + b"\n" for e in events]
+    path.write_bytes(b"".join(lines))
+    path.with_name(f"{path.stem}.checkpoints{path.suffix}").write_bytes(
+        b"".join(
+            line for e, line in zip(events, lines, strict=True) if "checkpoint" in e["gatekeeper"]
+        )
+    )
     return path
 
 
@@ -130,6 +145,11 @@ async def test_redis_stream_sink_receives_the_whole_chain(
         items = client.xrange(stream)
     finally:
         client.close()
+    # The stream holds each line's exact bytes.
+    assert (
+        b"".join(fields[b"event"] + b"\n" for _, fields in items)
+        == (tmp_path / "d.jsonl").read_bytes()
+    )
     events = [json.loads(fields[b"event"]) for _, fields in items]
     assert [int(fields[b"seq"]) for _, fields in items] == [e["gatekeeper"]["seq"] for e in events]
     assert sum(e["gatekeeper"]["kind"] == "decision" for e in events) == 60

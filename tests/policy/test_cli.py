@@ -178,3 +178,27 @@ def test_replay_json_counts_outcomes_and_reasons(
 def test_replay_under_the_same_policy_changes_nothing(tmp_path: Path, pack: PolicySource) -> None:
     result = run("replay", "--log", str(recorded_log(tmp_path, pack)), "--policy", str(POLICIES))
     assert result.exit_code == 0 and "no decision would change" in result.output
+
+
+def test_replay_reads_the_request_time_the_log_writes_as_a_string(
+    tmp_path: Path, pack: PolicySource
+) -> None:
+    """The decision log writes ``input.time.unix_ns`` (beyond 2^53) as a string; the policy
+    compares it as a number (the launch window), so replay hands it back as one."""
+    from gatekeeper.audit.canonical import canonical_json
+    from gatekeeper.policy.replay import policy_input
+
+    logged = {"time": {"unix_ns": "1796612863316339425", "hour_utc": 4}, "subject": {}}
+    assert policy_input(logged)["time"] == {"unix_ns": 1796612863316339425, "hour_utc": 4}
+    log = recorded_log(tmp_path, pack)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    for event in events:
+        if "input" in event:
+            event["input"]["time"] = {
+                **event["input"].get("time", {}),
+                "unix_ns": 1796612863316339425,
+            }
+    log.write_bytes(b"".join(canonical_json(e) + b"\n" for e in events))  # as the log writes
+    assert b'"unix_ns":"' in log.read_bytes()
+    result = run("replay", "--log", str(log), "--policy", str(POLICIES))
+    assert result.exit_code == 0 and "no decision would change" in result.output
