@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from gatekeeper import __version__
-from gatekeeper.cli.audit import audit
-from gatekeeper.cli.policy import policy
-from gatekeeper.cli.simulate import simulate_command
-from gatekeeper.network.cli import geoip_cli
-from gatekeeper.proxy.cli import proxy_command
+
+# Subcommand groups, imported only when invoked (or listed by --help): each pulls in its own
+# stack (the proxy its HTTP server, audit its sinks), and `gatekeeper policy test` should not
+# wait for the others' imports.
+_LAZY = {
+    "audit": "gatekeeper.cli.audit:audit",
+    "geoip": "gatekeeper.network.cli:geoip_cli",
+    "policy": "gatekeeper.cli.policy:policy",
+    "proxy": "gatekeeper.proxy.cli:proxy_command",
+    "simulate": "gatekeeper.cli.simulate:simulate_command",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY:
+            module, _, attr = _LAZY[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gatekeeper")
 def cli() -> None:
     """Policy-as-code access control and rate limiting for AI model APIs."""
@@ -45,13 +64,6 @@ def demo(config: Path, host: str | None, port: int | None) -> None:
     # gatekeeper resolves the client address itself (trusted proxies); uvicorn must not rewrite
     # the peer from X-Forwarded-For first.
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
-
-
-cli.add_command(policy)
-cli.add_command(geoip_cli)
-cli.add_command(proxy_command)
-cli.add_command(audit)
-cli.add_command(simulate_command)
 
 
 def main() -> None:

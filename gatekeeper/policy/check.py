@@ -16,14 +16,9 @@ from typing import Any
 import orjson
 
 from gatekeeper.errors import PolicyLoadError
+from gatekeeper.policy.compile import compile_source, first_lines
 from gatekeeper.policy.conformance import Case, CaseResult, judge, parse_cases, sample_input
-from gatekeeper.policy.embedded import (
-    Prepared,
-    check_rule_exists,
-    compile_source,
-    first_lines,
-    prepare_revision,
-)
+from gatekeeper.policy.embedded import Prepared, check_rule_exists, prepare_revision
 from gatekeeper.policy.engine import UNDEFINED
 from gatekeeper.policy.repo import PolicySource
 from gatekeeper.policy.testing import TestResult, run_tests
