@@ -177,7 +177,7 @@ def check_cmd(path: Path, decision: str, no_tests: bool) -> None:
         _fail(str(exc))
     from gatekeeper.policy.check import check_source
 
-    report = check_source(source, decision, run_tests=not no_tests)
+    report = check_source(source, decision, run_tests=not no_tests, coverage=True)
     click.echo(report.format())
     if not report.ok:
         sys.exit(1)
