@@ -257,3 +257,46 @@ def test_check_names_a_rule_no_case_covers(pack_copy: Path) -> None:
         "not covered by a case: reason code hosting_network (gatekeeper/hosting.rego:4)"
         in result.output
     )
+
+
+# --- the pack's tests and cases follow the data, not restate it ----------------------------
+
+
+def _retune(repo: Path) -> None:
+    """What a team tuning the shipped data does: a tier limit, a threshold, a cap, a country."""
+    config = repo / "gatekeeper" / "config"
+    tiers = json.loads((config / "tiers" / "data.json").read_text())
+    for quota in tiers["tiers"]["free"]["quotas"]:
+        if quota["name"] == "requests":
+            quota["capacity"] = quota["rate"] = 25
+    (config / "tiers" / "data.json").write_text(json.dumps(tiers))
+    distillation = json.loads((config / "distillation" / "data.json").read_text())
+    distillation["cot"]["high"] = 0.75
+    distillation["quotas"]["watch"][0]["capacity"] = 999
+    (config / "distillation" / "data.json").write_text(json.dumps(distillation))
+    reasoning = json.loads((config / "reasoning" / "data.json").read_text())
+    reasoning["by_tier"]["pro"]["exposure"]["max_tokens"] = 99
+    (config / "reasoning" / "data.json").write_text(json.dumps(reasoning))
+    jurisdictions = json.loads((config / "jurisdictions" / "data.json").read_text())
+    jurisdictions["restricted"].append("AQ")
+    (config / "jurisdictions" / "data.json").write_text(json.dumps(jurisdictions))
+
+
+def test_tuning_the_shipped_data_needs_no_test_or_case_edit(pack_copy: Path) -> None:
+    _retune(pack_copy)
+    result = run("check", str(pack_copy))
+    assert result.exit_code == 0, result.output
+
+
+def test_opa_test_passes_on_retuned_data_too(pack_copy: Path, opa_bin: str) -> None:
+    _retune(pack_copy)
+    out = subprocess.run([opa_bin, "test", str(pack_copy)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_shipped_data_tests_catch_a_broken_invariant(pack_copy: Path) -> None:
+    kyc = pack_copy / "gatekeeper" / "config" / "kyc" / "data.json"
+    kyc.write_text(kyc.read_text().replace('"minimum": "email"', '"minimum": "emial"'))
+    result = run("test", str(pack_copy))
+    assert result.exit_code == 2
+    assert "test_every_kyc_level_named_in_the_data_exists: FAIL" in result.output
