@@ -5,9 +5,10 @@ the policy path every ``interval`` seconds, off the request path: it takes a che
 of the files (names, sizes, mtimes) on a worker thread, and only when that changes loads the
 policy (on a worker thread too) and compares revisions. A new revision goes to the engine's
 ``activate``, which checks it (compiles, runs its Rego tests and conformance cases) and swaps it
-in atomically. A rejected revision leaves the last good one active; the rejection is logged,
-counted (``reload_failures``) and shown in ``status()`` (``last_error``), which ``/healthz``
-reports, until a later revision is accepted.
+in atomically, logged (INFO) and counted (``reloads``). A rejected revision leaves the last good
+one active; the rejection is logged with the rejected revision and why, counted
+(``reload_failures``; both exported as ``gatekeeper_policy_reloads_total``) and shown in
+``status()`` (``last_error``), which ``/healthz`` reports, until a later revision is accepted.
 """
 
 from __future__ import annotations
@@ -103,10 +104,17 @@ class ReloadingEngine:
                 if source.revision in {self.engine.revision, self.rejected_revision}:
                     self._fingerprint = current
                     return False
+                previous = self.engine.revision
                 await self.engine.activate(source)
             except PolicyError as exc:
                 self._rejected(current, exc, source)
                 return False
+            log.info(
+                "policy reload: revision %s activated (was %s) from %s",
+                source.revision,
+                previous,
+                self.path,
+            )
             self._fingerprint = current
             self.reloads += 1
             self.last_error = None
@@ -120,7 +128,12 @@ class ReloadingEngine:
         self.last_error = str(exc)
         self.last_error_at = time.time()
         self.rejected_revision = source.revision if source is not None else None
-        log.error("policy reload rejected, revision %s stays active: %s", self.engine.revision, exc)
+        log.error(
+            "policy reload rejected: revision %s (%s); revision %s stays active",
+            self.rejected_revision or "(did not load)",
+            exc,
+            self.engine.revision,
+        )
 
     def status(self) -> dict[str, Any]:
         return {
