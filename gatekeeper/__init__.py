@@ -7,23 +7,57 @@ shaped (reasoning exposure) and written to the decision log.
 
 __version__ = "0.1.0"
 
-from gatekeeper.contract import (
-    CONTRACT_VERSION,
-    Decision,
-    Input,
-    KycLevel,
-    QuotaSpec,
-    Reason,
-    ReasoningPolicy,
-)
-from gatekeeper.errors import (
-    ConfigurationError,
-    GatekeeperError,
-    PolicyError,
-)
-from gatekeeper.middleware import GatekeeperMiddleware
-from gatekeeper.runtime import Gatekeeper
-from gatekeeper.settings import Settings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gatekeeper.contract import (
+        CONTRACT_VERSION,
+        Decision,
+        Input,
+        KycLevel,
+        QuotaSpec,
+        Reason,
+        ReasoningPolicy,
+    )
+    from gatekeeper.errors import (
+        ConfigurationError,
+        GatekeeperError,
+        PolicyError,
+    )
+    from gatekeeper.middleware import GatekeeperMiddleware
+    from gatekeeper.runtime import Gatekeeper
+    from gatekeeper.settings import Settings
+
+# The public names are imported on first use (PEP 562), not with the package: the command-line
+# tools (`gatekeeper policy test`, …) import `gatekeeper` too, and the middleware's imports
+# (Redis, HTTP clients, the shapers) would cost them most of a second before any work.
+_EXPORTS = {
+    "CONTRACT_VERSION": "gatekeeper.contract",
+    "ConfigurationError": "gatekeeper.errors",
+    "Decision": "gatekeeper.contract",
+    "Gatekeeper": "gatekeeper.runtime",
+    "GatekeeperError": "gatekeeper.errors",
+    "GatekeeperMiddleware": "gatekeeper.middleware",
+    "Input": "gatekeeper.contract",
+    "KycLevel": "gatekeeper.contract",
+    "PolicyError": "gatekeeper.errors",
+    "QuotaSpec": "gatekeeper.contract",
+    "Reason": "gatekeeper.contract",
+    "ReasoningPolicy": "gatekeeper.contract",
+    "Settings": "gatekeeper.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gatekeeper' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CONTRACT_VERSION",

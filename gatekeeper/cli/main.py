@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gatekeeper import __version__
-from gatekeeper.cli.audit import audit
-from gatekeeper.cli.policy import policy
-from gatekeeper.cli.simulate import simulate_command
 from gatekeeper.errors import ConfigurationError
-from gatekeeper.network.cli import geoip_cli
-from gatekeeper.proxy.cli import proxy_command
+
+# Subcommand groups, imported only when invoked (or listed by --help): each pulls in its own
+# stack (the proxy its HTTP server, audit its sinks), and `gatekeeper policy test` should not
+# wait for the others' imports.
+_LAZY = {
+    "audit": "gatekeeper.cli.audit:audit",
+    "geoip": "gatekeeper.network.cli:geoip_cli",
+    "policy": "gatekeeper.cli.policy:policy",
+    "proxy": "gatekeeper.proxy.cli:proxy_command",
+    "simulate": "gatekeeper.cli.simulate:simulate_command",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY:
+            module, _, attr = _LAZY[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
 
 class ConfigurationFailure(click.ClickException):
@@ -22,7 +41,7 @@ class ConfigurationFailure(click.ClickException):
     exit_code = 2
 
 
-class _Commands(click.Group):
+class _Commands(_LazyGroup):
     """The root command: a ``ConfigurationError`` from any command is a clear message and exit
     status 2, never a traceback."""
 
@@ -64,13 +83,6 @@ def demo(config: Path, host: str | None, port: int | None) -> None:
     # gatekeeper resolves the client address itself (trusted proxies); uvicorn must not rewrite
     # the peer from X-Forwarded-For first.
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
-
-
-cli.add_command(policy)
-cli.add_command(geoip_cli)
-cli.add_command(proxy_command)
-cli.add_command(audit)
-cli.add_command(simulate_command)
 
 
 def main() -> None:

@@ -58,6 +58,12 @@ from gatekeeper.errors import ConfigurationError
     default=None,
     help="Write the simulated accounts as a subjects file (JSON) for a --target gateway, and exit.",
 )
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show done/total, elapsed time and time left on stderr (default: on a terminal; "
+    "a summary line with the elapsed time is printed either way).",
+)
 def simulate_command(
     scenario: Path,
     target: str | None,
@@ -68,6 +74,7 @@ def simulate_command(
     speed: float,
     concurrency: int,
     write_subjects: Path | None,
+    progress: bool | None,
 ) -> None:
     """Measure how much reasoning extraction campaigns harvest, with the pack and without.
 
@@ -90,9 +97,9 @@ def simulate_command(
         click.echo(f"wrote {len(population.accounts)} subjects to {write_subjects}")
         return
 
-    def progress(done: int, total: int) -> None:
-        click.echo(f"  {done}/{total} requests", err=True)
+    from gatekeeper.cli.progress import ProgressLine
 
+    line = ProgressLine("requests", enabled=progress)
     try:
         report = asyncio.run(
             simulate(
@@ -101,12 +108,13 @@ def simulate_command(
                 baseline_target=baseline_target,
                 speed=speed,
                 concurrency=concurrency,
-                progress=progress,
+                progress=line,
             )
         )
     except ConfigurationError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    line.finish()
     click.echo(render_text(report))
     for path in outputs:
         if path.suffix == ".html":

@@ -70,6 +70,7 @@ def _part_counters(gk: Gatekeeper) -> Iterator[Metric]:
             state = {}
         errors = state.get("errors")
         yield from _evaluator_metrics(state)
+        yield from _reload_metrics(state)
         if isinstance(errors, dict):
             family = CounterMetricFamily(
                 "gatekeeper_policy_engine_errors",
@@ -102,6 +103,24 @@ def _part_counters(gk: Gatekeeper) -> Iterator[Metric]:
             if isinstance(value, int | float):
                 family.add_metric([str(name)], value)
         yield family
+
+
+def _reload_metrics(state: dict[str, Any]) -> Iterator[Metric]:
+    """Hot reload's outcomes (``ReloadingEngine.status()["reload"]``), when it is on."""
+    reload = state.get("reload")
+    if not isinstance(reload, dict):
+        return
+    family = CounterMetricFamily(
+        "gatekeeper_policy_reloads",
+        "New policy revisions found by hot reload: activated, or rejected (the last good "
+        "revision kept serving).",
+        labels=["outcome"],
+    )
+    for outcome, key in (("activated", "reloads"), ("rejected", "reload_failures")):
+        value = reload.get(key)
+        if isinstance(value, int):
+            family.add_metric([outcome], value)
+    yield family
 
 
 def _evaluator_metrics(state: dict[str, Any]) -> Iterator[Metric]:

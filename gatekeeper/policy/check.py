@@ -16,19 +16,16 @@ from typing import Any
 import orjson
 
 from gatekeeper.errors import PolicyLoadError
+from gatekeeper.policy.compile import compile_source, first_lines
 from gatekeeper.policy.conformance import Case, CaseResult, judge, parse_cases, sample_input
-from gatekeeper.policy.embedded import (
-    Prepared,
-    check_rule_exists,
-    compile_source,
-    first_lines,
-    prepare_revision,
-)
+from gatekeeper.policy.embedded import Prepared, check_rule_exists, prepare_revision
 from gatekeeper.policy.engine import UNDEFINED
 from gatekeeper.policy.repo import PolicySource
 from gatekeeper.policy.testing import TestResult, run_tests
 
 _PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
+#: A reason code written in a module (``"code": "kyc_insufficient"``).
+_CODE = re.compile(r'"code":\s*"(\w+)"')
 
 
 @dataclass
@@ -39,6 +36,9 @@ class CheckReport:
     tests: list[TestResult] = field(default_factory=list)
     cases: list[CaseResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: Rules no conformance case reaches, and reason codes no case's decision gives (only
+    #: when asked: ``check_source(..., coverage=True)``). Reported, not problems.
+    uncovered: list[str] = field(default_factory=list)
     #: Its VM plan and input paths (``policy.evaluator`` "auto"), for the engine to reuse.
     prepared: Prepared | None = None
 
@@ -71,15 +71,21 @@ class CheckReport:
         lines.append(f"  decision cases: {good}/{len(self.cases)} as expected")
         if self.evaluator:
             lines.append(f"  embedded evaluator: {self.evaluator}")
+        lines.extend(f"  not covered by a case: {u}" for u in self.uncovered)
         lines.extend(f"  problem: {p}" for p in self.problems)
         lines.append("OK" if self.ok else f"FAILED: {len(self.problems)} problem(s)")
         return "\n".join(lines)
 
 
 def check_source(
-    source: PolicySource, decision_rule: str = "data.gatekeeper.decision", *, run_tests: bool = True
+    source: PolicySource,
+    decision_rule: str = "data.gatekeeper.decision",
+    *,
+    run_tests: bool = True,
+    coverage: bool = False,
 ) -> CheckReport:
-    """Check ``source`` (see the module docstring); never raises for a policy problem."""
+    """Check ``source`` (see the module docstring); never raises for a policy problem. With
+    ``coverage``, also list what the conformance cases leave untried (``uncovered``)."""
     report = CheckReport(source.revision)
     try:
         engine = compile_source(source)
@@ -112,7 +118,42 @@ def check_source(
         if not result.ok:
             report.problems.append(result.describe())
     report.prepared = prepare_revision(source, decision_rule, "auto", engine)
+    if coverage:
+        report.uncovered = uncovered_by_cases(source, decision_rule, cases)
     return report
+
+
+def uncovered_by_cases(source: PolicySource, decision_rule: str, cases: list[Case]) -> list[str]:
+    """Rules of the policy modules that no case's evaluation reaches, and reason codes written
+    in them that no case's decision carries: what a new rule without a case looks like."""
+    from gatekeeper.policy.coverage import coverage_report
+
+    engine = compile_source(source, tests=False, coverage=True)
+    codes_seen: set[str] = set()
+    for case in cases:
+        try:
+            value = _evaluate(engine, decision_rule, case.input)
+        except PolicyLoadError:
+            continue
+        if isinstance(value, dict):
+            codes_seen.update(
+                str(r.get("code")) for r in value.get("reasons") or [] if isinstance(r, dict)
+            )
+    out: list[str] = []
+    report = coverage_report(engine, source.policy_modules)
+    for name, entry in report["files"].items():
+        package = _PACKAGE.search(source.modules.get(name, ""))
+        prefix = package.group(1).removeprefix("gatekeeper.") + "." if package else ""
+        out.extend(
+            f"rule {prefix}{r['name']} ({name}:{r['row']})"
+            for r in entry.get("not_covered_rules", [])
+        )
+    for name, text in sorted(source.policy_modules.items()):
+        for match in _CODE.finditer(text):
+            if match.group(1) not in codes_seen:
+                row = text.count("\n", 0, match.start()) + 1
+                out.append(f"reason code {match.group(1)} ({name}:{row})")
+    return out
 
 
 def run_tests_safely(source: PolicySource, engine: Any, report: CheckReport) -> list[TestResult]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import threading
 import time
 import weakref
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import regorus
 
 from gatekeeper.contract import Decision
 from gatekeeper.errors import (
@@ -42,6 +40,7 @@ from gatekeeper.errors import (
     PolicyEvaluationError,
     PolicyLoadError,
 )
+from gatekeeper.policy.compile import compile_source, first_lines
 from gatekeeper.policy.engine import (
     UNDEFINED,
     EngineCounters,
@@ -53,37 +52,12 @@ from gatekeeper.policy.repo import PolicySource
 from gatekeeper.policy.syntax import syntax_trees
 from gatekeeper.policy.vm import Vm, VmPlan, prepare
 
-# Rust backtraces would otherwise be appended to every error message.
-os.environ.pop("RUST_BACKTRACE", None)
-
 log = logging.getLogger("gatekeeper.policy")
 
 _UNDEFINED_JSON = '"<undefined>"'
 #: VM failures a revision tolerates before the interpreter takes over, when the VM has failed
 #: more often than it has decided.
 _VM_ERRORS_TOLERATED = 100
-
-
-def compile_source(source: PolicySource, *, tests: bool = True) -> Any:
-    """A regorus engine holding the modules (with or without the tests) and data of ``source``."""
-    engine = regorus.Engine()
-    modules = source.modules if tests else source.policy_modules
-    for name, text in sorted(modules.items()):
-        try:
-            engine.add_policy(name, text)
-        except Exception as exc:  # regorus raises plain RuntimeError with the parser message
-            raise PolicyLoadError(f"{name}: {first_lines(exc)}") from exc
-    if source.data:
-        try:
-            engine.add_data_json(orjson.dumps(source.data).decode())
-        except Exception as exc:
-            raise PolicyLoadError(f"data: {first_lines(exc)}") from exc
-    return engine
-
-
-def first_lines(exc: BaseException, n: int = 6) -> str:
-    """The head of a (possibly multi-line, caret-annotated) regorus error message."""
-    return "\n".join(str(exc).strip().splitlines()[:n])
 
 
 def check_rule_exists(engine: Any, decision_rule: str) -> None:

@@ -290,8 +290,8 @@ class OpaEngine:
     async def _check_on_server(self, source: PolicySource) -> None:
         problems: list[str] = []
         tests = discover_tests(source)
-        for package in sorted({pkg for _, pkg, _ in tests}):
-            rules = [rule for _, pkg, rule in tests if pkg == package and rule.startswith("test_")]
+        for package in sorted({t.package for t in tests}):
+            rules = [t.rule for t in tests if t.package == package and t.rule.startswith("test_")]
             path = package.removeprefix("data.")
             try:
                 document = (await self._client.query_rule({}, path)).get("result", {})

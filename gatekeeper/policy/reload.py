@@ -5,10 +5,12 @@ the policy path every ``interval`` seconds, off the request path: it takes a che
 of the files (names, sizes, mtimes) on a worker thread, and only when that changes loads the
 policy (on a worker thread too) and compares revisions. A new revision goes to the engine's
 ``activate``, which checks it (compiles, runs its Rego tests and conformance cases) and swaps it
-in atomically. A rejected revision leaves the last good one active; the rejection is logged,
-counted (``reload_failures``) and shown in ``status()`` (``last_error``, which ``/readyz``
-reports in its detail) until the files are good again: a later revision is accepted, or the
-files are back to the active revision. ``last_rejected`` keeps the latest rejection after that.
+in atomically, logged (INFO) and counted (``reloads``). A rejected revision leaves the last good
+one active; the rejection is logged with the rejected revision and why, counted
+(``reload_failures``; both exported as ``gatekeeper_policy_reloads_total``) and shown in
+``status()`` (``last_error``, which ``/readyz`` reports in its detail) until the files are good
+again: a later revision is accepted, or the files are back to the active revision.
+``last_rejected`` keeps the latest rejection after that.
 
 Revisions are compared by their content digest (every file the check reads, conformance cases
 included), so fixing only ``conformance/cases.yaml`` retries a rejected revision.
@@ -120,10 +122,17 @@ class ReloadingEngine:
                 if source.digest == self._rejected_digest:
                     self._fingerprint = current
                     return False
+                previous = self.engine.revision
                 await self.engine.activate(source)
             except PolicyError as exc:
                 self._rejected(current, exc, source)
                 return False
+            log.info(
+                "policy reload: revision %s activated (was %s) from %s",
+                source.revision,
+                previous,
+                self.path,
+            )
             self._fingerprint = current
             self._active_digest = source.digest
             self.reloads += 1
@@ -150,7 +159,12 @@ class ReloadingEngine:
             "error": self.last_error,
             "at": self.last_error_at,
         }
-        log.error("policy reload rejected, revision %s stays active: %s", self.engine.revision, exc)
+        log.error(
+            "policy reload rejected: revision %s (%s); revision %s stays active",
+            self.rejected_revision or "(did not load)",
+            exc,
+            self.engine.revision,
+        )
 
     def status(self) -> dict[str, Any]:
         return {

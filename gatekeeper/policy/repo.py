@@ -32,6 +32,7 @@ from gatekeeper.errors import PolicyLoadError
 _DATA_NAMES = {"data.json", "data.yaml", "data.yml"}
 _SKIP_DIRS = {".git", "__pycache__", ".venv"}
 CASES_FILE = "conformance/cases.yaml"
+_NO_MODULES = " no .rego modules found"
 # libyaml's loader when PyYAML was built with it: the cases file is long, and safe either way.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -74,6 +75,40 @@ def load_policy(path: Path) -> PolicySource:
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         return _from_files(_walk_bundle(path), origin=str(path))
     raise PolicyLoadError(f"no policy directory or bundle at {path}")
+
+
+def load_policies(paths: Iterable[Path], *, require_modules: bool = True) -> PolicySource:
+    """Several directories or bundles as one policy, as ``opa test``/``opa eval`` load their
+    paths: every module (named by its path as given, ``policies/gatekeeper/x.rego``, so that
+    reports point at the file) and the data of all of them merged. Without
+    ``require_modules``, paths holding no module give an empty policy rather than an error.
+    The revision is a hash of every path's revision."""
+    modules: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    revisions: list[str] = []
+    cases: Any = None
+    for path in paths:
+        if not path.exists():
+            raise PolicyLoadError(f"{path}: no such file or directory")
+        try:
+            source = load_policy(path)
+        except PolicyLoadError as exc:
+            if require_modules or not str(exc).endswith(_NO_MODULES):
+                raise
+            continue
+        prefix = PurePosixPath(path.as_posix())
+        for name, text in source.modules.items():
+            modules[str(prefix / name) if path.is_dir() else f"{prefix}/{name}"] = text
+        _deep_merge(data, source.data, str(path))
+        revisions.append(source.revision)
+        cases = cases if cases is not None else source.cases
+    if not modules and require_modules:
+        raise PolicyLoadError(f"{', '.join(map(str, paths))}:{_NO_MODULES}")
+    if len(revisions) == 1:
+        revision = revisions[0]
+    else:
+        revision = "sha256:" + hashlib.sha256("\0".join(revisions).encode()).hexdigest()[:16]
+    return PolicySource(revision=revision, modules=modules, data=data, cases=cases)
 
 
 def _walk_dir(root: Path) -> Iterable[tuple[str, bytes]]:
@@ -119,7 +154,7 @@ def _from_files(files: Iterable[tuple[str, bytes]], origin: str) -> PolicySource
             continue
         digest.update(name.encode() + b"\0" + raw + b"\0")
     if not modules:
-        raise PolicyLoadError(f"{origin}: no .rego modules found")
+        raise PolicyLoadError(f"{origin}:{_NO_MODULES}")
     content = digest.hexdigest()
     revision = manifest.get("revision") or "sha256:" + content[:16]
     return PolicySource(

@@ -154,7 +154,7 @@ async def run_in_process(
                     "/v1/chat/completions", content=request.body, headers=headers_for(request)
                 )
                 outcomes.append(outcome_of(response.status_code, response.content))
-                if progress is not None and len(outcomes) % 500 == 0:
+                if progress is not None and (len(outcomes) % 50 == 0 or len(outcomes) == total):
                     progress(len(outcomes), total)
     finally:
         await gk.aclose()
@@ -204,7 +204,7 @@ async def run_against(
                 except httpx.HTTPError:
                     outcomes[request.index] = Outcome(599, "client_error")
             done += 1
-            if progress is not None and done % 500 == 0:
+            if progress is not None and (done % 50 == 0 or done == len(outcomes)):
                 progress(done, len(outcomes))
 
         await asyncio.gather(*(send(r) for r in population.requests))

@@ -2,6 +2,7 @@ package gatekeeper.distillation_test
 
 import data.gatekeeper.decision
 import data.gatekeeper.distillation
+import data.gatekeeper.test_fixtures as fixtures
 
 # 2026-11-28T00:00:00Z
 now_ns := 1795824000000000000
@@ -63,38 +64,38 @@ strong_doc := object.union(signals(strong_signals), {"network": {"is_hosting": t
 by_name(d) := {q.name: q | some q in d.quotas}
 
 evidence_of(doc) := e if {
-	e := distillation.evidence with input as doc
+	e := distillation.evidence with input as doc with data.gatekeeper.config as fixtures.config
 }
 
 # --- no signals, pack off ----------------------------------------------------------------
 
 test_no_signals_changes_nothing if {
 	doc := object.union(base, {"signals": {"available": false}})
-	d := decision with input as doc
+	d := decision with input as doc with data.gatekeeper.config as fixtures.config
 	d.allow
 	d.reasoning == {"mode": "full"}
 	d.obligations == {}
 	not by_name(d).cluster_requests
-	distillation.level == "none" with input as doc
+	distillation.level == "none" with input as doc with data.gatekeeper.config as fixtures.config
 }
 
 test_empty_signals_object_changes_nothing if {
-	d := decision with input as json.remove(base, ["signals"])
+	d := decision with input as json.remove(base, ["signals"]) with data.gatekeeper.config as fixtures.config
 	d.allow
 	d.reasoning.mode == "full"
 	d.obligations == {}
 }
 
 test_quiet_signals_change_nothing if {
-	d := decision with input as base
+	d := decision with input as base with data.gatekeeper.config as fixtures.config
 	d.allow
 	d.reasoning.mode == "full"
 	d.obligations == {}
-	distillation.level == "none" with input as base
+	distillation.level == "none" with input as base with data.gatekeeper.config as fixtures.config
 }
 
 test_disabled_pack_ignores_strong_evidence if {
-	d := decision with input as strong_doc with data.gatekeeper.config.distillation.enabled as false
+	d := decision with input as strong_doc with data.gatekeeper.config as fixtures.patched({"distillation": {"enabled": false}})
 	d.allow
 	d.reasoning.mode == "full"
 }
@@ -156,8 +157,8 @@ test_new_account if {
 
 test_watch_caps_full_reasoning_to_a_summary if {
 	doc := signals(templated_cot)
-	distillation.level == "watch" with input as doc
-	d := decision with input as doc
+	distillation.level == "watch" with input as doc with data.gatekeeper.config as fixtures.config
+	d := decision with input as doc with data.gatekeeper.config as fixtures.config
 	d.allow
 	d.reasoning == {"mode": "summary", "max_tokens": 32}
 	d.obligations.flag_for_review == false
@@ -168,34 +169,34 @@ test_watch_caps_full_reasoning_to_a_summary if {
 
 test_watch_tightens_a_summary_budget if {
 	# pro with government_id is sold a 64-token summary; watch caps it at 32.
-	d := decision with input as as_subject(signals(templated_cot), "pro", "government_id")
+	d := decision with input as as_subject(signals(templated_cot), "pro", "government_id") with data.gatekeeper.config as fixtures.config
 	d.reasoning == {"mode": "summary", "max_tokens": 32}
 }
 
 test_a_looser_cap_changes_nothing if {
 	d := decision with input as as_subject(signals(templated_cot), "pro", "government_id")
-		with data.gatekeeper.config.distillation.responses.watch.reasoning as {"mode": "summary", "max_tokens": 500}
+		with data.gatekeeper.config as fixtures.patched({"distillation": {"responses": {"watch": {"reasoning": {"mode": "summary", "max_tokens": 500}}}}})
 	d.reasoning == {"mode": "summary", "max_tokens": 64}
 }
 
 test_exempt_flag_clears_a_reviewed_account if {
 	doc := object.union(strong_doc, {"subject": {"flags": ["distillation_exempt"]}})
-	distillation.level == "none" with input as doc
-	d := decision with input as doc
+	distillation.level == "none" with input as doc with data.gatekeeper.config as fixtures.config
+	d := decision with input as doc with data.gatekeeper.config as fixtures.config
 	d.allow
 	d.reasoning.mode == "full"
 	d.obligations == {}
 }
 
 test_watch_never_raises_exposure if {
-	d := decision with input as as_subject(signals(templated_cot), "free", "email")
+	d := decision with input as as_subject(signals(templated_cot), "free", "email") with data.gatekeeper.config as fixtures.config
 	d.reasoning.mode == "drop"
 }
 
 test_suspect_drops_reasoning_tightens_quotas_and_flags if {
 	doc := as_subject(signals(suspect_signals), "pro", "government_id")
-	distillation.level == "suspect" with input as doc
-	d := decision with input as doc
+	distillation.level == "suspect" with input as doc with data.gatekeeper.config as fixtures.config
+	d := decision with input as doc with data.gatekeeper.config as fixtures.config
 	d.allow
 	d.reasoning.mode == "drop"
 	d.obligations.flag_for_review
@@ -210,7 +211,7 @@ test_suspect_drops_reasoning_tightens_quotas_and_flags if {
 }
 
 test_suspect_below_the_step_up_level_is_403_naming_it if {
-	d := decision with input as as_subject(signals(suspect_signals), "pro", "payment")
+	d := decision with input as as_subject(signals(suspect_signals), "pro", "payment") with data.gatekeeper.config as fixtures.config
 	not d.allow
 	d.status == 403
 	d.reasons[0].code == "kyc_step_up_required"
@@ -221,8 +222,8 @@ test_suspect_below_the_step_up_level_is_403_naming_it if {
 
 test_strong_evidence_is_refused if {
 	doc := as_subject(strong_doc, "pro", "government_id")
-	distillation.level == "strong" with input as doc
-	d := decision with input as doc
+	distillation.level == "strong" with input as doc with data.gatekeeper.config as fixtures.config
+	d := decision with input as doc with data.gatekeeper.config as fixtures.config
 	not d.allow
 	d.status == 403
 	d.reasons[0].code == "distillation_suspected"
@@ -236,15 +237,15 @@ test_strong_needs_every_required_piece if {
 		object.union(signals(object.union(templated_cot, {"cluster": object.union(usage(5000, 1, 0), {"size": 12})})), {"network": {"is_hosting": true}, "subject": {"account_age_days": 2}}),
 		"pro", "government_id",
 	)
-	distillation.score == 8 with input as doc
-	distillation.level == "suspect" with input as doc
-	d := decision with input as doc
+	distillation.score == 8 with input as doc with data.gatekeeper.config as fixtures.config
+	distillation.level == "suspect" with input as doc with data.gatekeeper.config as fixtures.config
+	d := decision with input as doc with data.gatekeeper.config as fixtures.config
 	d.allow
 	d.reasoning.mode == "drop"
 }
 
 test_strong_against_business_kyc_gets_the_suspect_response if {
-	d := decision with input as strong_doc
+	d := decision with input as strong_doc with data.gatekeeper.config as fixtures.config
 	d.allow
 	d.reasoning.mode == "drop"
 	d.obligations.flag_for_review
@@ -252,13 +253,13 @@ test_strong_against_business_kyc_gets_the_suspect_response if {
 }
 
 test_strong_with_weak_kyc_is_refused_not_stepped_up if {
-	d := decision with input as as_subject(strong_doc, "free", "email")
+	d := decision with input as as_subject(strong_doc, "free", "email") with data.gatekeeper.config as fixtures.config
 	[r.code | some r in d.reasons] == ["distillation_suspected"]
 }
 
 test_refusal_can_be_shadowed if {
 	doc := as_subject(strong_doc, "pro", "government_id")
-	d := decision with input as doc with data.gatekeeper.config.shadow.codes as ["distillation_suspected"]
+	d := decision with input as doc with data.gatekeeper.config as fixtures.patched({"shadow": {"codes": ["distillation_suspected"]}})
 	not d.allow
 	d.shadow
 	d.reasons[0].code == "distillation_suspected"
@@ -266,7 +267,7 @@ test_refusal_can_be_shadowed if {
 }
 
 test_kyc_insufficient_keeps_its_step_up_beside_the_flag if {
-	d := decision with input as as_subject(strong_doc, "free", "none")
+	d := decision with input as as_subject(strong_doc, "free", "none") with data.gatekeeper.config as fixtures.config
 	d.reasons[0].code == "kyc_insufficient"
 	d.obligations.step_up_kyc == "email"
 	d.obligations.flag_for_review
@@ -274,7 +275,7 @@ test_kyc_insufficient_keeps_its_step_up_beside_the_flag if {
 
 test_thresholds_come_from_data if {
 	doc := signals({"cot_elicitation": 0.5})
-	distillation.level == "watch" with input as doc with data.gatekeeper.config.distillation.levels as {"watch": 1, "suspect": 5, "strong": 7}
+	distillation.level == "watch" with input as doc with data.gatekeeper.config as fixtures.patched({"distillation": {"levels": {"watch": 1, "suspect": 5, "strong": 7}}})
 }
 
 # --- launch window -------------------------------------------------------------------------
@@ -284,7 +285,7 @@ releases := {"test-model": "2026-11-25T00:00:00Z"}
 new_account := object.union(base, {"subject": {"account_age_days": 5}})
 
 test_launch_window_caps_new_accounts if {
-	d := decision with input as new_account with data.gatekeeper.config.launch.releases as releases
+	d := decision with input as new_account with data.gatekeeper.config as fixtures.patched({"launch": {"releases": releases}})
 	d.allow
 	d.reasoning == {"mode": "summary", "max_tokens": 64}
 	by_name(d).launch_requests.capacity == 30
@@ -293,30 +294,30 @@ test_launch_window_caps_new_accounts if {
 
 test_launch_window_caps_weakly_verified_accounts if {
 	doc := as_subject(base, "pro", "payment")
-	d := decision with input as doc with data.gatekeeper.config.launch.releases as releases
+	d := decision with input as doc with data.gatekeeper.config as fixtures.patched({"launch": {"releases": releases}})
 	by_name(d).launch_requests.capacity == 30
 }
 
 test_launch_window_spares_old_verified_accounts if {
-	d := decision with input as base with data.gatekeeper.config.launch.releases as releases
+	d := decision with input as base with data.gatekeeper.config as fixtures.patched({"launch": {"releases": releases}})
 	not by_name(d).launch_requests
 	d.reasoning.mode == "full"
 }
 
 test_launch_window_ends if {
 	old := {"test-model": "2026-11-10T00:00:00Z"}
-	d := decision with input as new_account with data.gatekeeper.config.launch.releases as old
+	d := decision with input as new_account with data.gatekeeper.config as fixtures.patched({"launch": {"releases": old}})
 	not by_name(d).launch_requests
 }
 
 test_launch_window_starts_at_the_release if {
 	later := {"test-model": "2026-12-01T00:00:00Z"}
-	d := decision with input as new_account with data.gatekeeper.config.launch.releases as later
+	d := decision with input as new_account with data.gatekeeper.config as fixtures.patched({"launch": {"releases": later}})
 	not by_name(d).launch_requests
 }
 
 test_launch_window_only_for_released_models if {
-	d := decision with input as new_account
+	d := decision with input as new_account with data.gatekeeper.config as fixtures.config
 	not by_name(d).launch_requests
 }
 
@@ -324,7 +325,7 @@ test_lowest_cap_wins if {
 	# watch (summary, 32 tokens) and the launch window (summary, 64): the tighter one applies.
 	patch := {"cot_elicitation": 0.5, "template_repetition": 0.6, "subject": {"template_count": 6}}
 	doc := object.union(signals(patch), {"subject": {"account_age_days": 5}})
-	d := decision with input as doc with data.gatekeeper.config.launch.releases as releases
+	d := decision with input as doc with data.gatekeeper.config as fixtures.patched({"launch": {"releases": releases}})
 	d.obligations.notes[0] == "distillation:watch"
 	d.reasoning == {"mode": "summary", "max_tokens": 32}
 	by_name(d).launch_requests

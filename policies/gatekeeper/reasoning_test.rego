@@ -2,46 +2,47 @@ package gatekeeper.reasoning_test
 
 import data.gatekeeper.decision
 import data.gatekeeper.decision_test_helpers as h
+import data.gatekeeper.test_fixtures as fixtures
 
 test_full_for_enterprise_with_business_kyc if {
-	d := decision with input as h.subject("enterprise", "business")
+	d := decision with input as h.subject("enterprise", "business") with data.gatekeeper.config as fixtures.config
 	d.reasoning == {"mode": "full"}
 }
 
 test_enterprise_below_business_kyc_gets_nothing if {
-	d := decision with input as h.subject("enterprise", "government_id")
+	d := decision with input as h.subject("enterprise", "government_id") with data.gatekeeper.config as fixtures.config
 	d.reasoning.mode == "drop"
 }
 
 test_summary_for_pro_with_government_id if {
-	d := decision with input as h.subject("pro", "government_id")
+	d := decision with input as h.subject("pro", "government_id") with data.gatekeeper.config as fixtures.config
 	d.reasoning.mode == "summary"
 }
 
 test_pro_below_government_id_gets_nothing if {
-	d := decision with input as h.subject("pro", "payment")
+	d := decision with input as h.subject("pro", "payment") with data.gatekeeper.config as fixtures.config
 	d.reasoning.mode == "drop"
 }
 
 test_free_gets_nothing if {
-	d := decision with input as h.subject("free", "business")
+	d := decision with input as h.subject("free", "business") with data.gatekeeper.config as fixtures.config
 	d.reasoning.mode == "drop"
 }
 
 # Tiers the demo does not use, to show the other modes: the first 128 reasoning tokens, then a
 # marker (truncate); a fixed marker in place of the reasoning, the response's shape kept (redact).
 test_truncate_for_research_with_government_id if {
-	d := decision with input as h.subject("research", "government_id")
+	d := decision with input as h.subject("research", "government_id") with data.gatekeeper.config as fixtures.config
 	d.reasoning == {"mode": "truncate", "max_tokens": 128}
 }
 
 test_redact_for_education_with_phone if {
-	d := decision with input as h.subject("education", "phone")
+	d := decision with input as h.subject("education", "phone") with data.gatekeeper.config as fixtures.config
 	d.reasoning == {"mode": "redact"}
 }
 
 test_research_below_government_id_gets_nothing if {
-	d := decision with input as h.subject("research", "payment")
+	d := decision with input as h.subject("research", "payment") with data.gatekeeper.config as fixtures.config
 	d.reasoning.mode == "drop"
 }
 
@@ -56,7 +57,7 @@ budget_reasoning := {
 
 test_a_budget_quota_names_one_of_the_decisions_quotas if {
 	doc := object.union(h.subject("pro", "government_id"), {"request": {"estimated_tokens": 100}})
-	d := decision with input as doc with data.gatekeeper.config.reasoning as budget_reasoning
+	d := decision with input as doc with data.gatekeeper.config as fixtures.patched({"reasoning": budget_reasoning})
 	d.reasoning.budget_quota == "reasoning_tokens"
 	some q in d.quotas
 	q.name == d.reasoning.budget_quota

@@ -2,11 +2,12 @@ package gatekeeper.shadow_test
 
 import data.gatekeeper.decision
 import data.gatekeeper.decision_test_helpers as h
+import data.gatekeeper.test_fixtures as fixtures
 
 unverified := h.subject("free", "none")
 
 test_a_shadowed_refusal_is_logged_not_enforced if {
-	d := decision with input as unverified with data.gatekeeper.config.shadow.codes as ["kyc_insufficient"]
+	d := decision with input as unverified with data.gatekeeper.config as fixtures.patched({"shadow": {"codes": ["kyc_insufficient"]}})
 	not d.allow
 	d.shadow
 	d.status == 403
@@ -15,15 +16,15 @@ test_a_shadowed_refusal_is_logged_not_enforced if {
 }
 
 test_a_shadowed_refusal_carries_the_allowed_quotas_and_reasoning if {
-	allowed := decision with input as h.subject("free", "email")
-	d := decision with input as unverified with data.gatekeeper.config.shadow.codes as ["kyc_insufficient"]
+	allowed := decision with input as h.subject("free", "email") with data.gatekeeper.config as fixtures.config
+	d := decision with input as unverified with data.gatekeeper.config as fixtures.patched({"shadow": {"codes": ["kyc_insufficient"]}})
 	d.quotas == allowed.quotas
 	d.reasoning == allowed.reasoning
 }
 
 test_an_enforced_refusal_wins_over_a_shadowed_one if {
 	doc := object.union(unverified, {"network": object.union(unverified.network, {"country": "KP"})})
-	d := decision with input as doc with data.gatekeeper.config.shadow.codes as ["kyc_insufficient"]
+	d := decision with input as doc with data.gatekeeper.config as fixtures.patched({"shadow": {"codes": ["kyc_insufficient"]}})
 	not d.shadow
 	d.status == 451
 	[r.code | some r in d.reasons] == ["jurisdiction_restricted", "kyc_insufficient"]
@@ -32,7 +33,7 @@ test_an_enforced_refusal_wins_over_a_shadowed_one if {
 
 test_shadowed_reasons_come_after_enforced_ones if {
 	doc := object.union(unverified, {"network": object.union(unverified.network, {"country": "KP"})})
-	d := decision with input as doc with data.gatekeeper.config.shadow.codes as ["jurisdiction_restricted"]
+	d := decision with input as doc with data.gatekeeper.config as fixtures.patched({"shadow": {"codes": ["jurisdiction_restricted"]}})
 	not d.shadow
 	d.status == 403
 	[r.code | some r in d.reasons] == ["kyc_insufficient", "jurisdiction_restricted"]
@@ -40,7 +41,7 @@ test_shadowed_reasons_come_after_enforced_ones if {
 }
 
 test_no_shadow_codes_by_default if {
-	d := decision with input as unverified
+	d := decision with input as unverified with data.gatekeeper.config as fixtures.config
 	not d.shadow
 	d.status == 403
 }

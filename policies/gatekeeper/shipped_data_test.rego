@@ -1,0 +1,54 @@
+# Tests of the shipped configuration (config/*/data.json) itself, evaluated with it rather than
+# with the fixture the logic tests use (fixtures_test.rego). They check that the data is usable,
+# not what its numbers are: tuning a limit, a threshold or a country list needs no edit here,
+# only a change that breaks an invariant below does.
+package gatekeeper.shipped_data_test
+
+import data.gatekeeper.config
+import data.gatekeeper.decision
+import data.gatekeeper.decision_test_helpers as h
+
+test_the_default_tier_exists if {
+	config.tiers.tiers[config.tiers.default_tier]
+}
+
+test_every_tier_quota_is_a_usable_template if {
+	every tier in config.tiers.tiers {
+		count(tier.quotas) > 0
+		every q in tier.quotas {
+			is_string(q.name)
+			q.unit in {"requests", "tokens", "reasoning_tokens"}
+			q.capacity > 0
+			q.on_store_error in {"deny", "allow", "local"}
+		}
+	}
+}
+
+test_every_kyc_level_named_in_the_data_exists if {
+	config.kyc.levels[config.kyc.minimum]
+	config.kyc.levels[config.jurisdictions.unknown_location_min_kyc]
+	config.kyc.levels[config.launch.verified_kyc]
+	every _, rule in config.reasoning.by_tier {
+		config.kyc.levels[rule.min_kyc]
+	}
+}
+
+test_distillation_levels_rise if {
+	config.distillation.levels.watch < config.distillation.levels.suspect
+	config.distillation.levels.suspect < config.distillation.levels.strong
+	config.distillation.cot.elevated <= config.distillation.cot.high
+}
+
+test_a_verified_user_in_an_unrestricted_country_is_allowed if {
+	d := decision with input as h.subject(config.tiers.default_tier, "business")
+	d.allow
+	count(d.quotas) > 0
+}
+
+test_every_restricted_country_is_refused if {
+	every country in config.jurisdictions.restricted {
+		doc := object.union(h.subject("free", "business"), {"network": {"country": country}})
+		d := decision with input as doc
+		d.status == 451
+	}
+}
