@@ -10,6 +10,7 @@ from gatekeeper import __version__
 from gatekeeper.cli.audit import audit
 from gatekeeper.cli.policy import policy
 from gatekeeper.cli.simulate import simulate_command
+from gatekeeper.cli.subjects import subjects
 from gatekeeper.network.cli import geoip_cli
 from gatekeeper.proxy.cli import proxy_command
 
@@ -52,6 +53,7 @@ cli.add_command(geoip_cli)
 cli.add_command(proxy_command)
 cli.add_command(audit)
 cli.add_command(simulate_command)
+cli.add_command(subjects)
 
 
 def main() -> None:
