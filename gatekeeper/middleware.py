@@ -192,6 +192,7 @@ class GatekeeperMiddleware:
         try:
             subject = await self.gk.identity.identify(headers, scope.get("client"))
         except (IdentityError, AuthenticationError) as exc:
+            timer.lap("timer_gatekeeper_identify_ns")
             await self._refuse_unenforced(send, dialect, rec, exc.status, exc.code, str(exc))
             return
         timer.lap("timer_gatekeeper_identify_ns")
