@@ -46,6 +46,9 @@ class KycLevel(StrEnum):
 
 _KYC_ORDER = list(KycLevel)
 
+#: The identity methods (setting ``identity.methods``), as ``input.subject.auth_method`` names them.
+AuthMethod = Literal["api_key", "jwt", "resolver"]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
@@ -63,6 +66,10 @@ class Subject(_Model):
     account_age_days: float | None = None
     flags: list[str] = Field(default_factory=list)
     payment_fingerprint: str | None = None
+    auth_method: AuthMethod | None = Field(
+        default=None,
+        description="How the subject was identified: api_key, jwt or resolver (the app's hook).",
+    )
 
     @model_validator(mode="after")
     def _rank_follows_level(self) -> Subject:

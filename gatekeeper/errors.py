@@ -8,7 +8,10 @@
     │   ├── PolicyLoadError         a policy directory or bundle failed to load or compile
     │   ├── PolicyEvaluationError   the engine raised, timed out or returned nothing
     │   └── InvalidDecisionError    the decision does not validate against ``Decision``
-    ├── IdentityError               the subject store could not be read (→ 503 identity_unavailable)
+    ├── IdentityError               the subject store, resolver hook or JWKS could not be read
+    │                               (→ 503 identity_unavailable)
+    ├── AuthenticationError         no subject for the request's credentials (→ 401; the code
+    │                               says why: missing_api_key, invalid_token, token_expired, …)
     ├── QuotaStoreError             the quota store is unreachable or too slow (→ per-quota setting)
     │   └── QuotaStoreTimeout       no answer within quota.timeout, measured on the store call
     ├── Overloaded                  the process is saturated: shed before any work (→ 503)
@@ -64,6 +67,21 @@ class IdentityError(GatekeeperError):
 
     status = 503
     code = "identity_unavailable"
+
+
+class AuthenticationError(GatekeeperError):
+    """The request's credentials identify no subject: missing, unknown, or a token that does
+    not verify. ``code`` says which (``missing_api_key``, ``invalid_api_key``, ``missing_token``,
+    ``invalid_token``, ``token_expired``, ``missing_credentials``, ``invalid_credentials``); the
+    message never carries the credential."""
+
+    status = 401
+    code = "invalid_api_key"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class QuotaStoreError(GatekeeperError):

@@ -23,6 +23,7 @@ from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.errors import (
     CLIENT_MESSAGES,
+    AuthenticationError,
     BodyTimeoutError,
     BodyTooLargeError,
     ClientInputError,
@@ -34,7 +35,6 @@ from gatekeeper.errors import (
     QuotaStoreError,
     client_message,
 )
-from gatekeeper.identity import api_key_from_headers
 from gatekeeper.input_document import build_input
 from gatekeeper.network import locate
 from gatekeeper.observability import ShapingClock
@@ -218,19 +218,14 @@ class GatekeeperMiddleware:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         timer = _Timer(rec.metrics)
 
-        # identify
-        api_key = api_key_from_headers(headers)
+        # identify: identity.methods in order (gatekeeper/identity/identify.py)
         try:
-            subject = await self.gk.subjects.lookup(api_key) if api_key else None
-        except IdentityError as exc:
+            subject = await self.gk.identity.identify(headers, scope.get("client"))
+        except (IdentityError, AuthenticationError) as exc:
+            timer.lap("timer_gatekeeper_identify_ns")
             await self._refuse_unenforced(send, dialect, rec, exc.status, exc.code, str(exc))
             return
         timer.lap("timer_gatekeeper_identify_ns")
-        if subject is None:
-            message = "missing API key" if not api_key else "invalid API key"
-            code = "missing_api_key" if not api_key else "invalid_api_key"
-            await self._refuse_unenforced(send, dialect, rec, 401, code, message)
-            return
 
         # inspect
         body = b""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from gatekeeper.audit import DecisionLog
 from gatekeeper.audit.setup import build_decision_log, policy_data_of
 from gatekeeper.errors import ConfigurationError
-from gatekeeper.identity import FileSubjectStore, RedisSubjectStore, SubjectStore
+from gatekeeper.identity import Identifier, SubjectResolver, SubjectStore
 from gatekeeper.network import (
     ClientAddressResolver,
     GeoDatabaseError,
@@ -25,7 +25,6 @@ from gatekeeper.network import (
     ensure_database,
 )
 from gatekeeper.observability import Observability
-from gatekeeper.observability.logs import redact
 from gatekeeper.policy import PolicyEngine, open_engine
 from gatekeeper.quota import QuotaStore, open_quota_store
 from gatekeeper.settings import Settings
@@ -41,7 +40,8 @@ class Gatekeeper:
     """Everything the request pipeline needs, already validated."""
 
     settings: Settings
-    subjects: SubjectStore
+    #: The identity methods in their order (``identity.methods``): the identify stage.
+    identity: Identifier
     resolver: ClientAddressResolver
     geo: GeoLocator | None
     engine: PolicyEngine
@@ -57,16 +57,27 @@ class Gatekeeper:
     #: Health endpoints, metrics, traces; built from ``settings.observability``.
     observability: Observability = field(init=False)
 
+    @property
+    def subjects(self) -> SubjectStore | None:
+        """The API-key subject store (cached), or None when ``api_key`` is not a method."""
+        return self.identity.store
+
     def __post_init__(self) -> None:
         self.observability = Observability(self)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Gatekeeper:
-        """Build every part named by ``settings``; raises ``ConfigurationError``."""
+    def from_settings(
+        cls, settings: Settings, *, resolver: SubjectResolver | None = None
+    ) -> Gatekeeper:
+        """Build every part named by ``settings``; raises ``ConfigurationError``.
+
+        ``resolver`` is the app's own identity hook (``gatekeeper.identity.SubjectResolver``),
+        used when ``identity.methods`` lists ``resolver``; it overrides ``identity.resolver``.
+        """
         engine = _engine(settings)
         return cls(
             settings=settings,
-            subjects=_subject_store(settings),
+            identity=Identifier.from_settings(settings.identity, resolver=resolver),
             resolver=ClientAddressResolver(settings.network.trusted_proxies),
             geo=_geo(settings),
             engine=engine,
@@ -90,6 +101,7 @@ class Gatekeeper:
         await self.engine.start()
         if self.geo is not None:
             await self.geo.start()  # the GeoIP reload watcher (network.geoip_reload_interval)
+        await self.identity.start()
         if self.signals is not None:
             await self.signals.start()
         if self.settings.runtime.switch_interval > 0:
@@ -106,7 +118,7 @@ class Gatekeeper:
     async def aclose(self) -> None:
         """Flush the decision log and release stores."""
         await self.decision_log.aclose()
-        await self.subjects.aclose()
+        await self.identity.aclose()
         await self.quotas.aclose()
         if self.vault is not None:
             await self.vault.aclose()
@@ -116,22 +128,6 @@ class Gatekeeper:
         await self.observability.aclose()
         if self.geo is not None:
             await self.geo.aclose()
-
-
-def _subject_store(settings: Settings) -> SubjectStore:
-    ident = settings.identity
-    if ident.store == "redis":
-        if not ident.redis_url:
-            raise ConfigurationError("identity.store = redis needs identity.redis_url")
-        try:
-            return RedisSubjectStore(
-                ident.redis_url, prefix=ident.redis_prefix, cache_seconds=ident.cache_seconds
-            )
-        except ValueError as exc:  # redis-py's verdict on the URL
-            raise ConfigurationError(f"identity.redis_url: {redact(str(exc))}") from exc
-    if ident.subjects_file is None:
-        raise ConfigurationError("identity.store = file needs identity.subjects_file")
-    return FileSubjectStore(ident.subjects_file)
 
 
 def _geo(settings: Settings) -> GeoLocator | None:

@@ -25,6 +25,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -74,9 +75,127 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class IdentitySettings(_Section):
-    """Where subjects (API keys and what they map to) come from."""
+#: JWT algorithms gatekeeper accepts in ``identity.jwt.algorithms`` (never ``none``).
+ASYMMETRIC_JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+SYMMETRIC_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
+
+class JwtClaimSettings(_Section):
+    """Which claims of a verified token give the subject's attributes.
+
+    Each value names a claim; when no claim has that exact name, a dotted name is a path into
+    nested claims (`realm_access.tier`). Namespaced claims such as
+    `https://example.com/tier` are found by their exact name first. An empty name leaves
+    the attribute out.
+    """
+
+    subject: str = Field(default="sub", min_length=1, description="Claim of the subject id.")
+    org: str = Field(default="org", description="Claim of the organisation.")
+    tier: str = Field(default="tier", description="Claim of the tier.")
+    kyc_level: str = Field(default="kyc_level", description="Claim of the KYC level.")
+    account_created: str = Field(
+        default="account_created",
+        description="Claim of the account creation date (ISO date, or seconds since the epoch).",
+    )
+    payment_fingerprint: str = Field(
+        default="payment_fingerprint", description="Claim of the payment fingerprint."
+    )
+    flags: str = Field(
+        default="flags", description="Claim of the flags (a list, or a space-separated string)."
+    )
+    default_tier: str = Field(default="free", description="Tier of a token without the claim.")
+    default_kyc_level: Literal["none", "email", "phone", "payment", "government_id", "business"] = (
+        Field(
+            default="none",
+            description="KYC level of a token without the claim (or with an unknown level).",
+        )
+    )
+
+
+class JwtSettings(_Section):
+    """Bearer JWTs (OIDC access or ID tokens), verified in-process with PyJWT."""
+
+    jwks_url: str | None = Field(
+        default=None, description="The identity provider's JWKS URL (keys fetched and cached)."
+    )
+    public_key_file: Path | None = Field(
+        default=None, description="A PEM public key, instead of a JWKS URL."
+    )
+    secret: SecretStr | None = Field(
+        default=None, description="A shared secret for HS256/384/512 tokens (your own issuer)."
+    )
+    issuer: str | None = Field(
+        default=None, description="The `iss` tokens must carry (required with jwt)."
+    )
+    audience: list[str] = Field(
+        default_factory=list,
+        description="Accepted `aud` values; one must match (required with jwt).",
+    )
+    algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"],
+        description="Accepted `alg` values; never `none`, HS* only with `secret`.",
+    )
+    leeway_seconds: float = Field(
+        default=30.0, ge=0, le=300, description="Clock skew allowed on `exp`, `nbf` and `iat`."
+    )
+    jwks_refresh_seconds: float = Field(
+        default=300.0, gt=0, description="Age after which the JWKS is refetched in the background."
+    )
+    jwks_max_stale_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="How long cached keys keep verifying past their refresh time while the "
+        "JWKS endpoint cannot be reached.",
+    )
+    jwks_timeout: float = Field(default=2.0, gt=0, description="Seconds a JWKS fetch may take.")
+    jwks_min_fetch_interval: float = Field(
+        default=10.0,
+        ge=0,
+        description="Least seconds between two fetches caused by unknown `kid`s.",
+    )
+    claims: JwtClaimSettings = Field(default_factory=JwtClaimSettings)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        known = ASYMMETRIC_JWT_ALGORITHMS | SYMMETRIC_JWT_ALGORITHMS
+        unknown = [a for a in value if a not in known]
+        if unknown:
+            raise ValueError(f"unsupported JWT algorithms {unknown} (`none` is never accepted)")
+        if not value:
+            raise ValueError("at least one algorithm is needed")
+        return value
+
+    def check_usable(self) -> None:
+        """Raise ``ValueError`` unless tokens can be verified: one key source, an issuer, an
+        audience, and algorithms that fit the key (HS* only with a secret, never with a
+        public key: that would let anyone sign with the public key as the HMAC secret)."""
+        sources = [self.jwks_url, self.public_key_file, self.secret]
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError("identity.jwt needs exactly one of jwks_url, public_key_file, secret")
+        if not self.issuer or not self.audience:
+            raise ValueError("identity.jwt needs issuer and audience")
+        symmetric = set(self.algorithms) & SYMMETRIC_JWT_ALGORITHMS
+        if self.secret is None and symmetric:
+            raise ValueError(f"identity.jwt: {sorted(symmetric)} need `secret`, not a public key")
+        if self.secret is not None and set(self.algorithms) - SYMMETRIC_JWT_ALGORITHMS:
+            raise ValueError("identity.jwt: with `secret`, only HS256/HS384/HS512 are accepted")
+
+
+IdentityMethod = Literal["api_key", "jwt", "resolver"]
+
+
+class IdentitySettings(_Section):
+    """Who is calling: API keys (file or Redis), JWTs, or the app's own resolver hook."""
+
+    methods: list[IdentityMethod] = Field(
+        default_factory=lambda: list[IdentityMethod](["api_key"]),
+        min_length=1,
+        description="Identity methods, tried in this order (input.subject.auth_method names "
+        "the one that identified the subject).",
+    )
     store: Literal["file", "redis"] = Field(
         default="file", description="file: subjects_file; redis: shared by replicas (redis_url)."
     )
@@ -86,8 +205,31 @@ class IdentitySettings(_Section):
     redis_url: str | None = Field(default=None, description="Redis URL (store = redis).")
     redis_prefix: str = Field(default="gk:subject:", description="Key prefix in Redis.")
     cache_seconds: float = Field(
-        default=5.0, ge=0, description="How long a looked-up subject is reused (redis store)."
+        default=5.0,
+        ge=0,
+        description="How long a looked-up subject is reused (redis store, resolver hook, file "
+        "store re-read); a revoked key stops working within this time.",
     )
+    cache_size: int = Field(
+        default=10_000, gt=0, description="Subjects the in-process cache holds (least recent out)."
+    )
+    resolver: str | None = Field(
+        default=None,
+        description="The app's resolver hook, `module:function` (or pass one to "
+        "Gatekeeper.from_settings).",
+    )
+    resolver_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds the resolver hook may take (then 503)."
+    )
+    jwt: JwtSettings = Field(default_factory=JwtSettings)
+
+    @model_validator(mode="after")
+    def _methods_usable(self) -> IdentitySettings:
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError("identity.methods lists a method twice")
+        if "jwt" in self.methods:
+            self.jwt.check_usable()
+        return self
 
 
 class NetworkSettings(_Section):
@@ -741,7 +883,14 @@ class Settings(BaseSettings):
         return settings
 
     def _resolve_paths(self, base: Path) -> None:
-        for section in (self.identity, self.network, self.policy, self.audit, self.observability):
+        for section in (
+            self.identity,
+            self.identity.jwt,
+            self.network,
+            self.policy,
+            self.audit,
+            self.observability,
+        ):
             for name, value in section:
                 if isinstance(value, Path) and not value.is_absolute():
                     setattr(section, name, (base / value).resolve())

@@ -44,6 +44,7 @@ subjects = st.builds(
     account_age_days=st.none() | finite,
     flags=st.lists(text, max_size=3),
     payment_fingerprint=maybe_text,
+    auth_method=st.none() | st.sampled_from(["api_key", "jwt", "resolver"]),
 )
 networks = st.builds(
     Network,

@@ -20,6 +20,7 @@ _LAZY = {
     "policy": "gatekeeper.cli.policy:policy",
     "proxy": "gatekeeper.proxy.cli:proxy_command",
     "simulate": "gatekeeper.cli.simulate:simulate_command",
+    "subjects": "gatekeeper.cli.subjects:subjects",
 }
 
 

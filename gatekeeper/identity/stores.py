@@ -6,8 +6,10 @@ key (``hash_api_key``), so a leaked store or log does not leak usable credential
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import time
 import tomllib
 from datetime import UTC, date, datetime
@@ -24,19 +26,19 @@ from redis.exceptions import RedisError
 from gatekeeper.contract import KycLevel, Subject
 from gatekeeper.errors import ConfigurationError, IdentityError
 
+log = logging.getLogger("gatekeeper")
+
 
 def hash_api_key(api_key: str) -> str:
     """The hex SHA-256 of an API key: how stores index subjects."""
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-class SubjectRecord(BaseModel):
-    """One subject as stored: its key (or the key's SHA-256) and its attributes."""
+class SubjectAttributes(BaseModel):
+    """A subject's attributes as a store, a token's claims or a resolver hook give them."""
 
     model_config = ConfigDict(extra="forbid")
 
-    key: str | None = Field(default=None, description="The API key in clear (demo use only).")
-    key_sha256: str | None = None
     id: str
     org: str | None = None
     tier: str = "free"
@@ -44,14 +46,6 @@ class SubjectRecord(BaseModel):
     account_created: date | None = None
     flags: list[str] = Field(default_factory=list)
     payment_fingerprint: str | None = None
-
-    @model_validator(mode="after")
-    def _has_key(self) -> SubjectRecord:
-        if self.key_sha256 is None:
-            if self.key is None:
-                raise ValueError("a subject needs `key` or `key_sha256`")
-            self.key_sha256 = hash_api_key(self.key)
-        return self
 
     def to_subject(self, now: datetime | None = None) -> Subject:
         """The subject as the policy sees it (age computed now; the key never included)."""
@@ -76,6 +70,21 @@ class SubjectRecord(BaseModel):
         )
 
 
+class SubjectRecord(SubjectAttributes):
+    """One subject as stored: its attributes and its key (or, better, the key's SHA-256)."""
+
+    key: str | None = Field(default=None, description="The API key in clear (demo use only).")
+    key_sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _has_key(self) -> SubjectRecord:
+        if self.key_sha256 is None:
+            if self.key is None:
+                raise ValueError("a subject needs `key` or `key_sha256`")
+            self.key_sha256 = hash_api_key(self.key)
+        return self
+
+
 @lru_cache(maxsize=4096)
 def _midnight_utc(day: date) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
@@ -97,27 +106,75 @@ class SubjectStore(Protocol):
 class FileSubjectStore:
     """Subjects from a TOML, JSON or YAML file with a top-level ``subjects`` list.
 
-    The file is read once, at start-up; a malformed file raises ``ConfigurationError``.
+    The file is read at start-up; a malformed file raises ``ConfigurationError``. With
+    ``reload_seconds``, a lookup at most that often starts a re-read in a thread when the file
+    changed (``gatekeeper subjects revoke`` takes effect that way); a damaged file is refused,
+    logged, and the last good subjects kept.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, reload_seconds: float = 0.0) -> None:
         self.path = path
-        self._by_hash: dict[str, SubjectRecord] = {}
-        for record in _read_records(path):
-            assert record.key_sha256 is not None
-            if record.key_sha256 in self._by_hash:
-                raise ConfigurationError(f"{path}: two subjects share one key ({record.id})")
-            self._by_hash[record.key_sha256] = record
+        self.reload_seconds = reload_seconds
+        self._by_hash = _index(path, _read_records(path))
+        self._stamp = _stamp(path)
+        self._next_check = time.monotonic() + reload_seconds
+        self._reloading: asyncio.Task[None] | None = None
+        self.reload_error: str | None = None
 
     def __len__(self) -> int:
         return len(self._by_hash)
 
     async def lookup(self, api_key: str) -> Subject | None:
+        if self.reload_seconds > 0 and self._reloading is None:
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + self.reload_seconds
+                self._reloading = asyncio.create_task(self._reload())
         record = self._by_hash.get(hash_api_key(api_key))
         return record.to_subject() if record else None
 
+    async def _reload(self) -> None:
+        try:
+            self._by_hash, self._stamp = await asyncio.to_thread(self._read_if_changed)
+            self.reload_error = None
+        except ConfigurationError as exc:
+            self.reload_error = str(exc)
+            log.warning("subjects file not reloaded, the last good one is kept: %s", exc)
+        finally:
+            self._reloading = None
+
+    def _read_if_changed(self) -> tuple[dict[str, SubjectRecord], tuple[float, int] | None]:
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return self._by_hash, stamp
+        return _index(self.path, _read_records(self.path)), stamp
+
+    def health(self) -> dict[str, Any]:
+        if self.reload_error is not None:
+            return {"status": "degraded", "error": self.reload_error}
+        return {"status": "ok", "subjects": len(self._by_hash)}
+
     async def aclose(self) -> None:
+        if self._reloading is not None:
+            await self._reloading
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
         return None
+    return stat.st_mtime, stat.st_size
+
+
+def _index(path: Path, records: list[SubjectRecord]) -> dict[str, SubjectRecord]:
+    by_hash: dict[str, SubjectRecord] = {}
+    for record in records:
+        assert record.key_sha256 is not None
+        if record.key_sha256 in by_hash:
+            raise ConfigurationError(f"{path}: two subjects share one key ({record.id})")
+        by_hash[record.key_sha256] = record
+    return by_hash
 
 
 def _read_records(path: Path) -> list[SubjectRecord]:

@@ -44,7 +44,7 @@ async def readiness(
     """
     parts: dict[str, tuple[Any, dict[str, Any]]] = {
         "policy": (gk.engine, _policy_base(gk)),
-        "subjects": (gk.subjects, {}),
+        "subjects": (gk.identity, {}),
         "quotas": (gk.quotas, {}),
         "decision_log": (gk.decision_log, _log_base(gk.decision_log)),
     }

@@ -38,7 +38,14 @@ from gatekeeper.policy.engine import UNDEFINED
 #: A minimal valid input document, used when a repo has no cases of its own.
 SAMPLE_INPUT: dict[str, Any] = {
     "version": 1,
-    "subject": {"id": "sample", "tier": "free", "kyc_level": "email", "kyc_rank": 1, "flags": []},
+    "subject": {
+        "id": "sample",
+        "tier": "free",
+        "kyc_level": "email",
+        "kyc_rank": 1,
+        "flags": [],
+        "auth_method": "api_key",
+    },
     "network": {"client_ip": "203.0.113.7", "country": "US", "jurisdiction_tags": []},
     "request": {
         "method": "POST",

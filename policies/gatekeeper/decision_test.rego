@@ -5,7 +5,7 @@ import data.gatekeeper.test_fixtures as fixtures
 
 base := {
 	"version": 1,
-	"subject": {"id": "s1", "tier": "free", "kyc_level": "email", "kyc_rank": 1, "flags": []},
+	"subject": {"id": "s1", "tier": "free", "kyc_level": "email", "kyc_rank": 1, "flags": [], "auth_method": "api_key"},
 	"network": {"client_ip": "203.0.113.7", "country": "US", "jurisdiction_tags": []},
 	"request": {"method": "POST", "path": "/v1/chat/completions", "dialect": "openai_chat", "stream": false},
 	"signals": {},

@@ -18,4 +18,13 @@ tier_exposure := rule.exposure if {
 
 	# kyc.at_least(rule.min_kyc), inlined: a comparison is cheaper than a function call.
 	levels[input.subject.kyc_level] >= levels[rule.min_kyc]
+	auth_method_accepted(rule)
 } else := cfg.default
+
+# A tier may name the identity methods its exposure needs (`auth_methods`, e.g. ["jwt"]: only
+# subjects identified by a verified token from the identity provider); a subject identified
+# otherwise gets the default exposure, as with too low a KYC level. Without the field (the
+# default data), any method will do.
+auth_method_accepted(rule) if not rule.auth_methods
+
+auth_method_accepted(rule) if input.subject.auth_method in rule.auth_methods

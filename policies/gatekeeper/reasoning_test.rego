@@ -63,3 +63,44 @@ test_a_budget_quota_names_one_of_the_decisions_quotas if {
 	q.name == d.reasoning.budget_quota
 	q.unit == "reasoning_tokens"
 }
+
+# auth_methods: a tier's exposure may require how the subject was identified. The default data
+# requires nothing, so an API key gets what a JWT gets.
+jwt_only_enterprise := {
+	"default": {"mode": "drop"},
+	"by_tier": {"enterprise": {"min_kyc": "business", "auth_methods": ["jwt"], "exposure": {"mode": "full"}}},
+}
+
+with_auth_method(doc, method) := object.union(doc, {"subject": object.union(doc.subject, {"auth_method": method})})
+
+test_default_data_accepts_any_auth_method if {
+	every method in ["api_key", "jwt", "resolver"] {
+		d := decision with input as with_auth_method(h.subject("enterprise", "business"), method)
+		d.reasoning == {"mode": "full"}
+	}
+}
+
+test_jwt_required_tier_gives_full_reasoning_to_a_jwt if {
+	doc := with_auth_method(h.subject("enterprise", "business"), "jwt")
+	d := decision with input as doc with data.gatekeeper.config.reasoning as jwt_only_enterprise
+	d.allow
+	d.reasoning == {"mode": "full"}
+}
+
+test_jwt_required_tier_gives_an_api_key_the_default if {
+	doc := with_auth_method(h.subject("enterprise", "business"), "api_key")
+	d := decision with input as doc with data.gatekeeper.config.reasoning as jwt_only_enterprise
+	d.allow
+	d.reasoning == {"mode": "drop"}
+}
+
+test_jwt_required_tier_gives_an_unknown_method_the_default if {
+	d := decision with input as h.subject("enterprise", "business") with data.gatekeeper.config.reasoning as jwt_only_enterprise
+	d.reasoning == {"mode": "drop"}
+}
+
+test_jwt_requirement_does_not_lower_kyc if {
+	doc := with_auth_method(h.subject("enterprise", "government_id"), "jwt")
+	d := decision with input as doc with data.gatekeeper.config.reasoning as jwt_only_enterprise
+	d.reasoning == {"mode": "drop"}
+}

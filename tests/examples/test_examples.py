@@ -187,6 +187,34 @@ def test_multi_replica_example_shares_quotas_through_redis(tmp_path: Path, redis
     assert 429 in statuses[port_a] + statuses[port_b]
 
 
+def test_jwt_fastapi_example_takes_tokens_from_its_identity_provider(tmp_path: Path) -> None:
+    idp_port, app_port = free_port(), free_port()
+    env = {"IDP_PORT": str(idp_port), "APP_PORT": str(app_port)}
+    with script("examples/jwt_fastapi/run.sh", tmp_path, [idp_port, app_port], **env):
+        idp = f"http://127.0.0.1:{idp_port}"
+
+        def client(tier: str, kyc: str) -> openai.OpenAI:
+            query = {"sub": f"user-{tier}", "tier": tier, "kyc_level": kyc}
+            token = httpx.get(f"{idp}/token", params=query, timeout=5).text
+            base = f"http://127.0.0.1:{app_port}/v1"
+            return openai.OpenAI(base_url=base, api_key=token, max_retries=0)
+
+        enterprise = client("enterprise", "business").chat.completions.create(
+            model="my-model", messages=[QUESTION]
+        )
+        free = client("free", "email").chat.completions.create(
+            model="my-model", messages=[QUESTION]
+        )
+        with pytest.raises(openai.AuthenticationError) as refused:
+            openai.OpenAI(
+                base_url=f"http://127.0.0.1:{app_port}/v1", api_key="eyJ.x.y", max_retries=0
+            ).chat.completions.create(model="my-model", messages=[QUESTION])
+    assert getattr(enterprise.choices[0].message, "reasoning_content", None)
+    assert free.choices[0].message.content
+    assert not getattr(free.choices[0].message, "reasoning_content", None)
+    assert refused.value.code == "invalid_token"  # shaped like a JWT: never tried as a key
+
+
 def opa_binary() -> str | None:
     found = shutil.which("opa")
     local = ROOT / ".tools" / "bin" / "opa"

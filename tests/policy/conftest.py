@@ -17,7 +17,14 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 BASE_INPUT: dict[str, Any] = {
     "version": 1,
-    "subject": {"id": "s1", "org": "o1", "tier": "free", "kyc_level": "email", "flags": []},
+    "subject": {
+        "id": "s1",
+        "org": "o1",
+        "tier": "free",
+        "kyc_level": "email",
+        "flags": [],
+        "auth_method": "api_key",
+    },
     "network": {"client_ip": "203.0.113.9", "country": "US", "jurisdiction_tags": []},
     "request": {
         "method": "POST",
