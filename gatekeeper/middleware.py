@@ -94,6 +94,7 @@ class GatekeeperMiddleware:
             return
         self.settings = self.gk.settings
         self._unprotected = frozenset(self.settings.request.unprotected_paths)
+        self._jurisdiction_tags = self.settings.network.tags_by_country()
         self._ops = self.gk.observability
         #: Requests between arrival and the app (or their refusal): see ``request.max_admitting``.
         self.admitting = 0
@@ -259,7 +260,7 @@ class GatekeeperMiddleware:
                 "peer": address.peer_ip,
             }
             self.gk.count("forwarding_spoofed" if address.spoofed else "forwarding_malformed")
-        network: Network = locate(address, self.gk.geo)
+        network: Network = locate(address, self.gk.geo, self._jurisdiction_tags)
         timer.lap("timer_gatekeeper_locate_ns")
 
         # signals: in-process reads only (docs/distillation.md); never refuses
