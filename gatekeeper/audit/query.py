@@ -113,6 +113,16 @@ class Filters:
     def as_options(self) -> list[str]:
         """The command-line options that select the same decisions (times as RFC 3339)."""
         options: list[str] = []
+        for name, value in self._named():
+            options += [name, value]
+        return options
+
+    def as_fragment(self) -> dict[str, str]:
+        """The same filters by the names the report's page takes (``#subject=…``)."""
+        return {name.removeprefix("--"): value for name, value in self._named()}
+
+    def _named(self) -> list[tuple[str, str]]:
+        named = []
         for name, value in (
             ("--id", self.decision_id),
             ("--subject", self.subject),
@@ -129,8 +139,8 @@ class Filters:
             ("--until", rfc3339_or_none(self.until_ns)),
         ):
             if value is not None:
-                options += [name, value]
-        return options
+                named.append((name, value))
+        return named
 
 
 def rfc3339_or_none(ns: int | None) -> str | None:

@@ -329,10 +329,11 @@
     matching.textContent = list.length + " of the " + rows.length + " decisions in this report match" +
       (active.length ? " (" + active.map(function (d) { return d[0] + "=" + f[d[0]]; }).join(", ") + ")" : "") +
       (list.length > state.limit ? "; the first " + state.limit + " are listed, the exports hold all." : ".");
-    var args = data.command.slice();
-    active.forEach(function (d) { args.push(d[2], f[d[0]]); });
+    // The report's own selection (its command's filters), then the page's on top of it.
+    var all = Object.assign({}, data.selection, f), args = ["gatekeeper", "audit", "query"];
+    FILTERS.forEach(function (d) { if (all[d[0]]) args.push(d[2], all[d[0]]); });
     document.getElementById("cli").textContent = args.concat(data.paths || []).map(shellQuote).join(" ") + " --json";
-    renderDrill(f, list);
+    renderDrill(all, list);
     renderTable(list);
     document.body.setAttribute("data-rows-shown", String(Math.min(list.length, state.limit)));
     document.body.setAttribute("data-rows-matching", String(list.length));

@@ -77,23 +77,25 @@ def render_report(
     title: str,
     chains: Sequence[str] = (),
     rows: ReportRows | None = None,
-    command: Sequence[str] = (),
+    selection: Mapping[str, str] | None = None,
     paths: Sequence[str] = (),
 ) -> str:
-    """The report as one HTML document; ``sources`` are the log files read; ``command`` and
-    ``paths`` make the ``audit query`` that selects the same decisions (the page adds its own
-    filters between them)."""
+    """The report as one HTML document; ``sources`` are the log files read, ``selection`` the
+    filters that chose its decisions (``Filters.as_fragment``) from the log at ``paths``: the
+    page adds its own to them, and names the ``audit query`` that selects the same."""
     rows = rows or ReportRows(0)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     span = f"{_day(stats.first_ns)} → {_day(stats.last_ns)}" if stats.first_ns else "no decisions"
     n_chains = len(chains) or 1
     read = f"{len(sources)} file(s) read in {n_chains} chain(s)"
+    if selection:
+        read += " · decisions selected by " + ", ".join(f"{k}={v}" for k, v in selection.items())
     data = {
         "columns": COLUMNS,
         "rows": list(rows.rows),
         "selected": rows.seen,
         "limit": rows.limit,
-        "command": list(command),
+        "selection": dict(selection or {}),
         "paths": list(paths),
         "generated": generated,
     }

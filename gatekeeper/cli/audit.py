@@ -335,7 +335,7 @@ def report(
         chains=names,
         title=title,
         rows=rows,
-        command=["gatekeeper", "audit", "query", *filters.as_options()],
+        selection=filters.as_fragment(),
         paths=[str(p) for p in paths],
     )
     output.write_text(html, encoding="utf-8")

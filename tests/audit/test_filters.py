@@ -73,6 +73,8 @@ def test_query_stats_and_report_select_the_same_decisions(
     assert code == 0 and f"({count} decisions)" in out
     html = (tmp_path / "r.html").read_text()
     assert f'"selected":{count},' in html  # the rows embedded are the same selection
+    named = ", ".join(f"{k.lstrip('-')}={v}" for k, v in zip(args[::2], args[1::2], strict=True))
+    assert f"decisions selected by {named}" in html
 
 
 def test_relative_times_count_back_from_now(log_path: Path) -> None:

@@ -213,6 +213,21 @@ def test_a_subject_has_its_own_drill_down(report: Path, tmp_path: Path) -> None:
 
 
 @needs_chromium
+async def test_a_report_of_one_subject_opens_on_its_drill_down(
+    make_log: LogFactory, tmp_path: Path
+) -> None:
+    log = await make_log(70, event=graded_event)
+    out = tmp_path / "subject-3.html"
+    assert run("report", "--subject", "subject-3", "--since", "2026-05-28", log, "-o", out)[0] == 0
+    html, parsed = dom(tmp_path, out, "#decision=deny")
+    assert parsed.drill and len(parsed.rows) == expected(subject="subject-3", decision="deny")
+    cli = re.search(r'<code id="cli">(.*?)</code>', html)
+    assert cli is not None and cli.group(1).startswith(
+        "gatekeeper audit query --since 2026-05-28T00:00:00Z --subject subject-3 --decision deny "
+    )
+
+
+@needs_chromium
 def test_exports_hold_the_filtered_view(report: Path, tmp_path: Path) -> None:
     # The report itself, with a few lines added that show what its export buttons would save.
     probe = tmp_path / "probe.html"
