@@ -125,6 +125,7 @@ class Pipeline:
         self.gk = gk
         self.app = app
         self.settings = gk.settings
+        self._jurisdiction_tags = self.settings.network.tags_by_country()
         #: The stages before the app, in order: each reads and fills the context, or refuses.
         self.stages = (
             self.identify,
@@ -199,7 +200,7 @@ class Pipeline:
                 "peer": address.peer_ip,
             }
             self.gk.count("forwarding_spoofed" if address.spoofed else "forwarding_malformed")
-        ctx.network = locate(address, self.gk.geo)
+        ctx.network = locate(address, self.gk.geo, self._jurisdiction_tags)
         ctx.timer.lap("timer_gatekeeper_locate_ns")
 
     async def observe_signals(self, ctx: RequestContext) -> None:

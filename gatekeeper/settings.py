@@ -259,6 +259,38 @@ class NetworkSettings(_Section):
         "changed file, served only once verified; 0: never (restart to load a new file).",
     )
 
+    jurisdiction_tags: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Jurisdiction tags, each with the ISO country codes it covers, e.g. "
+        '{EU = ["DE", "FR"], OFAC = ["KP", "IR"]}: input.network.jurisdiction_tags holds the '
+        "tags listing the client's country (data for the policy, which decides what a tag "
+        "means; logged with every decision and charted by `audit report`).",
+    )
+
+    @field_validator("jurisdiction_tags")
+    @classmethod
+    def _valid_tags(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        checked: dict[str, list[str]] = {}
+        for tag, countries in value.items():
+            if not tag.strip():
+                raise ValueError("a jurisdiction tag is empty")
+            codes = []
+            for country in countries:
+                code = country.strip().upper()
+                if len(code) != 2 or not code.isascii() or not code.isalpha():
+                    raise ValueError(f"tag {tag}: {country!r} is not an ISO 3166-1 alpha-2 code")
+                codes.append(code)
+            checked[tag.strip()] = sorted(set(codes))
+        return checked
+
+    def tags_by_country(self) -> dict[str, list[str]]:
+        """``jurisdiction_tags`` turned around: the tags of each country code, sorted."""
+        tags: dict[str, list[str]] = {}
+        for tag, countries in self.jurisdiction_tags.items():
+            for country in countries:
+                tags.setdefault(country, []).append(tag)
+        return {country: sorted(found) for country, found in tags.items()}
+
     @field_validator("geoip_canaries")
     @classmethod
     def _valid_canaries(cls, value: dict[str, str]) -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""Small inline-SVG charts for the HTML report: no scripts, no fonts, no network."""
+"""Small inline-SVG charts for the HTML report: no fonts, no network.
+
+A bar or column may carry a filter (``links``, e.g. ``reason=quota_exceeded``) in a
+``data-filter`` attribute: the report's script applies it to the decision table when clicked.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,22 @@ Series = Sequence[tuple[str, Mapping[str, int]]]
 
 
 def _nice_max(value: int) -> int:
-    if value <= 5:
+    if value <= 4:
         return max(value, 1)
+    if value <= 8:
+        return 8
     magnitude: int = 10 ** (len(str(value)) - 1)
     for step in (1, 2, 5, 10):
         if value <= step * magnitude:
             return step * magnitude
     return value
+
+
+def _steps(peak: int) -> int:
+    """Grid lines for an axis up to ``peak`` (a ``_nice_max``) that fall on whole numbers."""
+    if peak <= 4:
+        return peak
+    return 4 if str(peak)[0] in "28" else 5
 
 
 def legend(items: Sequence[tuple[str, str]]) -> str:
@@ -32,19 +45,30 @@ def legend(items: Sequence[tuple[str, str]]) -> str:
     )
 
 
+def _filter(links: Sequence[str | None] | None, index: int) -> str:
+    link = links[index] if links is not None and index < len(links) else None
+    return f' data-filter="{escape(link)}" tabindex="0"' if link else ""
+
+
 def stacked_columns(
-    series: Series, keys: Sequence[tuple[str, str]], *, title: str, height: int = 220
+    series: Series,
+    keys: Sequence[tuple[str, str]],
+    *,
+    title: str,
+    height: int = 220,
+    links: Sequence[str | None] | None = None,
 ) -> str:
     """Columns over ``series`` (x label → counts per key), stacked in the order of ``keys``."""
     width, left, bottom, top = 760, 48, 34, 10
     plot_w, plot_h = width - left - 10, height - bottom - top
     peak = _nice_max(max((sum(c.get(k, 0) for k, _ in keys) for _, c in series), default=0))
     slot = plot_w / max(1, len(series))
-    bar = max(1.0, slot * 0.8)
+    bar = min(48.0, max(1.0, slot * 0.8))  # a few columns stay columns, not blocks
     parts = [_svg_open(width, height, title)]
-    for i in range(5):
-        value = peak * i // 4
-        y = top + plot_h - plot_h * i / 4
+    steps = _steps(peak)
+    for i in range(steps + 1):
+        value = peak * i // steps
+        y = top + plot_h - plot_h * i / steps
         parts.append(
             f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value}</text>'
@@ -66,7 +90,8 @@ def stacked_columns(
             )
             tip.append(f"{escape(key)}: {value}")
         parts.append(
-            f'<rect x="{x:.1f}" y="{top}" width="{bar:.1f}" height="{plot_h}" class="hit">'
+            f'<rect x="{x:.1f}" y="{top}" width="{bar:.1f}" height="{plot_h}" class="hit"'
+            f"{_filter(links, index)}>"
             f"<title>{' · '.join(tip)}</title></rect>"
         )
         if index % label_every == 0:
@@ -85,18 +110,23 @@ def stacked_bars(
     title: str,
     label_width: int = 170,
     width: int = 760,
+    links: Sequence[str | None] | None = None,
+    peak: int | None = None,
 ) -> str:
-    """Horizontal bars, one per row of ``series``, stacked in the order of ``keys``."""
+    """Horizontal bars, one per row of ``series``, stacked in the order of ``keys`` (scaled to
+    ``peak``, default the longest bar)."""
     row = 24
     height = max(1, len(series)) * row + 8
     plot_w = width - label_width - 50
-    peak = max((sum(c.get(k, 0) for k, _ in keys) for _, c in series), default=0) or 1
+    peak = peak or max((sum(c.get(k, 0) for k, _ in keys) for _, c in series), default=0) or 1
     parts = [_svg_open(width, height, title)]
     if not series:
         parts.append(f'<text x="{label_width}" y="18">no data</text>')
     for index, (label, counts) in enumerate(series):
         y = 4 + index * row
         short = label if len(label) <= 26 else label[:25] + "…"
+        parts.append(f'<g class="row"{_filter(links, index)}>')
+        parts.append(f'<rect x="0" y="{y}" width="{width}" height="{row}" class="hit"/>')
         parts.append(
             f'<text x="{label_width - 8}" y="{y + 15}" text-anchor="end">'
             f"<title>{escape(label)}</title>{escape(short)}</text>"
@@ -114,7 +144,7 @@ def stacked_bars(
             )
             x += w
             total += value
-        parts.append(f'<text x="{x + 6:.1f}" y="{y + 15}">{total}</text>')
+        parts.append(f'<text x="{x + 6:.1f}" y="{y + 15}">{total:,}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
 

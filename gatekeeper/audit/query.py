@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gatekeeper.audit.activity import Activity, rank
 from gatekeeper.audit.reader import kind_of
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -53,26 +54,51 @@ def event_time_ns(entry: dict[str, Any]) -> int | None:
 
 @dataclass(frozen=True)
 class Filters:
-    """What ``audit query`` keeps; every field left ``None`` matches everything."""
+    """Which decisions a reviewer looks at: one implementation for ``audit query``, ``stats``
+    and ``report`` (whose page filters its embedded rows the same way, in ``report.js``).
+    Every field left ``None`` matches everything; the fields set are combined with AND."""
 
-    subject: str | None = None
+    decision_id: str | None = None
+    subject: str | None = None  # the subject's id or its org
+    org: str | None = None
+    cluster: str | None = None
     decision: str | None = None  # "allow" | "deny"
     reason: str | None = None
+    tier: str | None = None
+    country: str | None = None  # any case
+    tag: str | None = None  # a jurisdiction tag
+    level: str | None = None  # an anti-extraction grade (watch, suspect, strong), or "any"
+    evidence: str | None = None  # a piece of anti-extraction evidence, e.g. cot_high
     since_ns: int | None = None
     until_ns: int | None = None
-    country: str | None = None
 
     def match(self, entry: dict[str, Any]) -> bool:
         if kind_of(entry) != "decision":
             return False
-        facts = decision_facts(entry)
-        if self.subject is not None and self.subject not in (facts["subject"], facts["org"]):
+        if self.decision_id is not None and entry.get("decision_id") != self.decision_id:
             return False
-        if self.decision is not None and facts["decision"] != self.decision:
+        facts = decision_facts(entry)
+        for wanted, value in (
+            (self.org, facts["org"]),
+            (self.cluster, facts["cluster"]),
+            (self.decision, facts["decision"]),
+            (self.tier, facts["tier"]),
+        ):
+            if wanted is not None and value != wanted:
+                return False
+        if self.subject is not None and self.subject not in (facts["subject"], facts["org"]):
             return False
         if self.reason is not None and self.reason not in facts["reasons"]:
             return False
         if self.country is not None and (facts["country"] or "").upper() != self.country.upper():
+            return False
+        if self.tag is not None and self.tag not in facts["jurisdictions"]:
+            return False
+        if self.level is not None and not (
+            facts["level"] == self.level or (self.level == "any" and facts["level"])
+        ):
+            return False
+        if self.evidence is not None and self.evidence not in facts["evidence"]:
             return False
         if self.since_ns is not None or self.until_ns is not None:
             at = event_time_ns(entry)
@@ -83,6 +109,46 @@ class Filters:
             if self.until_ns is not None and at > self.until_ns:
                 return False
         return True
+
+    def as_options(self) -> list[str]:
+        """The command-line options that select the same decisions (times as RFC 3339)."""
+        options: list[str] = []
+        for name, value in self._named():
+            options += [name, value]
+        return options
+
+    def as_fragment(self) -> dict[str, str]:
+        """The same filters by the names the report's page takes (``#subject=…``)."""
+        return {name.removeprefix("--"): value for name, value in self._named()}
+
+    def _named(self) -> list[tuple[str, str]]:
+        named = []
+        for name, value in (
+            ("--id", self.decision_id),
+            ("--subject", self.subject),
+            ("--org", self.org),
+            ("--cluster", self.cluster),
+            ("--decision", self.decision),
+            ("--reason", self.reason),
+            ("--tier", self.tier),
+            ("--country", self.country),
+            ("--tag", self.tag),
+            ("--level", self.level),
+            ("--evidence", self.evidence),
+            ("--since", rfc3339_or_none(self.since_ns)),
+            ("--until", rfc3339_or_none(self.until_ns)),
+        ):
+            if value is not None:
+                named.append((name, value))
+        return named
+
+
+def rfc3339_or_none(ns: int | None) -> str | None:
+    if ns is None:
+        return None
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return stamp + (f".{nanos:09d}".rstrip("0") if nanos else "") + "Z"
 
 
 def select(entries: Iterable[dict[str, Any]], filters: Filters) -> Iterator[dict[str, Any]]:
@@ -131,7 +197,14 @@ def decision_facts(entry: dict[str, Any]) -> dict[str, Any]:
         refused = True
         if error not in reasons:
             reasons.append(error)
+    obligations = _obj(result.get("obligations"))
+    notes = [n for n in obligations.get("notes") or [] if isinstance(n, str)]
+    level = next((n.split(":", 1)[1] for n in notes if n.startswith("distillation:")), None)
+    evidence = next((n.split(":", 1)[1] for n in notes if n.startswith("evidence:")), "")
+    step_up = obligations.get("step_up_kyc")
+    cot = signals.get("cot_elicitation")
     return {
+        "id": entry.get("decision_id"),
         "seq": gk.get("seq"),
         "timestamp": entry.get("timestamp"),
         "subject": subject.get("id"),
@@ -143,10 +216,21 @@ def decision_facts(entry: dict[str, Any]) -> dict[str, Any]:
         "decision": "deny" if refused else "allow",
         "shadow": shadow,
         "status": status,
-        "reasons": [r for r in reasons if isinstance(r, str)],
+        # Each code once: a refusal counts once under every reason it carries.
+        "reasons": list(dict.fromkeys(r for r in reasons if isinstance(r, str))),
         "reasoning": _obj(enforcement.get("reasoning")),
         "path": _obj(gk.get("request")).get("path"),
         "revision": _obj(_obj(entry.get("bundles")).get("gatekeeper")).get("revision"),
+        "model": _obj(inp.get("request")).get("model"),
+        # What the anti-extraction policy made of the request: its grade and evidence (the
+        # default pack's notes "distillation:<level>", "evidence:<a>+<b>"), and its obligations.
+        "level": level if level and level != "none" else None,
+        "evidence": [e for e in evidence.split("+") if e],
+        "flag_for_review": obligations.get("flag_for_review") is True,
+        "step_up_kyc": step_up if isinstance(step_up, str) else None,
+        "cot_elicitation": cot if isinstance(cot, int | float) else None,
+        "cluster_size": cluster.get("size") if isinstance(cluster.get("size"), int) else None,
+        "linked_by": [x for x in cluster.get("linked_by") or [] if isinstance(x, str)],
     }
 
 
@@ -177,6 +261,13 @@ class Stats:
     reasoning_tokens: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     revisions: Counter[str] = field(default_factory=Counter)
     minutes: dict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    #: Reasons carried by refusals, summed (above ``denied`` when refusals carry several).
+    reason_mentions: int = 0
+    subjects: dict[str, Activity] = field(default_factory=lambda: defaultdict(Activity))
+    clusters: dict[str, Activity] = field(default_factory=lambda: defaultdict(Activity))
+    #: Anti-extraction grades per minute, and every decision's summed up.
+    levels: dict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    extraction: Activity = field(default_factory=Activity)
 
     def add(self, entry: dict[str, Any]) -> None:
         self.entries += 1
@@ -206,8 +297,14 @@ class Stats:
             self.jurisdictions[str(tag)][outcome] += 1
         if facts["revision"]:
             self.revisions[str(facts["revision"])] += 1
+        self.subjects[str(facts["subject"] or "unidentified")].add(facts, at)
+        self.clusters[str(facts["cluster"] or "unknown")].add(facts, at)
+        self.extraction.add(facts, at)
+        if facts["level"] and at is not None:
+            self.levels[at // 60_000_000_000][facts["level"]] += 1
         if outcome == "deny":
             self.reasons.update(facts["reasons"] or ["unknown"])
+            self.reason_mentions += len(facts["reasons"]) or 1
             self.refused_subjects[str(facts["subject"] or "unidentified")] += 1
             self.refused_clusters[str(facts["cluster"] or "unknown")] += 1
         reasoning = facts["reasoning"]
@@ -229,7 +326,9 @@ class Stats:
             "gap_dropped": self.gap_dropped,
             "first": _stamp(self.first_ns),
             "last": _stamp(self.last_ns),
+            # refusals carrying each reason: one with two reasons counts under both
             "reasons": dict(self.reasons.most_common()),
+            "reason_mentions": self.reason_mentions,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "tiers": {k: dict(v) for k, v in sorted(self.tiers.items())},
             "countries": {k: dict(v) for k, v in sorted(self.countries.items())},
@@ -239,6 +338,11 @@ class Stats:
             "reasoning_modes": {k: dict(v) for k, v in sorted(self.reasoning_modes.items())},
             "reasoning_tokens": {k: dict(v) for k, v in sorted(self.reasoning_tokens.items())},
             "revisions": dict(self.revisions.most_common()),
+            "anti_extraction": {
+                **self.extraction.as_dict(),
+                "flagged_subjects": {k: v.as_dict() for k, v in rank(self.subjects)[:50]},
+                "flagged_clusters": {k: v.as_dict() for k, v in rank(self.clusters)[:50]},
+            },
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,8 +21,9 @@ from gatekeeper.audit.query import (
     merge_by_time,
     parse_time,
 )
-from gatekeeper.audit.reader import LogFiles, chain_names, find_chains, iter_entries
+from gatekeeper.audit.reader import LogFiles, chain_names, find_chains, iter_entries, kind_of
 from gatekeeper.audit.verify import VerifyReport, verify_log
+from gatekeeper.cli.progress import ProgressLine, megabytes
 from gatekeeper.errors import GatekeeperError
 
 _PATHS = click.argument(
@@ -33,6 +35,64 @@ _KEYS = click.option(
     default=None,
     help="Directory of trusted public keys (<fingerprint>.pub); default: keys/ beside the log.",
 )
+
+_PROGRESS = click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show how far reading has got, the elapsed time and the time left on stderr (default: "
+    "on a terminal; a summary line with the elapsed time is printed either way).",
+)
+
+_TIME_FORMS = "2026-05-01, 2026-05-01T10:00:00Z (RFC 3339), or a duration ago: 90s, 15m, 24h, 7d."
+#: The filters ``query``, ``stats`` and ``report`` share (``Filters``), in --help order.
+_FILTER_OPTIONS = (
+    click.option("--since", default=None, help="From this time: " + _TIME_FORMS),
+    click.option("--until", default=None, help="Up to this time; same forms as --since."),
+    click.option("--subject", default=None, help="Subject id or org."),
+    click.option("--org", default=None, help="Organisation (the subject's org) only."),
+    click.option("--cluster", default=None, help="Account cluster id (input.signals.cluster)."),
+    click.option(
+        "--decision",
+        type=click.Choice(["allow", "deny"]),
+        default=None,
+        help="allow: the request went through; deny: it was refused, by the policy, a quota or "
+        "gatekeeper itself (shadow refusals were not enforced: they count as allow).",
+    ),
+    click.option("--reason", default=None, help="A reason code, e.g. kyc_insufficient."),
+    click.option("--tier", default=None, help="The subject's tier, e.g. free."),
+    click.option("--country", default=None, help="ISO country code of the client (any case)."),
+    click.option("--tag", default=None, help="A jurisdiction tag of the client, e.g. EU."),
+    click.option(
+        "--level",
+        default=None,
+        help="Anti-extraction grade the policy noted: watch, suspect, strong, or any.",
+    ),
+    click.option("--evidence", default=None, help="Anti-extraction evidence, e.g. cot_high."),
+)
+_FILTER_NAMES = (
+    "since", "until", "subject", "org", "cluster", "decision", "reason", "tier", "country", "tag",
+    "level", "evidence",
+)  # fmt: skip
+
+
+def _filter_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the shared filters to ``command``, which receives them as one ``filters``."""
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        values = {name: kwargs.pop(name) for name in _FILTER_NAMES}
+        since, until = values.pop("since"), values.pop("until")
+        kwargs["filters"] = Filters(
+            **values,
+            decision_id=kwargs.pop("decision_id", None),
+            since_ns=_time(since, "--since"),
+            until_ns=_time(until, "--until"),
+        )
+        command(**kwargs)
+
+    for option in reversed(_FILTER_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @click.group()
@@ -73,6 +133,7 @@ def audit() -> None:
     "its unsigned tail is no longer and no older than its writer lets one be.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@_PROGRESS
 def verify(
     paths: tuple[Path, ...],
     keys: Path | None,
@@ -81,6 +142,7 @@ def verify(
     config: Path | None,
     allow_open_tail: bool,
     as_json: bool,
+    progress: bool | None,
 ) -> None:
     """Check the hash chain, the checkpoint signatures, the sidecar and the witness.
 
@@ -96,7 +158,7 @@ def verify(
     if witness is None and config is not None:
         witness = _configured_witness(config)
     records = _witness_records(witness) if witness else None
-    report = _verify(chains, keys, partial_start, records, allow_open_tail)
+    report = _verify(chains, keys, partial_start, records, allow_open_tail, progress)
     if as_json:
         click.echo(orjson.dumps(_json_report(report)).decode())
     else:
@@ -106,73 +168,68 @@ def verify(
 
 @audit.command()
 @_PATHS
-@click.option("--subject", default=None, help="Subject id or org.")
 @click.option(
-    "--decision",
-    type=click.Choice(["allow", "deny"]),
+    "--id",
+    "decision_id",
     default=None,
-    help="allow: the request went through; deny: it was refused, by the policy, a quota or "
-    "gatekeeper itself (shadow refusals were not enforced: they count as allow).",
+    help="A decision id (the x-gatekeeper-decision-id a client quotes): print that decision's "
+    "event whole, from whichever chain holds it.",
 )
-@click.option("--reason", default=None, help="A reason code, e.g. kyc_insufficient.")
-@click.option(
-    "--since",
-    default=None,
-    help="2026-05-01, 2026-05-01T10:00:00Z, or a duration ago: 90s, 15m, 2h, 7d.",
-)
-@click.option("--until", default=None, help="Same forms as --since.")
-@click.option("--country", default=None, help="ISO country code of the client.")
+@_filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print whole events as JSON lines.")
 @click.option("--limit", type=int, default=None, help="Stop after this many matches.")
+@_PROGRESS
 def query(
     paths: tuple[Path, ...],
-    subject: str | None,
-    decision: str | None,
-    reason: str | None,
-    since: str | None,
-    until: str | None,
-    country: str | None,
+    filters: Filters,
     as_json: bool,
     limit: int | None,
+    progress: bool | None,
 ) -> None:
     """Print the decisions that match every filter given, as a table or JSON lines.
 
     The chains of several processes are read together, in time order (the table then names
-    each decision's chain)."""
-    filters = Filters(
-        subject=subject,
-        decision=decision,
-        reason=reason,
-        since_ns=_time(since, "--since"),
-        until_ns=_time(until, "--until"),
-        country=country,
-    )
+    each decision's chain). With --id, the decision is printed whole (indented JSON, or one
+    line with --json); the exit status is 1 when no chain holds it."""
     chains = _chains(paths)
     names = chain_names(chains)
     width = max(map(len, ["chain", *names]))
+    whole = filters.decision_id is not None
     shown = 0
-    with _progress(chains, "reading") as update:
-        if not as_json:
+    with _progress(chains, "reading", progress) as update:
+        if not as_json and not whole:
             click.echo(_row(_COLUMNS, names, "chain", width))
         for index, entry in _entries(chains, update):
             if not filters.match(entry):
                 continue
-            row = _row(_cells(entry), names, names[index], width)
-            click.echo(orjson.dumps(entry).decode() if as_json else row)
+            if whole and not as_json:
+                facts = decision_facts(entry)
+                click.echo(f"# chain {names[index]}, seq {facts['seq']}")
+                click.echo(orjson.dumps(entry, option=orjson.OPT_INDENT_2).decode())
+            else:
+                row = _row(_cells(entry), names, names[index], width)
+                click.echo(orjson.dumps(entry).decode() if as_json else row)
             shown += 1
             if limit is not None and shown >= limit:
                 break
     click.echo(f"{shown} matching decision(s)", err=True)
+    if whole and not shown:
+        click.echo(f"no decision {filters.decision_id} in " + ", ".join(names), err=True)
+        sys.exit(1)
 
 
 @audit.command()
 @_PATHS
+@_filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
-def stats(paths: tuple[Path, ...], as_json: bool) -> None:
-    """Count decisions: allowed and refused, by reason, status, tier and country."""
+@_PROGRESS
+def stats(paths: tuple[Path, ...], filters: Filters, as_json: bool, progress: bool | None) -> None:
+    """Count decisions: allowed and refused, by reason, status, tier and country; subjects and
+    clusters the anti-extraction policy acted on. The filters select which decisions count (the
+    log's own entries, checkpoints and gaps, are counted whatever they are)."""
     chains = _chains(paths)
-    with _progress(chains, "reading") as update:
-        result = collect_stats(entry for _, entry in _entries(chains, update)).as_dict()
+    with _progress(chains, "reading", progress) as update:
+        result = collect_stats(_selected(_entries(chains, update), filters)).as_dict()
     if len(chains) > 1:
         result["chains"] = chain_names(chains)
     if as_json:
@@ -190,16 +247,33 @@ def stats(paths: tuple[Path, ...], as_json: bool) -> None:
     )
     if len(chains) > 1:
         click.echo(f"{len(chains)} chains: " + ", ".join(result["chains"]))
-    for title, key in (
-        ("refusals by reason", "reasons"),
-        ("by status", "statuses"),
-        ("by tier", "tiers"),
-        ("by country", "countries"),
-        ("top refused subjects", "top_refused_subjects"),
+    reasons_title = "refusals by reason"
+    if result["reason_mentions"] > result["denied"]:
+        reasons_title += (
+            f" (per refusal; one with several reasons counts under each: "
+            f"{result['reason_mentions']} reasons over {result['denied']} refusals)"
+        )
+    extraction = result["anti_extraction"]
+    flagged = {
+        name: f"highest={a['highest_level'] or '-'} graded={a['graded']} "
+        f"flagged={a['flagged_for_review']} refused={a['refused']} "
+        f"reasoning_removed={a['reasoning_removed']}"
+        for name, a in list(extraction["flagged_subjects"].items())[:10]
+    }
+    for title, values in (
+        (reasons_title, result["reasons"]),
+        ("by status", result["statuses"]),
+        ("by tier", result["tiers"]),
+        ("by country", result["countries"]),
+        ("by jurisdiction tag", result["jurisdictions"]),
+        ("top refused subjects", result["top_refused_subjects"]),
+        ("anti-extraction grades", extraction["levels"]),
+        ("anti-extraction evidence (graded decisions)", extraction["evidence"]),
+        ("subjects the anti-extraction policy acted on", flagged),
     ):
-        if result[key]:
+        if values:
             click.echo(f"\n{title}:")
-            for name, value in result[key].items():
+            for name, value in values.items():
                 shown = (
                     " ".join(f"{k}={v}" for k, v in value.items())
                     if isinstance(value, dict)
@@ -220,19 +294,55 @@ def stats(paths: tuple[Path, ...], as_json: bool) -> None:
 @click.option("--title", default="gatekeeper decision log report", show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip checking the chain for the report.")
 @_KEYS
+@_filter_options
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=0),
+    default=20_000,
+    show_default=True,
+    help="Decisions embedded in the report's table (the newest); the charts and counts cover "
+    "every decision selected. Narrow a big log with the filters rather than raising this.",
+)
+@_PROGRESS
 def report(
-    paths: tuple[Path, ...], output: Path, title: str, no_verify: bool, keys: Path | None
+    paths: tuple[Path, ...],
+    output: Path,
+    title: str,
+    no_verify: bool,
+    keys: Path | None,
+    filters: Filters,
+    max_rows: int,
+    progress: bool | None,
 ) -> None:
-    """Write a self-contained HTML report (charts inline, readable offline)."""
-    from gatekeeper.audit.report import render_report
+    """Write a self-contained HTML report (charts, tables and script inline, readable offline).
+
+    Charts and counts cover every decision the filters select; the decision table embeds the
+    newest --max-rows of them, filterable and exportable (CSV, JSON lines) in the page."""
+    from gatekeeper.audit.report import ReportRows, render_report
 
     chains = _chains(paths)
-    integrity = None if no_verify else _verify(chains, keys, False, None, False)
-    with _progress(chains, "summarising") as update:
-        result = collect_stats(entry for _, entry in _entries(chains, update))
-    html = render_report(result, integrity, sources=[str(p) for p in paths], title=title)
+    names = chain_names(chains)
+    integrity = None if no_verify else _verify(chains, keys, False, None, False, progress)
+    rows = ReportRows(max_rows)
+    with _progress(chains, "summarising", progress) as update:
+        selected = _selected(_entries(chains, update), filters, rows.add, names)
+        result = collect_stats(selected)
+    files = [str(file) for chain in chains for file in chain.entries]
+    html = render_report(
+        result,
+        integrity,
+        sources=files,
+        chains=names,
+        title=title,
+        rows=rows,
+        selection=filters.as_fragment(),
+        paths=[str(p) for p in paths],
+    )
     output.write_text(html, encoding="utf-8")
-    click.echo(f"wrote {output} ({result.decisions} decisions)")
+    click.echo(
+        f"wrote {output} ({result.decisions} decisions) from {len(files)} file(s) in "
+        f"{len(chains)} chain(s); its table holds {len(rows.rows)}"
+    )
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -280,12 +390,30 @@ def _entries(
     return merge_by_time([iter_entries(chain.entries, update) for chain in chains])
 
 
+def _selected(
+    entries: Iterator[tuple[int, dict[str, Any]]],
+    filters: Filters,
+    keep: Callable[[str, dict[str, Any]], None] | None = None,
+    names: list[str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The log's own entries and the decisions ``filters`` select; each decision selected is
+    also handed to ``keep`` with its chain's name."""
+    for index, entry in entries:
+        if kind_of(entry) != "decision":
+            yield entry
+        elif filters.match(entry):
+            if keep is not None and names is not None:
+                keep(names[index], entry)
+            yield entry
+
+
 def _verify(
     chains: list[LogFiles],
     keys: Path | None,
     partial: bool,
     witness: tuple[str, list[dict[str, Any]]] | None,
     allow_open_tail: bool,
+    progress: bool | None = None,
 ) -> VerifyReport | ChainsReport:
     def keyring(chain: LogFiles) -> Keyring:
         return Keyring(keys or default_keys(chain))
@@ -295,7 +423,7 @@ def _verify(
         "allow_open_tail": allow_open_tail,
         "witness": witness,
     }
-    with _progress(chains, "verifying") as update:
+    with _progress(chains, "verifying", progress) as update:
         if len(chains) == 1 and witness is None:
             return verify_log(chains[0], keyring(chains[0]), progress=update, **options)
         report = verify_chains(chains, keyring, progress=update, **options)
@@ -338,25 +466,23 @@ def _time(value: str | None, option: str) -> int | None:
 
 
 @contextmanager
-def _progress(chains: list[LogFiles], label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when it is a terminal; coarse percentages for big logs else."""
+def _progress(
+    chains: list[LogFiles], label: str, enabled: bool | None = None
+) -> Iterator[Callable[[int], None]]:
+    """Progress through the chains' files on stderr (bytes read, elapsed time, time left), at
+    most once a second, when stderr is a terminal or ``enabled``; then a summary line."""
     total = sum(chain.total_bytes for chain in chains)
-    if sys.stderr.isatty():
-        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-            yield bar.update
-        return
-    if total < 64 << 20:
-        yield lambda n: None
-        return
-    done, step = 0, total // 10
+    line = ProgressLine("", label=label, amount=megabytes, enabled=enabled)
+    done = 0
 
     def update(n: int) -> None:
         nonlocal done
-        before, done = done, done + n
-        if before // step != done // step:
-            click.echo(f"{label}: {min(100, 100 * done // total)}%", err=True)
+        done += n
+        line(done, total)
 
+    line(0, total)
     yield update
+    line.finish()
 
 
 def _json_report(report: VerifyReport | ChainsReport) -> dict[str, Any]:

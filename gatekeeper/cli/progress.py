@@ -25,8 +25,13 @@ class ProgressLine:
         enabled: bool | None = None,
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        label: str = "",
+        amount: Callable[[float], str] | None = None,
     ) -> None:
         self.unit = unit
+        self.label = label
+        #: How an amount is written: ``1,000 requests`` by default, ``12.5 MB`` for bytes.
+        self._amount = amount or (lambda n: f"{n:,.0f} {unit}".rstrip())
         self.stream = stream if stream is not None else sys.stderr
         self.live = self.stream.isatty() if enabled is None else enabled
         self.interval = interval
@@ -58,13 +63,13 @@ class ProgressLine:
         spent = now - self.pass_started
         share = self.done / self.total if self.total else 1.0
         left = spent * (1 - share) / share if share > 0 else None
-        head = f"pass {self.passes}: " if self.passes > 1 else ""
+        head = f"{self.label}: " if self.label else ""
+        head += f"pass {self.passes}: " if self.passes > 1 else ""
         eta = (
             f", about {duration(left)} left" if left is not None and self.done < self.total else ""
         )
         return (
-            f"{head}{self.done:,}/{self.total:,} {self.unit} ({share:.0%}), "
-            f"{duration(now - self.started)} elapsed{eta}"
+            f"{head}{self._fraction()} ({share:.0%}), {duration(now - self.started)} elapsed{eta}"
         )
 
     def finish(self) -> None:
@@ -73,9 +78,22 @@ class ProgressLine:
         items = self.finished_items + self.done
         if self.live:
             self.stream.write("\r\033[K")
-        rate = f", {items / spent:,.0f} {self.unit}/s" if spent > 0 else ""
-        self.stream.write(f"{items:,} {self.unit} in {duration(spent)}{rate}\n")
+        rate = f", {self._amount(items / spent)}/s" if spent > 0 else ""
+        head = f"{self.label}: " if self.label else ""
+        self.stream.write(f"{head}{self._amount(items)} in {duration(spent)}{rate}\n")
         self.stream.flush()
+
+    def _fraction(self) -> str:
+        done, total = self._amount(self.done), self._amount(self.total)
+        for suffix in (f" {self.unit}", " MB", " kB"):  # the unit once: 4,000/17,398 requests
+            if suffix.strip() and done.endswith(suffix) and total.endswith(suffix):
+                return f"{done[: -len(suffix)]}/{total}"
+        return f"{done}/{total}"
+
+
+def megabytes(size: float) -> str:
+    """``12.5 MB`` (10^6 bytes), or ``840 kB`` below one, for progress through files."""
+    return f"{size / 1e6:,.1f} MB" if size >= 1e6 else f"{size / 1e3:,.0f} kB"
 
 
 def duration(seconds: float) -> str:

@@ -91,7 +91,8 @@ LogFactory = Callable[..., Awaitable[Path]]
 
 @pytest.fixture
 def make_log(tmp_path: Path, signer: Signer) -> LogFactory:
-    """``await make_log(n)``: a closed, signed log of ``n`` decision events; its path."""
+    """``await make_log(n)``: a closed, signed log of ``n`` decision events (``event(i)``,
+    default ``decision_event``); its path."""
 
     async def make(
         n: int,
@@ -101,6 +102,7 @@ def make_log(tmp_path: Path, signer: Signer) -> LogFactory:
         rotate_bytes: int = 0,
         log_signer: Signer | None = None,
         start: int = 0,
+        event: Callable[[int], dict[str, Any]] | None = None,
         **options: Any,
     ) -> Path:
         path = path or tmp_path / "log" / "decisions.jsonl"
@@ -113,7 +115,7 @@ def make_log(tmp_path: Path, signer: Signer) -> LogFactory:
             **options,
         )
         for i in range(start, start + n):
-            log.record(decision_event(i))
+            log.record((event or decision_event)(i))
             if i % 25 == 24:
                 await log.flush()  # batches of 25, as a steady stream of requests would make
         await log.aclose()
