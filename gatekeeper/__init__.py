@@ -5,9 +5,9 @@ every request is identified, located, inspected, decided by a Rego policy, held 
 shaped (reasoning exposure) and written to the decision log.
 """
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any
+
+from gatekeeper._version import __version__
 
 if TYPE_CHECKING:
     from gatekeeper.contract import (

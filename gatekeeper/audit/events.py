@@ -116,6 +116,6 @@ def base_labels(labels: dict[str, str]) -> dict[str, str]:
 
 
 def _version() -> str:
-    from gatekeeper import __version__
+    from gatekeeper._version import __version__
 
     return os.environ.get("GATEKEEPER_VERSION_LABEL", __version__)

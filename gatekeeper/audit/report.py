@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import orjson
 
-from gatekeeper import __version__
+from gatekeeper._version import __version__
 from gatekeeper.audit.activity import LEVELS, Activity, rank
 from gatekeeper.audit.chains import ChainsReport
 from gatekeeper.audit.charts import ALLOW, DENY, PALETTE, legend, stacked_bars, stacked_columns

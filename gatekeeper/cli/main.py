@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gatekeeper import __version__
+from gatekeeper._version import __version__
 from gatekeeper.errors import ConfigurationError
 
 # Subcommand groups, imported only when invoked (or listed by --help): each pulls in its own

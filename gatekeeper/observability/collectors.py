@@ -33,7 +33,7 @@ class RuntimeCollector(Collector):
         gk = self._ref()
         if gk is None:
             return
-        from gatekeeper import __version__
+        from gatekeeper._version import __version__
 
         build = GaugeMetricFamily(
             "gatekeeper_build_info", "gatekeeper version.", labels=["version"]

@@ -28,7 +28,7 @@ _GOOD_STATES = frozenset({"ok", "up", "ready", "healthy", "pass", "serving"})
 
 def liveness() -> dict[str, Any]:
     """The liveness document: the process is up and its event loop answers."""
-    from gatekeeper import __version__
+    from gatekeeper._version import __version__
 
     return {"status": "ok", "version": __version__}
 

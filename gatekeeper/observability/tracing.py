@@ -63,7 +63,7 @@ class Tracing:
 
     def use_provider(self, provider: trace.TracerProvider) -> None:
         """Trace with ``provider`` instead of the global one (tests, embedding apps)."""
-        from gatekeeper import __version__
+        from gatekeeper._version import __version__
 
         self._tracer = provider.get_tracer("gatekeeper", __version__)
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisError
@@ -49,8 +48,7 @@ from gatekeeper.quota.base import (
 from gatekeeper.quota.batching import ScriptBatcher, SettlementQueue
 from gatekeeper.quota.deadline import wire_timeout
 from gatekeeper.quota.windows import parse_window
-
-RedisClient = Redis | RedisCluster
+from gatekeeper.redis_client import RedisClient
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,8 @@ class RedisVault:
 def open_vault(storage: str, *, max_entries: int = 100_000) -> ReasoningVault:
     """The vault for the quota storage URI ``storage`` (memory or the Redis family)."""
     # Imported here: the quota package is not needed by callers that only use the memory vault.
-    from gatekeeper.quota.factory import SCHEMES, redact, redis_client
+    from gatekeeper.quota.factory import SCHEMES
+    from gatekeeper.redis_client import redact, redis_client
 
     uri = storage.strip().removeprefix("async+")
     scheme = urllib.parse.urlparse(uri).scheme

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import orjson
 from redis.exceptions import RedisError
 
-from gatekeeper.quota.factory import redact, redis_client
+from gatekeeper.redis_client import redact, redis_client
 from gatekeeper.signals.state import Observation, SignalState
 
 log = logging.getLogger("gatekeeper.signals")

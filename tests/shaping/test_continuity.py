@@ -11,7 +11,7 @@ import pytest
 
 from gatekeeper.dialects import AnthropicMessages, OpenAIResponses
 from gatekeeper.errors import ConfigurationError
-from gatekeeper.quota.factory import redis_client
+from gatekeeper.redis_client import redis_client
 from gatekeeper.shaping.continuity import (
     Continuity,
     MemoryVault,
