@@ -16,9 +16,9 @@ from gatekeeper.errors import ConfigurationError
 # wait for the others' imports.
 _LAZY = {
     "audit": "gatekeeper.cli.audit:audit",
-    "geoip": "gatekeeper.network.cli:geoip_cli",
+    "geoip": "gatekeeper.cli.geoip:geoip_cli",
     "policy": "gatekeeper.cli.policy:policy",
-    "proxy": "gatekeeper.proxy.cli:proxy_command",
+    "proxy": "gatekeeper.cli.proxy:proxy_command",
     "simulate": "gatekeeper.cli.simulate:simulate_command",
     "subjects": "gatekeeper.cli.subjects:subjects",
 }

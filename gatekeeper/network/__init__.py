@@ -19,7 +19,6 @@ from .address import (
     parse_ip,
 )
 from .builder import GeoSource, SourceNetwork, build_database, ensure_database, load_source
-from .cli import geoip_cli
 from .facts import EMPTY_FACTS, LOOKUP_FAILED, GeoDatabaseError, GeoFacts
 from .geoip import GeoLocator
 from .locate import UNKNOWN_CLIENT_IP, locate
@@ -40,7 +39,6 @@ __all__ = [
     "SourceNetwork",
     "build_database",
     "ensure_database",
-    "geoip_cli",
     "load_source",
     "locate",
     "parse_ip",

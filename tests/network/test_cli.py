@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gatekeeper.network import geoip_cli
+from gatekeeper.cli.geoip import geoip_cli
 
 from .conftest import DEMO_SOURCE
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .geoip import GeoDatabaseError, GeoLocator
+from gatekeeper.network.geoip import GeoDatabaseError, GeoLocator
 
 
 @click.group("geoip")
@@ -26,7 +26,7 @@ def geoip_cli() -> None:
 )
 def build_command(source: Path, output: Path | None) -> None:
     """Write a .mmdb database from the YAML file SOURCE."""
-    from .builder import build_database
+    from gatekeeper.network.builder import build_database
 
     target = output if output is not None else source.with_suffix(".mmdb")
     try:
