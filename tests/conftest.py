@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import redis_server
+from tests.servers import RedisProcess, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +14,15 @@ def redis_url() -> Iterator[str]:
     """A real redis-server for the session (started by the tests, stopped after)."""
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture
+def redis_process() -> Iterator[RedisProcess]:
+    """A redis-server of the test's own, on a fixed port, that the test can kill and start."""
+    server = RedisProcess()
+    server.start()
+    yield server
+    server.kill()
 
 
 @pytest.fixture(autouse=True)

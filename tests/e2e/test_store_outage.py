@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.quota.conftest import RedisProcess
-from tests.servers import DemoServer, demo_server
+from tests.servers import DemoServer, RedisProcess, demo_server
 
 pytestmark = pytest.mark.e2e
 
@@ -24,14 +23,6 @@ FREE_CAPACITY, FREE_PER_SECOND = 10, 10 / 60  # policies/gatekeeper/config/tiers
 PRO_CAPACITY, PRO_PER_SECOND = 60, 60 / 60
 LOCAL_FRACTION = 0.5  # 1 / replicas
 BODY = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "Is 9.11 > 9.8?"}]}
-
-
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture

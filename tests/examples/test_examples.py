@@ -282,6 +282,19 @@ def worker_pids(url: str, workers: int) -> set[int]:
     return seen
 
 
+def verified(log: Path) -> str:
+    """``gatekeeper audit verify`` on a log of several chains: its report, once it passed."""
+    verify = subprocess.run(
+        [sys.executable, "-m", "gatekeeper", "audit", "verify", str(log)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    return verify.stdout
+
+
 def metric_total(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
@@ -322,15 +335,7 @@ def test_workers_example_four_workers_one_chain_each_metrics_summed(
             if entry.get("gatekeeper", {}).get("kind", "decision") == "decision":
                 ids[entry["decision_id"]] += 1
     assert len(ids) == count and set(ids.values()) == {1}  # each decision in exactly one chain
-    verify = subprocess.run(
-        [sys.executable, "-m", "gatekeeper", "audit", "verify", str(log)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert verify.stdout.count("OK") >= 4, verify.stdout
+    assert verified(log).count("OK") >= 4
 
 
 def test_gunicorn_with_uvicorn_workers_one_chain_each_metrics_summed(
@@ -370,13 +375,6 @@ def test_gunicorn_with_uvicorn_workers_one_chain_each_metrics_summed(
     assert sum(statuses.values()) == count
     for text in scrapes:
         assert metric_total(text, "gatekeeper_decisions_total{") == count, output.read_text()
-    verify = subprocess.run(
-        [sys.executable, "-m", "gatekeeper", "audit", "verify", str(log)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    verified(log)
     chains = [p for p in log.parent.glob("decisions*.jsonl") if ".checkpoints." not in p.name]
     assert len(chains) == 2

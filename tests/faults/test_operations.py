@@ -21,8 +21,7 @@ from gatekeeper import Gatekeeper, GatekeeperMiddleware, Settings
 from gatekeeper.demo.model_server import create_model_app
 from gatekeeper.proxy.app import create_proxy_app
 from tests.observability.conftest import release_on_this_thread
-from tests.quota.conftest import RedisProcess
-from tests.servers import DEMO_CONFIG, ROOT, demo_server, free_port, wait_for_port
+from tests.servers import DEMO_CONFIG, ROOT, RedisProcess, demo_server, free_port, wait_for_port
 
 CHAT = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "Is 9.11 > 9.8?"}]}
 PRO = {"Authorization": "Bearer gk-demo-pro"}
@@ -166,14 +165,6 @@ def test_list_settings_written_a_b_are_believed(tmp_path: Path) -> None:
 
 
 # --- no address, URL or path in what clients are told --------------------------------------
-
-
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    server.start()
-    yield server
-    server.kill()
 
 
 def test_a_dead_quota_store_is_a_503_that_names_no_address(

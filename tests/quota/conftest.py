@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import shutil
-import signal
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
 from gatekeeper.contract import QuotaSpec
 from gatekeeper.quota import QuotaStore, open_quota_store
-from tests.servers import free_port, redis_cluster, wait_for_port
+from tests.servers import free_port, redis_cluster
 
 _prefixes = itertools.count()
 
@@ -104,50 +101,6 @@ async def level(store: QuotaStore, spec: QuotaSpec) -> float:
     """What is left in a quota (a cost-0 check debits nothing)."""
     result = await store.acquire([spec.model_copy(update={"cost": 0})])
     return result.states[0].remaining
-
-
-class RedisProcess:
-    """A redis-server on a fixed port that a test can kill and start again."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None, "redis-server is not installed"
-        self.binary = binary
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(
-            [self.binary, *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, proc=self.proc)
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes mid-whatever, as in a crash."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run(
-            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True
-        ).stdout
-
-
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    server.start()
-    yield server
-    server.kill()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> bool:

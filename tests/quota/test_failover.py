@@ -13,7 +13,8 @@ import pytest
 from gatekeeper.errors import QuotaStoreError
 from gatekeeper.quota import FailoverQuotaStore, QuotaAdjustment, open_quota_store
 from tests.quota._app import HEADERS, chat_body, protected_app, serve
-from tests.quota.conftest import RedisProcess, bucket, eventually, level, window
+from tests.quota.conftest import bucket, eventually, level, window
+from tests.servers import RedisProcess
 
 
 def failover(server: RedisProcess, **options: float) -> FailoverQuotaStore:

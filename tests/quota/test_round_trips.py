@@ -10,7 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gatekeeper.quota import FailoverQuotaStore, QuotaAdjustment, RedisQuotaStore, open_quota_store
-from tests.quota.conftest import RedisProcess, bucket, unique_prefix, window
+from tests.quota.conftest import bucket, unique_prefix, window
+from tests.servers import RedisProcess
 
 # Commands the scripts run inside Redis; they cost no round trip.
 INSIDE_SCRIPTS = {"time", "get", "set"}

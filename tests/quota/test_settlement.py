@@ -19,7 +19,8 @@ from gatekeeper.quota import (
     open_quota_store,
 )
 from gatekeeper.quota.batching import SettlementQueue
-from tests.quota.conftest import RedisProcess, bucket, eventually, level, unique_prefix, window
+from tests.quota.conftest import bucket, eventually, level, unique_prefix, window
+from tests.servers import RedisProcess
 
 NEVER = 3600.0  # an interval no test waits out: only a count, a flush or aclose sends
 BIG = 10**6
