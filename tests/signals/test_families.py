@@ -129,3 +129,23 @@ def test_wire_form_carries_families_and_features_and_reads_the_old_form() -> Non
     assert Observation.from_wire(obs.to_wire()) == obs
     old = [1.0, "s", 1, 0, 1, 0, 0, "h", ["org:1"]]
     assert Observation.from_wire(old) == Observation(1.0, "s", 1, 0, 1, 0, 0, "h", ("org:1",))
+
+
+async def test_accounts_without_a_user_agent_link_on_one_network() -> None:
+    from gatekeeper.contract import Network, Subject
+    from gatekeeper.signals import MemorySignalStore, SignalStage
+
+    state = SignalState({"1h": 3600}, "1h")
+    stage = SignalStage(MemorySignalStore(state), link_by=["network+user_agent", "user_agent"])
+    net = Network(client_ip="198.51.100.9")
+    for who in ("a", "b"):
+        ctx = await stage.inspect(Subject(id=who), net, None, user_agent=None)
+    assert ctx.document["cluster"]["size"] == 2
+    assert ctx.document["cluster"]["linked_by"] == ["network+user_agent"]
+
+
+def test_a_template_alternative_is_picked_per_prompt() -> None:
+    from gatekeeper.simulate.population import _fill
+
+    texts = {_fill("[a shop|a store] sells {word}", random.Random(i)) for i in range(30)}
+    assert {t.split(" sells")[0] for t in texts} == {"a shop", "a store"}
