@@ -131,11 +131,30 @@ class UsageSignals(_Model):
     reasoning_requests: dict[str, int] = Field(default_factory=dict)
     reasoning_tokens: dict[str, int] = Field(default_factory=dict)
     refused: dict[str, int] = Field(default_factory=dict)
+    reasoning_exposed: dict[str, int] = Field(
+        default_factory=dict,
+        description="Requests whose response showed the client some reasoning (settled after "
+        "the response, whatever the request asked for).",
+    )
+    repeated: dict[str, int] = Field(
+        default_factory=dict,
+        description="Requests whose prompt was of a family the subject (cluster) had already "
+        "sent in the main window.",
+    )
     reasoning_share: float = Field(
         default=0.0, description="reasoning_requests / requests in the main window (0-1)."
     )
+    exposed_share: float = Field(
+        default=0.0, description="reasoning_exposed / requests in the main window (0-1)."
+    )
+    repeat_share: float = Field(
+        default=0.0, description="repeated / requests in the main window (0-1)."
+    )
     template_count: int = Field(
         default=0, description="Prompts in the main window with this prompt's skeleton."
+    )
+    family_count: int = Field(
+        default=0, description="Prompts in the main window of this prompt's family."
     )
 
 
@@ -151,6 +170,33 @@ class ClusterSignals(UsageSignals):
     id: str | None = None
     size: int = 1
     linked_by: list[str] = Field(default_factory=list)
+    subjects_by_age: dict[str, int] = Field(
+        default_factory=dict,
+        description="Members younger than each age edge (days; setting signals.age_edges).",
+    )
+
+
+class FamilySignals(_Model):
+    """The prompt's family: near-duplicate prompts (MinHash/LSH) of the main window."""
+
+    id: str | None = None
+    subjects: int = Field(default=0, description="Subjects that sent the family's prompts.")
+    subjects_by_age: dict[str, int] = Field(
+        default_factory=dict, description="Those younger than each age edge (days)."
+    )
+
+
+class BehaviourSignals(_Model):
+    """The subject's behavioural cluster: subjects whose usage fingerprints are near."""
+
+    id: str | None = None
+    size: int = 1
+    subjects_by_age: dict[str, int] = Field(
+        default_factory=dict, description="Members younger than each age edge (days)."
+    )
+    fingerprinted: bool = Field(
+        default=False, description="The subject has enough requests to be fingerprinted."
+    )
 
 
 class Signals(_Model):
@@ -163,6 +209,8 @@ class Signals(_Model):
     cot_patterns: list[str] = Field(default_factory=list)
     template_hash: str | None = None
     template_repetition: float = 0.0
+    family: FamilySignals = Field(default_factory=FamilySignals)
+    behaviour: BehaviourSignals = Field(default_factory=BehaviourSignals)
 
 
 class TimeInfo(_Model):
@@ -197,7 +245,7 @@ QuotaUnit = Literal["requests", "tokens", "reasoning_tokens"]
 StoreErrorMode = Literal["deny", "allow", "local"]
 
 
-QuotaScope = Literal["subject", "org", "cluster"]
+QuotaScope = Literal["subject", "org", "cluster", "cohort"]
 
 
 class QuotaSpec(_Model):
@@ -216,6 +264,8 @@ class QuotaSpec(_Model):
     name: str
     key: str
     scope: QuotaScope = "subject"
+    #: Scope ``cohort``: the cohort the policy put the request in (e.g. ``young_weak/proxy``).
+    cohort: str | None = None
     kind: QuotaKind = "token_bucket"
     unit: QuotaUnit = "requests"
     capacity: StrictInt = Field(ge=0)
@@ -346,9 +396,12 @@ def resolve_quotas(
     """Fill in the ``key`` and ``cost`` that the decision's quotas leave out.
 
     - ``key``: ``<owner>:<name>``; the owner is ``subject:<id>`` for scope ``subject``,
-      ``org:<org>`` for scope ``org`` (the subject's when it has no org) and
+      ``org:<org>`` for scope ``org`` (the subject's when it has no org),
       ``cluster:<id>`` for scope ``cluster`` (the subject's when the signal stage found no
-      cluster). The owner is the hash tag of gatekeeper's Redis keys: one slot per owner.
+      cluster) and ``cohort:<cohort>`` for scope ``cohort`` (the quota's own ``cohort``, a
+      name the policy composes from e.g. account-age band, KYC level, tier, network type,
+      country or behavioural cluster; the subject's when it has none). The owner is the hash
+      tag of gatekeeper's Redis keys: one slot per owner.
     - ``cost``: 1 for unit ``requests``; the request's estimated model tokens
       (``input.request.estimated_tokens``, settled from the real usage after the response) for
       ``tokens`` and ``reasoning_tokens``. A quota with no cost for this request is left out:
@@ -378,8 +431,12 @@ def resolve_quotas(
                 quota["cost"] = tokens
         if "key" not in quota and isinstance(quota.get("name"), str):
             owners = owners or _owners(input_doc)
-            quota["key"] = (
-                f"{owners.get(quota.get('scope', 'subject'), owners['subject'])}:{quota['name']}"
-            )
+            scope = quota.get("scope", "subject")
+            cohort = quota.get("cohort")
+            if scope == "cohort" and isinstance(cohort, str) and cohort:
+                owner = f"cohort:{cohort}"
+            else:
+                owner = owners.get(scope, owners["subject"])
+            quota["key"] = f"{owner}:{quota['name']}"
         out.append(quota)
     return out

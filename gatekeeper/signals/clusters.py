@@ -13,6 +13,9 @@ does (a merge keeps the id of the side holding the smallest member).
 
 Links expire: ``rebuild`` (run once per bucket of the main window) drops links not used within
 the window and rebuilds the union-find, so clusters split again when what tied them is gone.
+
+With ``age_edges``, each cluster also counts its members by account-age band (``by_age``: how
+many are younger than each edge), kept up to date on every merge and rebuild.
 """
 
 from __future__ import annotations
@@ -44,12 +47,26 @@ def cluster_id(root: str) -> str:
 class ClusterIndex:
     """Union-find over subjects, fed with link keys and their last use."""
 
-    def __init__(self, window_seconds: float) -> None:
+    def __init__(self, window_seconds: float, age_edges: int = 0) -> None:
         self.window = window_seconds
         self._parent: dict[str, str] = {}
         self._size: dict[str, int] = {}
         #: link key -> {subject: last time it used the key}
         self._members: dict[str, dict[str, float]] = {}
+        self._edges = age_edges
+        #: subject -> its age band (index of the first edge its age is below; edges: unknown)
+        self._band: dict[str, int] = {}
+        #: root of a cluster of two or more -> members younger than each edge
+        self._by_age: dict[str, list[int]] = {}
+
+    def _own(self, subject: str) -> list[int]:
+        band = self._band.get(subject, self._edges)
+        return [int(band <= i) for i in range(self._edges)]
+
+    def by_age(self, root: str) -> list[int]:
+        """How many of the cluster's members are younger than each age edge."""
+        counts = self._by_age.get(root)
+        return list(counts) if counts is not None else self._own(root)
 
     def find(self, subject: str) -> str:
         """The root (smallest member) of ``subject``'s cluster; itself when alone."""
@@ -65,9 +82,13 @@ class ClusterIndex:
     def size(self, root: str) -> int:
         return self._size.get(root, 1)
 
-    def link(self, subject: str, keys: Iterable[str], at: float) -> list[tuple[str, str]]:
-        """Record that ``subject`` used ``keys`` at ``at``; the merges it caused, as
-        ``(absorbed root, surviving root)`` pairs in order."""
+    def link(
+        self, subject: str, keys: Iterable[str], at: float, band: int | None = None
+    ) -> list[tuple[str, str]]:
+        """Record that ``subject`` (of age band ``band``) used ``keys`` at ``at``; the merges
+        it caused, as ``(absorbed root, surviving root)`` pairs in order."""
+        if self._edges and band is not None and subject not in self._band:
+            self._band[subject] = band
         merges: list[tuple[str, str]] = []
         for key in keys:
             members = self._members.get(key)
@@ -93,6 +114,10 @@ class ClusterIndex:
         into, absorbed = (ra, rb) if ra < rb else (rb, ra)
         self._parent[absorbed] = into
         self._size[into] = self._size.get(into, 1) + self._size.pop(absorbed, 1)
+        if self._edges:
+            kept = self._by_age.pop(into, None) or self._own(into)
+            taken = self._by_age.pop(absorbed, None) or self._own(absorbed)
+            self._by_age[into] = [a + b for a, b in zip(kept, taken, strict=True)]
         return absorbed, into
 
     def shared(self, subject: str, keys: Iterable[str]) -> list[str]:
@@ -119,6 +144,10 @@ class ClusterIndex:
                 del self._members[key]
         self._parent.clear()
         self._size.clear()
+        self._by_age.clear()
+        if self._edges:
+            alive = {s for members in self._members.values() for s in members}
+            self._band = {s: b for s, b in self._band.items() if s in alive}
         for members in self._members.values():
             if len(members) > 1:
                 first, *rest = members

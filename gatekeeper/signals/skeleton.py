@@ -65,4 +65,9 @@ def skeleton(text: str) -> str:
 
 def template_hash(text: str) -> str:
     """The 16-hex-digit hash of ``text``'s skeleton."""
-    return hashlib.blake2b(skeleton(text).encode(), digest_size=8).hexdigest()
+    return skeleton_hash(skeleton(text))
+
+
+def skeleton_hash(skeleton_text: str) -> str:
+    """The 16-hex-digit hash of a skeleton already computed."""
+    return hashlib.blake2b(skeleton_text.encode(), digest_size=8).hexdigest()

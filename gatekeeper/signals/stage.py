@@ -28,9 +28,11 @@ from gatekeeper.contract import Decision, Network, Signals, Subject
 from gatekeeper.errors import ConfigurationError
 from gatekeeper.quota.reservation import usage_total_tokens
 from gatekeeper.signals.clusters import link_key
+from gatekeeper.signals.families import FamilyIndex
+from gatekeeper.signals.fingerprint import RequestFeatures, request_features
 from gatekeeper.signals.prompt import prompt_text
 from gatekeeper.signals.scorer import ElicitationScore, PatternScorer, Scorer
-from gatekeeper.signals.skeleton import template_hash
+from gatekeeper.signals.skeleton import skeleton, skeleton_hash
 from gatekeeper.signals.state import Observation, SignalState
 from gatekeeper.signals.store import MemorySignalStore, RedisSignalStore, SignalStore
 
@@ -66,6 +68,10 @@ class SignalContext:
     links: tuple[str, ...] = ()
     reasoning_requested: bool = False
     estimated_tokens: int = 0
+    bands: tuple[str, ...] = ()
+    features: RequestFeatures | None = None
+    age_days: float | None = None
+    repeated: bool = False
     observed: bool = field(default=False)
 
     @property
@@ -159,15 +165,27 @@ class SignalStage:
                 await self.start()
             text = prompt_text(document, self.max_prompt_chars) if document is not None else ""
             scored = await self.scorer.score(text) if text else ElicitationScore()
-            template = template_hash(text) if text else None
+            template: str | None = None
+            bands: tuple[str, ...] = ()
+            if text:
+                skeletal = skeleton(text)
+                template = skeleton_hash(skeletal)
+                bands = tuple(FamilyIndex.keys(skeletal))
+            features = request_features(
+                document, len(text), reasoning=reasoning_requested, user_agent=user_agent
+            )
             links = self._links(subject, network, user_agent)
             now = self._clock()
             if self._inline and now >= self._next_maintenance:
                 self.state.maintain(now)
                 self._next_maintenance = now + self.state.maintenance_interval
-            self.state.link(subject.id, links, now)
-            own, cluster, repetition = self.state.read_documents(subject.id, template, links, now)
-            own["account_age_days"] = subject.account_age_days
+            age = subject.account_age_days
+            self.state.link(subject.id, links, now, age)
+            family = self.state.family_of(bands, now)
+            own, cluster, repetition = self.state.read_documents(
+                subject.id, template, links, now, family
+            )
+            own["account_age_days"] = age
             score, patterns = _checked_score(scored)
             # Built as JSON, in ``Signals``' field order, rather than as models validated here
             # and dumped again by the middleware (tests/signals/test_stage.py pins the two).
@@ -179,6 +197,8 @@ class SignalStage:
                 "cot_patterns": patterns,
                 "template_hash": template,
                 "template_repetition": repetition,
+                "family": self.state.read_family(family),
+                "behaviour": self.state.read_behaviour(subject.id),
             }
         except Exception:
             self.counters["errors"] += 1
@@ -192,6 +212,10 @@ class SignalStage:
             links=links,
             reasoning_requested=reasoning_requested,
             estimated_tokens=estimated_tokens,
+            bands=bands,
+            features=features,
+            age_days=age,
+            repeated=max(own["family_count"], cluster["family_count"]) > 0,
         )
 
     def _links(self, subject: Subject, network: Network, user_agent: str | None) -> tuple[str, ...]:
@@ -205,6 +229,10 @@ class SignalStage:
         keys = []
         for combination in self.link_by:
             values = [attributes[kind] for kind in combination]
+            if not user_agent and len(combination) > 1 and "user_agent" in combination:
+                # No User-Agent is a client trait like any other: with another attribute
+                # (network+user_agent) it links; alone it would link every such client.
+                values = ["(none)" if k == "user_agent" else v for k, v in zip(combination, values)]  # noqa: B905
             if all(v is not None and v != "" for v in values):
                 keys.append(link_key("+".join(combination), values))
         return tuple(keys)
@@ -222,8 +250,12 @@ class SignalStage:
                 requests=1,
                 reasoning_requests=int(ctx.reasoning_requested),
                 refused=int(refused),
+                repeated=int(ctx.repeated),
                 template=ctx.template,
                 links=ctx.links,
+                bands=ctx.bands,
+                features=ctx.features,
+                age_days=ctx.age_days,
             )
         )
 
@@ -239,7 +271,13 @@ class SignalStage:
         exposed = stats.exposed_tokens if stats is not None else 0
         if tokens or exposed:
             self.store.publish(
-                Observation(self._clock(), ctx.subject, tokens=tokens, reasoning_tokens=exposed)
+                Observation(
+                    self._clock(),
+                    ctx.subject,
+                    tokens=tokens,
+                    reasoning_tokens=exposed,
+                    reasoning_exposed=int(exposed > 0),
+                )
             )
 
     async def start(self) -> None:

@@ -20,10 +20,22 @@ from typing import Any
 
 from gatekeeper.contract import ClusterSignals, SubjectSignals
 from gatekeeper.signals.clusters import ClusterIndex, cluster_id
+from gatekeeper.signals.families import FamilyIndex, age_band
+from gatekeeper.signals.fingerprint import Fingerprint, RequestFeatures, behaviour_keys
 from gatekeeper.signals.windows import RollingCounts, RollingTally
 
-USAGE_METRICS = ("requests", "tokens", "reasoning_requests", "reasoning_tokens", "refused")
-_REQUESTS, _REASONING = 0, 2
+USAGE_METRICS = (
+    "requests",
+    "tokens",
+    "reasoning_requests",
+    "reasoning_tokens",
+    "refused",
+    "reasoning_exposed",
+    "repeated",
+)
+_REQUESTS, _REASONING, _EXPOSED, _REPEATED = 0, 2, 5, 6
+#: Account-age band edges (days) of the ``subjects_by_age`` counts, unless configured.
+DEFAULT_AGE_EDGES = (7.0, 30.0, 90.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +43,10 @@ class Observation:
     """One thing a gateway saw about a subject, as applied and replicated.
 
     A request is observed twice: when the policy has decided (``requests = 1``, whether it
-    asked for reasoning, was refused, its template and links) and, if it ran, after the
-    response (the tokens it used and the reasoning tokens the client saw).
+    asked for reasoning, was refused, repeated one of the subject's prompt families, its
+    template, links, prompt-family band keys, behavioural features and the account's age) and,
+    if it ran, after the response (the tokens it used, the reasoning tokens the client saw and
+    ``reasoning_exposed = 1`` when it saw any).
     """
 
     at: float
@@ -44,6 +58,11 @@ class Observation:
     refused: int = 0
     template: str | None = None
     links: tuple[str, ...] = ()
+    reasoning_exposed: int = 0
+    repeated: int = 0
+    bands: tuple[str, ...] = ()
+    features: RequestFeatures | None = None
+    age_days: float | None = None
 
     @property
     def amounts(self) -> tuple[int, ...]:
@@ -53,19 +72,37 @@ class Observation:
             self.reasoning_requests,
             self.reasoning_tokens,
             self.refused,
+            self.reasoning_exposed,
+            self.repeated,
         )
 
     def to_wire(self) -> list[Any]:
-        """A compact JSON-able form for the Redis stream."""
-        return [self.at, self.subject, *self.amounts, self.template, list(self.links)]
+        """A compact JSON-able form for the Redis stream (14 items; 9 before families)."""
+        return [
+            self.at,
+            self.subject,
+            *self.amounts,
+            self.template,
+            list(self.links),
+            list(self.bands),
+            self.features.to_wire() if self.features is not None else None,
+            self.age_days,
+        ]
 
     @classmethod
     def from_wire(cls, raw: Any) -> Observation:
-        """The inverse of ``to_wire``; raises ``ValueError`` on anything else."""
-        if not isinstance(raw, list) or len(raw) != 9:
-            raise ValueError("an observation is a list of 9 items")
-        at, subject, template, links = raw[0], raw[1], raw[7], raw[8]
-        amounts = raw[2:7]
+        """The inverse of ``to_wire``; raises ``ValueError`` on anything else.
+
+        The 9-item form of earlier gateways (five amounts, no families or features) is read
+        too, so a fleet can be upgraded one gateway at a time.
+        """
+        if isinstance(raw, list) and len(raw) == 9:
+            raw = [*raw[:7], 0, 0, raw[7], raw[8], [], None, None]
+        if not isinstance(raw, list) or len(raw) != 14:
+            raise ValueError("an observation is a list of 14 items")
+        at, subject, template, links = raw[0], raw[1], raw[9], raw[10]
+        bands, features, age = raw[11], raw[12], raw[13]
+        amounts = raw[2:9]
         if not isinstance(at, (int, float)) or not isinstance(subject, str):
             raise ValueError("bad observation time or subject")
         if not all(isinstance(a, int) and not isinstance(a, bool) for a in amounts):
@@ -74,7 +111,11 @@ class Observation:
             raise ValueError("bad observation template")
         if not isinstance(links, list) or not all(isinstance(k, str) for k in links):
             raise ValueError("bad observation links")
-        requests, tokens, reasoning_requests, reasoning_tokens, refused = amounts
+        if not isinstance(bands, list) or not all(isinstance(k, str) for k in bands):
+            raise ValueError("bad observation bands")
+        if age is not None and (not isinstance(age, (int, float)) or isinstance(age, bool)):
+            raise ValueError("bad observation age")
+        requests, tokens, reasoning_requests, reasoning_tokens, refused, exposed, repeated = amounts
         return cls(
             float(at),
             subject,
@@ -85,6 +126,11 @@ class Observation:
             refused,
             template,
             tuple(links),
+            exposed,
+            repeated,
+            bands=tuple(bands),
+            features=RequestFeatures.from_wire(features) if features is not None else None,
+            age_days=float(age) if age is not None else None,
         )
 
 
@@ -98,12 +144,15 @@ class _Usage:
         self.counts = [RollingCounts(seconds, buckets, width) for seconds in windows]
         self.templates = RollingTally(main, buckets)
 
-    def add(self, obs: Observation) -> None:
+    def add(self, obs: Observation, family: str | None = None) -> None:
         amounts = obs.amounts
         for counter in self.counts:
             counter.add(obs.at, amounts)
         if obs.template is not None:
             self.templates.add(obs.at, obs.template)
+        if family is not None:
+            # Family ids ("f-...") and template hashes (hex) never collide: one tally.
+            self.templates.add(obs.at, family)
 
     def merge(self, other: _Usage) -> None:
         for mine, theirs in zip(self.counts, other.counts, strict=True):
@@ -117,7 +166,15 @@ class _Usage:
 class SignalState:
     """Usage, templates and clusters of every recently active subject."""
 
-    def __init__(self, windows: dict[str, float], main: str, buckets: int = 12) -> None:
+    def __init__(
+        self,
+        windows: dict[str, float],
+        main: str,
+        buckets: int = 12,
+        *,
+        age_edges: Sequence[float] = DEFAULT_AGE_EDGES,
+        behaviour_min_requests: int = 5,
+    ) -> None:
         if main not in windows:
             raise ValueError(f"main window {main!r} is not one of {sorted(windows)}")
         self.names = list(windows)
@@ -125,7 +182,14 @@ class SignalState:
         self._main = self.names.index(main)
         self._main_seconds = windows[main]
         self._buckets = buckets
-        self.clusters = ClusterIndex(self._main_seconds)
+        self.age_edges = list(age_edges)
+        self._age_names = [f"{edge:g}" for edge in self.age_edges]
+        self.clusters = ClusterIndex(self._main_seconds, len(self.age_edges))
+        #: Behavioural clusters: subjects whose fingerprints share a band key (fingerprint.py).
+        self.behaviour = ClusterIndex(self._main_seconds, len(self.age_edges))
+        self.families = FamilyIndex(self._main_seconds, self.age_edges)
+        self.behaviour_min_requests = behaviour_min_requests
+        self._fingerprints: dict[str, Fingerprint] = {}
         self._subjects: dict[str, _Usage] = {}
         #: Usage of clusters of two or more subjects, by root.
         self._cluster_usage: dict[str, _Usage] = {}
@@ -138,9 +202,16 @@ class SignalState:
     def _new_usage(self) -> _Usage:
         return _Usage(self._seconds, self._main_seconds, self._buckets)
 
-    def link(self, subject: str, links: Sequence[str], at: float) -> None:
+    def age_band(self, age_days: float | None) -> int:
+        """The index of the first age edge ``age_days`` is below."""
+        return age_band(age_days, self.age_edges)
+
+    def link(
+        self, subject: str, links: Sequence[str], at: float, age_days: float | None = None
+    ) -> None:
         """Record ``subject``'s link keys, merging clusters they join."""
-        for absorbed, into in self.clusters.link(subject, links, at):
+        band = self.age_band(age_days)
+        for absorbed, into in self.clusters.link(subject, links, at, band):
             # A singleton's cluster usage is its own: copy it, never share the object.
             kept = self._cluster_usage.pop(into, None)
             taken = self._cluster_usage.pop(absorbed, None)
@@ -162,24 +233,76 @@ class SignalState:
     def apply(self, obs: Observation) -> None:
         """Count one observation (links first, so it lands in the cluster it joins)."""
         if obs.links:
-            self.link(obs.subject, obs.links, obs.at)
+            self.link(obs.subject, obs.links, obs.at, obs.age_days)
+        family = None
+        if obs.bands:
+            family = self.families.assign(obs.bands, obs.at)
+            if family is not None:
+                self.families.add(family, obs.subject, obs.age_days, obs.at)
+        if obs.features is not None:
+            self._fingerprint(obs)
         usage = self._subjects.get(obs.subject)
         if usage is None:
             usage = self._subjects[obs.subject] = self._new_usage()
-        usage.add(obs)
+        usage.add(obs, family)
         cluster = self._cluster_usage.get(self.clusters.find(obs.subject))
         if cluster is not None:
-            cluster.add(obs)
+            cluster.add(obs, family)
+
+    def _fingerprint(self, obs: Observation) -> None:
+        assert obs.features is not None
+        fingerprint = self._fingerprints.get(obs.subject)
+        if fingerprint is None:
+            fingerprint = self._fingerprints[obs.subject] = Fingerprint()
+        fingerprint.add(obs.at, obs.features)
+        n = fingerprint.n
+        # The band keys move slowly once a fingerprint has some history: recomputed (and their
+        # last use refreshed) on every request up to 4x the minimum, then every 8th request.
+        if n >= self.behaviour_min_requests and (
+            n <= 4 * self.behaviour_min_requests or n % 8 == 0
+        ):
+            keys = behaviour_keys(fingerprint)
+            self.behaviour.link(obs.subject, keys, obs.at, self.age_band(obs.age_days))
+
+    def family_of(self, bands: Sequence[str], at: float) -> str | None:
+        """The prompt family of band keys ``bands`` (recorded, as ``apply`` will again)."""
+        return self.families.assign(bands, at) if bands else None
+
+    def read_family(self, family: str | None) -> dict[str, Any]:
+        """``input.signals.family``."""
+        return self.families.read(family)
+
+    def read_behaviour(self, subject: str) -> dict[str, Any]:
+        """``input.signals.behaviour``: the subject's behavioural cluster."""
+        root = self.behaviour.find(subject)
+        fingerprint = self._fingerprints.get(subject)
+        return {
+            "id": cluster_id(root) if root != subject or self.behaviour.size(root) > 1 else None,
+            "size": self.behaviour.size(root),
+            "subjects_by_age": dict(zip(self._age_names, self.behaviour.by_age(root))),  # noqa: B905
+            "fingerprinted": fingerprint is not None
+            and fingerprint.n >= self.behaviour_min_requests,
+        }
 
     def read(
-        self, subject: str, template: str | None, links: Sequence[str], now: float
+        self,
+        subject: str,
+        template: str | None,
+        links: Sequence[str],
+        now: float,
+        family: str | None = None,
     ) -> tuple[SubjectSignals, ClusterSignals, float]:
         """The subject's and its cluster's signals at ``now``, and the template repetition."""
-        own, cluster, repetition = self.read_documents(subject, template, links, now)
+        own, cluster, repetition = self.read_documents(subject, template, links, now, family)
         return SubjectSignals(**own), ClusterSignals(**cluster), repetition
 
     def read_documents(
-        self, subject: str, template: str | None, links: Sequence[str], now: float
+        self,
+        subject: str,
+        template: str | None,
+        links: Sequence[str],
+        now: float,
+        family: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any], float]:
         """``read`` as the JSON the policy sees (``input.signals.subject`` and ``.cluster``).
 
@@ -190,9 +313,9 @@ class SignalState:
         own = self._subjects.get(subject)
         root = self.clusters.find(subject)
         size = self.clusters.size(root)
-        subject_doc = self._usage_fields(own, template, now)
+        subject_doc = self._usage_fields(own, template, family, now)
         if size > 1:
-            cluster_doc = self._usage_fields(self._cluster_usage.get(root), template, now)
+            cluster_doc = self._usage_fields(self._cluster_usage.get(root), template, family, now)
         else:
             # A cluster of one (most subjects) has the subject's own usage: read it once.
             cluster_doc = {k: dict(v) if isinstance(v, dict) else v for k, v in subject_doc.items()}
@@ -200,6 +323,7 @@ class SignalState:
         cluster_doc["id"] = cluster_id(root)
         cluster_doc["size"] = size
         cluster_doc["linked_by"] = self.clusters.shared(subject, links)
+        cluster_doc["subjects_by_age"] = dict(zip(self._age_names, self.clusters.by_age(root)))  # noqa: B905
         repetition = 0.0
         if template is not None:
             main = self.names[self._main]
@@ -210,14 +334,17 @@ class SignalState:
         return subject_doc, cluster_doc, round(repetition, 4)
 
     def _usage_fields(
-        self, usage: _Usage | None, template: str | None, now: float
+        self, usage: _Usage | None, template: str | None, family: str | None, now: float
     ) -> dict[str, Any]:
         """The ``UsageSignals`` fields of ``usage``, in the model's order (JSON-ready)."""
         names = self.names
         if usage is None:
             fields: dict[str, Any] = {name: dict.fromkeys(names, 0) for name in USAGE_METRICS}
             fields["reasoning_share"] = 0.0
+            fields["exposed_share"] = 0.0
+            fields["repeat_share"] = 0.0
             fields["template_count"] = 0
+            fields["family_count"] = 0
             return fields
         per_window = [counter.totals(now) for counter in usage.counts]
         fields = {}
@@ -227,16 +354,23 @@ class SignalState:
             fields[metric] = dict(zip(names, column))  # noqa: B905
         main_totals = per_window[self._main]
         requests = main_totals[_REQUESTS]
-        fields["reasoning_share"] = (
-            round(main_totals[_REASONING] / requests, 4) if requests > 0 else 0.0
-        )
+        if requests > 0:
+            fields["reasoning_share"] = round(main_totals[_REASONING] / requests, 4)
+            fields["exposed_share"] = round(min(1.0, main_totals[_EXPOSED] / requests), 4)
+            fields["repeat_share"] = round(main_totals[_REPEATED] / requests, 4)
+        else:
+            fields["reasoning_share"] = fields["exposed_share"] = fields["repeat_share"] = 0.0
         fields["template_count"] = usage.templates.count(now, template) if template else 0
+        fields["family_count"] = usage.templates.count(now, family) if family else 0
         return fields
 
     def maintain(self, now: float) -> None:
         """Forget idle subjects and expired links; rebuild the clusters (off the hot path)."""
         for subject in [s for s, usage in self._subjects.items() if usage.idle(now)]:
             del self._subjects[subject]
+            self._fingerprints.pop(subject, None)
+        self.families.maintain(now)
+        self.behaviour.rebuild(now)
         for usage in self._subjects.values():
             usage.templates.compact(now)
         old_roots = {root: self._cluster_usage[root] for root in self._cluster_usage}
@@ -269,4 +403,7 @@ class SignalState:
             "subjects": len(self._subjects),
             "clusters": len(self._cluster_usage),
             "link_keys": len(self.clusters),
+            "fingerprints": len(self._fingerprints),
+            "behaviour_keys": len(self.behaviour),
+            **self.families.stats(),
         }

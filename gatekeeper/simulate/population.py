@@ -90,6 +90,12 @@ _SLOTS: dict[str, tuple[str, ...]] = {
     "audience": ("child", "new manager", "first-year student", "retiree", "tourist"),
 }
 _SLOT = re.compile(r"\{(\w+)\}")
+#: ``[a|b|c]`` in a template: one of the alternatives (a paraphrasing generator).
+_CHOICE = re.compile(r"\[([^\[\]]*\|[^\[\]]*)\]")
+_TOOLS = [
+    {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+    for name in ("read_file", "run_tests", "apply_patch")
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,12 +208,14 @@ class Population:
             while at < end:
                 reasoning = rng.random() < group.reasoning_share
                 prompt = self._prompt(group)
-                body = {
+                body: dict[str, Any] = {
                     "model": self.scenario.model,
                     "messages": [{"role": "user", "content": prompt}],
                     "max_tokens": group.max_tokens,
                     "reasoning_effort": "high" if reasoning else "none",
                 }
+                if group.tools:
+                    body["tools"] = _TOOLS
                 planned.append((at, account.id, account, orjson.dumps(body), reasoning))
                 at += rng.expovariate(rate)
         planned.sort(key=lambda item: (item[0], item[1]))
@@ -273,4 +281,5 @@ def _fill(template: str, rng: random.Random) -> str:
             return rng.choice(_WORDS)
         return rng.choice(_SLOTS.get(slot, (slot,)))
 
+    template = _CHOICE.sub(lambda m: rng.choice(m[1].split("|")), template)
     return _SLOT.sub(value, template)

@@ -43,7 +43,7 @@ class Group(_Model):
     orgs: int | None = Field(default=None, gt=0)
     #: Payment instruments shared by the accounts; unset: one each.
     payment_cards: int | None = Field(default=None, gt=0)
-    #: User-Agent strings the accounts use (each account picks one).
+    #: User-Agent strings the accounts use (each account picks one; "" sends an empty one).
     user_agents: list[str] = Field(
         default_factory=lambda: [
             "OpenAI/Python 1.54.4",
@@ -63,6 +63,8 @@ class Group(_Model):
     #: Accounts start within this many simulated hours (a campaign ramping up).
     ramp_hours: float = Field(default=0.0, ge=0)
     max_tokens: int = Field(default=512, gt=0)
+    #: Send the same function tools with every request (an agentic client).
+    tools: bool = False
     #: Flags of the accounts in the subject store (e.g. ``distillation_exempt``).
     flags: list[str] = Field(default_factory=list)
 

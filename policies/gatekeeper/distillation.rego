@@ -36,13 +36,29 @@ evidence := {name |
 	some name, present in {
 		"cot_elevated": cot >= c.cot.elevated,
 		"cot_high": cot >= c.cot.high,
-		"templated": [
-			object.get(input.signals, "template_repetition", 0) >= c.template.min_share,
-			max([object.get(input.signals, ["subject", "template_count"], 0), object.get(input.signals, ["cluster", "template_count"], 0)]) >= c.template.min_count,
-		] == [true, true],
+		# One template filled in again and again, or a few rotated or reworded ones: most of the
+		# subject's prompts repeat a prompt family it already sent (repeat_share).
+		"templated": true in {
+			[
+				object.get(input.signals, "template_repetition", 0) >= c.template.min_share,
+				max([object.get(input.signals, ["subject", "template_count"], 0), object.get(input.signals, ["cluster", "template_count"], 0)]) >= c.template.min_count,
+			] == [true, true],
+			[
+				object.get(input.signals, ["subject", "repeat_share"], 0) >= object.get(c.template, "min_repeat_share", 2),
+				object.get(input.signals, ["subject", "requests", c.window], 0) >= c.template.min_count,
+			] == [true, true],
+		},
+		# Reasoning actually shown to the client (`share_of`: exposed_share), not asked for.
 		"reasoning_heavy": [
-			object.get(input.signals, ["subject", "reasoning_share"], 0) >= c.reasoning_heavy.min_share,
+			object.get(input.signals, ["subject", object.get(c.reasoning_heavy, "share_of", "reasoning_share")], 0) >= c.reasoning_heavy.min_share,
 			object.get(input.signals, ["subject", "requests", c.window], 0) >= c.reasoning_heavy.min_requests,
+		] == [true, true],
+		# One prompt family sent by many young accounts (near-duplicates, any wording).
+		"family_spread": object.get(input.signals, ["family", "subjects_by_age", object.get(c, ["family", "age_band"], "30")], 0) >= object.get(c, ["family", "min_young_subjects"], 1e12),
+		# Many young accounts whose usage fingerprints are alike, this one reasoning-heavy.
+		"behaviour_cluster": [
+			object.get(input.signals, ["behaviour", "subjects_by_age", object.get(c, ["behaviour", "age_band"], "30")], 0) >= object.get(c, ["behaviour", "min_young_subjects"], 1e12),
+			object.get(input.signals, ["subject", "exposed_share"], 0) >= object.get(c, ["behaviour", "min_exposed_share"], 0),
 		] == [true, true],
 		"cluster_large": size >= c.cluster.large,
 		"cluster_huge": size >= c.cluster.huge,
@@ -59,7 +75,17 @@ evidence := {name |
 }
 
 # The weights are looked up once, not once per piece of evidence.
-score := sum([weights[e] | weights := data.gatekeeper.config.distillation.weights; some e in evidence])
+score := sum([object.get(weights, e, 0) | weights := data.gatekeeper.config.distillation.weights; some e in evidence])
+
+# Pieces of evidence that only many accounts together can show (config `multi_account`). A level
+# needs at least `min_multi_account[level]` of them, so no single account's own pattern, however
+# heavy, is graded above what that allows (none by default: degraded or refused only with
+# evidence that spans accounts).
+multi_account := count({e | some e in object.get(data.gatekeeper.config.distillation, "multi_account", [])} & evidence)
+
+enough_multi_account(lvl) if {
+	multi_account >= object.get(data.gatekeeper.config.distillation, ["min_multi_account", lvl], 0)
+}
 
 # --- grading -------------------------------------------------------------------------------
 
@@ -85,10 +111,13 @@ graded := "strong" if {
 	# `every`: regorus's compiled evaluator lets an `every` pass when its body is undefined, so
 	# gatekeeper evaluates a policy that uses `every` with the slower interpreter (gatekeeper/policy/vm.py).
 	count({r | some r in c.strong_requires} - evidence) == 0
+	enough_multi_account("strong")
 } else := "suspect" if {
 	score >= data.gatekeeper.config.distillation.levels.suspect
+	enough_multi_account("suspect")
 } else := "watch" if {
 	score >= data.gatekeeper.config.distillation.levels.watch
+	enough_multi_account("watch")
 } else := "none"
 
 # Strong evidence is refused, unless the account is verified at `exempt_min_kyc` or above.

@@ -330,3 +330,60 @@ test_lowest_cap_wins if {
 	d.reasoning == {"mode": "summary", "max_tokens": 32}
 	by_name(d).launch_requests
 }
+
+# --- multi-account evidence (issue 18) -------------------------------------------------------
+
+# The fixture with the evidence that spans accounts, and the rule that a level needs it.
+multi_config := fixtures.patched({"distillation": {
+	"template": {"min_count": 5, "min_share": 0.3, "min_repeat_share": 0.6},
+	"reasoning_heavy": {"min_requests": 20, "min_share": 0.9, "share_of": "exposed_share"},
+	"family": {"age_band": "30", "min_young_subjects": 20},
+	"behaviour": {"age_band": "30", "min_young_subjects": 20, "min_exposed_share": 0.9},
+	"weights": {"family_spread": 2, "behaviour_cluster": 2},
+	"multi_account": ["cluster_huge", "cluster_heavy", "family_spread", "behaviour_cluster"],
+	"min_multi_account": {"watch": 1, "suspect": 2, "strong": 2},
+	"strong_requires": ["templated"],
+}})
+
+# One heavy, templated, CoT-asking young account on a datacenter: its own pattern only.
+loner := object.union(signals({
+	"cot_elicitation": 0.8,
+	"subject": {"repeat_share": 0.95, "exposed_share": 1, "requests": {"1h": 80}},
+}), {"subject": {"account_age_days": 5}, "network": {"is_hosting": true}})
+
+test_rotated_templates_are_templated_by_repeat_share if {
+	"templated" in distillation.evidence with input as loner with data.gatekeeper.config as multi_config
+}
+
+test_reasoning_heavy_reads_reasoning_exposed if {
+	"reasoning_heavy" in distillation.evidence with input as loner with data.gatekeeper.config as multi_config
+	asked_only := object.union(loner, {"signals": {"subject": {"exposed_share": 0, "reasoning_share": 1}}})
+	not "reasoning_heavy" in distillation.evidence with input as asked_only with data.gatekeeper.config as multi_config
+}
+
+test_no_single_accounts_pattern_is_graded if {
+	distillation.score >= 7 with input as loner with data.gatekeeper.config as multi_config
+	distillation.level == "none" with input as loner with data.gatekeeper.config as multi_config
+}
+
+test_a_family_spread_over_young_accounts_grades_watch if {
+	doc := object.union(loner, {"signals": {"family": {"id": "f-1", "subjects": 30, "subjects_by_age": {"30": 25}}}})
+	"family_spread" in distillation.evidence with input as doc with data.gatekeeper.config as multi_config
+	distillation.level == "watch" with input as doc with data.gatekeeper.config as multi_config
+}
+
+test_two_kinds_of_multi_account_evidence_are_refused if {
+	doc := object.union(loner, {"signals": {
+		"family": {"id": "f-1", "subjects": 30, "subjects_by_age": {"30": 25}},
+		"behaviour": {"id": "c-b", "size": 40, "subjects_by_age": {"30": 30}},
+	}, "subject": {"kyc_level": "government_id", "tier": "pro"}})
+	distillation.level == "strong" with input as doc with data.gatekeeper.config as multi_config
+	d := decision with input as doc with data.gatekeeper.config as multi_config
+	d.status == 403
+	d.reasons[0].code == "distillation_suspected"
+}
+
+test_a_behavioural_cluster_needs_the_account_to_be_reasoning_heavy if {
+	doc := object.union(signals({"behaviour": {"id": "c-b", "size": 40, "subjects_by_age": {"30": 30}}}), {})
+	not "behaviour_cluster" in distillation.evidence with input as doc with data.gatekeeper.config as multi_config
+}

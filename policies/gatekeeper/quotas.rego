@@ -20,9 +20,9 @@ tier := input.subject.tier if {
 	cfg.tiers[input.subject.tier]
 } else := cfg.default_tier
 
-# The tier's quotas, and those the anti-extraction pack adds (tighter, or keyed on the account
-# cluster: distillation.rego).
-applicable := array.concat(tier_quotas, data.gatekeeper.distillation.quotas)
+# The tier's quotas, those the anti-extraction pack adds (tighter, or keyed on the account
+# cluster: distillation.rego), and a cohort's reasoning budget (cohorts.rego).
+applicable := array.concat(array.concat(tier_quotas, data.gatekeeper.distillation.quotas), data.gatekeeper.cohorts.quotas)
 
 # `tier` inlined: one data lookup for a known tier instead of a rule and two lookups.
 tier_quotas := qs if {

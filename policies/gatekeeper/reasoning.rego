@@ -6,7 +6,12 @@ import data.gatekeeper.config.reasoning as cfg
 
 # The tier's exposure, lowered (never raised) by the anti-extraction pack's cap: distillation.rego.
 # Without distillation evidence or a launch window (the common case) no cap is looked for.
-exposure := tier_exposure if {
+# A cohort budget (cohorts.rego), when one applies, meters what is shown: once spent, `drop`.
+exposure := object.union(capped, {"budget_quota": data.gatekeeper.cohorts.budget_quota}) if {
+	data.gatekeeper.cohorts.budget_quota
+} else := capped
+
+capped := tier_exposure if {
 	not data.gatekeeper.distillation.engaged
 } else := cap if {
 	cap := data.gatekeeper.distillation.reasoning_cap

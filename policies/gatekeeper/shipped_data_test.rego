@@ -52,3 +52,17 @@ test_every_restricted_country_is_refused if {
 		d.status == 451
 	}
 }
+
+test_every_cohort_budget_is_a_usable_reasoning_budget if {
+	every entry in config.cohorts.cohorts {
+		config.kyc.levels[entry.below_kyc]
+		entry.budget.capacity > 0
+		is_string(entry.budget.name)
+	}
+}
+
+test_every_multi_account_evidence_has_a_weight if {
+	every e in config.distillation.multi_account {
+		config.distillation.weights[e] > 0
+	}
+}

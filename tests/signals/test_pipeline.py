@@ -95,7 +95,12 @@ def events(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-async def test_a_card_sharing_campaign_is_stepped_up(gateway: Gateway, tmp_path: Path) -> None:
+async def test_ten_accounts_on_one_card_alone_are_not_graded(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    # Issue 18: ten accounts on one card asking for steps is a classroom as much as a farm;
+    # the pack grades only evidence that spans more accounts (cluster_large is 15), and
+    # conformance case distillation-suspect-below-step-up-is-403 covers the step-up.
     client, log = await gateway()
     statuses = []
     for round_ in range(2):
@@ -104,9 +109,7 @@ async def test_a_card_sharing_campaign_is_stepped_up(gateway: Gateway, tmp_path:
             statuses.append(response.status_code)
     assert statuses[0] == 200  # nothing is known about the first request
     refused = await ask(client, "sk-farm-0", TEMPLATE.format(name="Zoe", n=99))
-    assert refused.status_code == 403
-    assert refused.json()["error"]["code"] == "kyc_step_up_required"
-    assert refused.headers["x-gatekeeper-required-kyc"] == "government_id"
+    assert refused.status_code == 200
     # An account linked to nobody, sending the same prompt, is left alone.
     alone = await ask(client, "sk-alone", TEMPLATE.format(name="Zoe", n=99))
     assert alone.status_code == 200
@@ -125,9 +128,8 @@ async def test_a_card_sharing_campaign_is_stepped_up(gateway: Gateway, tmp_path:
     assert signals["cluster"]["linked_by"] == ["payment"]
     assert signals["cot_patterns"] == ["step_by_step", "show_reasoning"]
     obligations = record["result"]["obligations"]
-    assert obligations["flag_for_review"] is True
-    assert obligations["step_up_kyc"] == "government_id"
-    assert obligations["notes"][0] == "distillation:suspect"
+    assert obligations["flag_for_review"] is False
+    assert obligations["notes"] == []
 
 
 async def test_with_the_stage_off_the_policy_sees_no_signals(gateway: Gateway) -> None:

@@ -1,0 +1,213 @@
+"""Prompt families: near-duplicate prompts from one generator, across accounts and rewordings.
+
+A template hash (``skeleton.template_hash``) matches prompts that differ only in the values a
+generator fills in; a campaign that paraphrases, reorders or rotates templates gets a new hash
+for every prompt. A *family* is looser: prompts whose normalised token sets are near (Jaccard)
+fall into one family, found with a MinHash sketch and locality-sensitive hashing (LSH):
+
+- **normalising**: the skeleton (numbers, names, quoted spans, URLs abstracted; lower case),
+  then NFKC (full-width forms, compatibility characters) and every script's decimal digits as
+  ASCII ones;
+- **shingles**: the words and word pairs of that text, or, for scripts written without spaces
+  (Chinese, Japanese, Thai), character trigrams; each hashed once (CRC-32, the same on every
+  gateway);
+- **sketch**: one-permutation MinHash: each shingle hash falls in one of ``BINS`` bins by its
+  low bits, a bin keeps its smallest hash, and an empty bin borrows its neighbour's (rotation
+  densification), so the sketch costs one pass over the shingles;
+- **LSH**: ``BANDS`` bands of ``ROWS`` bins each; two prompts with Jaccard similarity J share a
+  band with probability ``1 - (1 - J^ROWS)^BANDS`` (J = 0.5: 0.9; J = 0.2: 0.3; J = 0.05: 0.02).
+
+``FamilyIndex.assign`` gives a prompt the family of the first of its band keys already seen in
+the main window, or a new family named after its first band; its unseen bands join that family
+(leader clustering: incremental, stable ids, O(bands) per prompt). For every family the index
+keeps who sent its prompts in the window, counted by account-age band, so a family spread over
+many new accounts is a fact the policy can read (``input.signals.family``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+
+BINS = 16
+ROWS = 2
+BANDS = BINS // ROWS
+_EMPTY = 1 << 32
+
+_TOKEN = re.compile(r"<\w+>|\w+")
+
+
+def _digit_table() -> dict[int, str]:
+    table: dict[int, str] = {}
+    for start in (0x0660, 0x06F0, 0x0966, 0x09E6, 0x0E50, 0xFF10):
+        for i in range(10):
+            table[start + i] = str(i)
+    return table
+
+
+_DIGITS = _digit_table()
+
+
+def normalise(skeleton: str) -> str:
+    """NFKC, and other scripts' digits as ASCII (the skeleton already did the rest)."""
+    if skeleton.isascii():
+        return skeleton
+    return unicodedata.normalize("NFKC", skeleton).translate(_DIGITS)
+
+
+def shingles(text: str) -> set[int]:
+    """Hashes of the words and word pairs of ``text`` (character trigrams without spaces)."""
+    tokens = _TOKEN.findall(text)
+    out: set[int] = set()
+    if not tokens:
+        return out
+    if len(tokens) * 8 < len(text) and not text.isascii():
+        # Written without spaces: character trigrams of the text.
+        squeezed = "".join(text.split())
+        for i in range(max(1, len(squeezed) - 2)):
+            out.add(zlib.crc32(squeezed[i : i + 3].encode()))
+        return out
+    crc = zlib.crc32
+    hashes = [crc(token.encode()) for token in tokens]
+    out.update(hashes)
+    # Word pairs: the two words' hashes combined (no second pass over bytes).
+    out.update([(a * 0x9E3779B1 ^ b) & 0xFFFFFFFF for a, b in pairwise(hashes)])
+    return out
+
+
+def sketch(hashes: set[int]) -> list[int]:
+    """One-permutation MinHash of ``hashes`` over ``BINS`` bins, densified."""
+    mins = [_EMPTY] * BINS
+    mask = BINS - 1
+    for h in hashes:
+        # Mix the bits so the bin and the value are not both the CRC's low bits.
+        mixed = (h * 0x9E3779B1) & 0xFFFFFFFF
+        b = mixed & mask
+        value = mixed >> 4
+        if value < mins[b]:
+            mins[b] = value
+    if _EMPTY in mins and len(set(mins)) > 1:
+        for i in range(BINS):
+            if mins[i] == _EMPTY:
+                j = (i + 1) % BINS
+                while mins[j] == _EMPTY:
+                    j = (j + 1) % BINS
+                mins[i] = mins[j] ^ (i * 0x2545F491 & 0xFFFFFFF)
+    return mins
+
+
+def band_keys(mins: Sequence[int]) -> list[str]:
+    """The LSH band keys of a sketch."""
+    return [
+        f"{band}:{mins[band * ROWS]:x}.{mins[band * ROWS + 1]:x}"
+        for band in range(BANDS)
+        if mins[band * ROWS] != _EMPTY
+    ]
+
+
+class _Family:
+    __slots__ = ("by_age", "members")
+
+    def __init__(self, edges: int) -> None:
+        #: subject -> [last time it sent a prompt of the family, its age band index]
+        self.members: dict[str, list[Any]] = {}
+        self.by_age = [0] * edges
+
+
+def age_band(age_days: float | None, edges: Sequence[float]) -> int:
+    """The index of the first edge ``age_days`` is below (``len(edges)`` when none or unknown)."""
+    if age_days is None:
+        return len(edges)
+    for i, edge in enumerate(edges):
+        if age_days < edge:
+            return i
+    return len(edges)
+
+
+class FamilyIndex:
+    """Prompt families of the main window and who sent them."""
+
+    def __init__(self, window_seconds: float, age_edges: Sequence[float]) -> None:
+        self.window = window_seconds
+        self.edges = list(age_edges)
+        #: band key -> [family id, last time a prompt had it]
+        self._bands: dict[str, list[Any]] = {}
+        self._families: dict[str, _Family] = {}
+
+    @staticmethod
+    def keys(skeleton: str) -> list[str]:
+        """The band keys of a prompt's skeleton (empty when it has no words)."""
+        return band_keys(sketch(shingles(normalise(skeleton))))
+
+    def assign(self, keys: Sequence[str], at: float) -> str | None:
+        """The family of a prompt with band ``keys`` seen at ``at`` (recorded)."""
+        if not keys:
+            return None
+        bands = self._bands
+        family = None
+        for key in keys:
+            entry = bands.get(key)
+            if entry is not None:
+                family = entry[0]
+                break
+        if family is None:
+            family = "f-" + keys[0].replace(":", "").replace(".", "")[:16]
+        for key in keys:
+            entry = bands.get(key)
+            if entry is None:
+                bands[key] = [family, at]
+            elif entry[1] < at:
+                entry[1] = at
+        return family
+
+    def add(self, family: str, subject: str, age_days: float | None, at: float) -> None:
+        """Count ``subject`` (of that age) among the senders of ``family``."""
+        entry = self._families.get(family)
+        if entry is None:
+            entry = self._families[family] = _Family(len(self.edges))
+        member = entry.members.get(subject)
+        if member is None:
+            band = age_band(age_days, self.edges)
+            entry.members[subject] = [at, band]
+            for i in range(band, len(self.edges)):
+                entry.by_age[i] += 1
+        elif member[0] < at:
+            member[0] = at
+
+    def read(self, family: str | None) -> dict[str, Any]:
+        """``input.signals.family``: the id, its senders and its senders by age band."""
+        names = [f"{edge:g}" for edge in self.edges]
+        entry = self._families.get(family) if family is not None else None
+        if entry is None:
+            return {"id": family, "subjects": 0, "subjects_by_age": dict.fromkeys(names, 0)}
+        return {
+            "id": family,
+            "subjects": len(entry.members),
+            "subjects_by_age": dict(zip(names, entry.by_age, strict=True)),
+        }
+
+    def maintain(self, now: float) -> None:
+        """Forget bands and senders not seen within the window."""
+        cutoff = now - self.window
+        self._bands = {k: v for k, v in self._bands.items() if v[1] >= cutoff}
+        for name in list(self._families):
+            entry = self._families[name]
+            stale = [s for s, (last, _) in entry.members.items() if last < cutoff]
+            if not stale:
+                continue
+            for subject in stale:
+                del entry.members[subject]
+            if not entry.members:
+                del self._families[name]
+                continue
+            entry.by_age = [0] * len(self.edges)
+            for _, band in entry.members.values():
+                for i in range(band, len(self.edges)):
+                    entry.by_age[i] += 1
+
+    def stats(self) -> dict[str, int]:
+        return {"families": len(self._families), "family_bands": len(self._bands)}

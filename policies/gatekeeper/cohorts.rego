@@ -1,0 +1,72 @@
+# Cohort budgets: reasoning exposed to a whole cohort of accounts (e.g. "accounts under 30 days,
+# verified below business") is metered by one budget however many accounts the cohort has, so
+# a campaign that opens more accounts gets no more reasoning. Configuration: config/cohorts.
+#
+# A cohort is the first entry of `cohorts` whose conditions the request meets (account age
+# below `max_account_age_days`, KYC level below `below_kyc`, tier in `tiers` when given); its
+# key is the entry's name and, for each attribute in `by`, the request's value of it:
+#   network_type  hosting | proxy | other (GeoIP flags, or the ASN lists of config/distillation)
+#   tier, kyc, country, behaviour (the behavioural cluster's id, input.signals.behaviour.id)
+# The budget is a quota template of scope "cohort" (keyed `cohort:<key>:<name>`), unit
+# reasoning_tokens, named by `reasoning.budget_quota`: it never refuses; once spent, the
+# response's reasoning degrades to `drop` (docs/reasoning.md, "The reasoning budget").
+package gatekeeper.cohorts
+
+# The cohort entry that applies (at most one: a decision names one budget quota).
+entry := [e |
+	some e in data.gatekeeper.config.cohorts.cohorts
+	matches(e)
+][0] if {
+	data.gatekeeper.config.cohorts.enabled == true
+	is_number(input.subject.account_age_days)
+}
+
+matches(e) if {
+	input.subject.account_age_days < e.max_account_age_days
+	data.gatekeeper.config.kyc.levels[input.subject.kyc_level] < data.gatekeeper.config.kyc.levels[e.below_kyc]
+	tier_matches(e)
+}
+
+tier_matches(e) if not e.tiers
+
+tier_matches(e) if input.subject.tier in e.tiers
+
+network_type := "hosting" if {
+	true in {
+		object.get(input.network, "is_hosting", false),
+		object.get(data.gatekeeper.config.distillation.hosting_asns, sprintf("%v", [object.get(input.network, "asn", null)]), null) != null,
+	}
+} else := "proxy" if {
+	true in {
+		object.get(input.network, "is_proxy", false),
+		object.get(data.gatekeeper.config.distillation.proxy_asns, sprintf("%v", [object.get(input.network, "asn", null)]), null) != null,
+	}
+} else := "other"
+
+attribute("network_type") := network_type
+
+attribute("tier") := sprintf("%v", [object.get(input.subject, "tier", "-")])
+
+attribute("kyc") := sprintf("%v", [object.get(input.subject, "kyc_level", "-")])
+
+attribute("country") := sprintf("%v", [object.get(input.network, "country", "-")])
+
+attribute("behaviour") := sprintf("%v", [object.get(input.signals, ["behaviour", "id"], "-")])
+
+key := concat("/", array.concat([entry.name], [attribute(a) | some a in object.get(entry, "by", [])]))
+
+# The budget quota (a template: gatekeeper fills in the key from `cohort`, and the cost); its
+# capacity per network type when the entry gives one.
+capacity := object.get(object.get(entry, "capacity_by_network_type", {}), network_type, entry.budget.capacity)
+
+default quotas := []
+
+quotas := [object.union(entry.budget, {
+	"scope": "cohort",
+	"cohort": key,
+	"unit": "reasoning_tokens",
+	"capacity": capacity,
+	"rate": capacity,
+})] if entry
+
+budget_quota := entry.budget.name

@@ -1,0 +1,53 @@
+package gatekeeper.cohorts_test
+
+import data.gatekeeper.cohorts
+import data.gatekeeper.decision
+import data.gatekeeper.test_fixtures as fixtures
+
+cohort_config := fixtures.patched({"cohorts": {
+	"enabled": true,
+	"cohorts": [{
+		"name": "young_weak",
+		"max_account_age_days": 30,
+		"below_kyc": "business",
+		"by": ["network_type", "tier"],
+		"budget": {"name": "cohort_reasoning", "capacity": 1000, "rate": 1000, "period": 3600, "on_store_error": "local"},
+		"capacity_by_network_type": {"proxy": 100},
+	}],
+}})
+
+young(age, kyc, network) := {
+	"version": 1,
+	"subject": {"id": "s1", "org": "o1", "tier": "pro", "kyc_level": kyc, "account_age_days": age, "flags": []},
+	"network": object.union({"client_ip": "192.0.2.7", "country": "DE", "jurisdiction_tags": []}, network),
+	"request": {"method": "POST", "path": "/v1/chat/completions", "dialect": "openai_chat", "model": "m", "estimated_tokens": 300},
+	"signals": {"available": true},
+	"time": {"unix_ns": 0, "rfc3339": "1970-01-01T00:00:00Z", "weekday": 3, "hour_utc": 0},
+}
+
+test_young_unverified_accounts_share_one_budget_per_cohort if {
+	[q] := cohorts.quotas with input as young(3, "government_id", {}) with data.gatekeeper.config as cohort_config
+	q.scope == "cohort"
+	q.cohort == "young_weak/other/pro"
+	q.capacity == 1000
+	q.unit == "reasoning_tokens"
+}
+
+test_the_budget_depends_on_the_network_type if {
+	[q] := cohorts.quotas with input as young(3, "government_id", {"is_proxy": true}) with data.gatekeeper.config as cohort_config
+	q.cohort == "young_weak/proxy/pro"
+	q.capacity == 100
+}
+
+test_old_or_business_accounts_have_no_cohort_budget if {
+	cohorts.quotas == [] with input as young(300, "government_id", {}) with data.gatekeeper.config as cohort_config
+	cohorts.quotas == [] with input as young(3, "business", {}) with data.gatekeeper.config as cohort_config
+}
+
+test_the_decision_names_the_budget_quota_and_never_refuses_for_it if {
+	d := decision with input as young(3, "government_id", {}) with data.gatekeeper.config as cohort_config
+	d.allow
+	d.reasoning.budget_quota == "cohort_reasoning"
+	some q in d.quotas
+	q.name == "cohort_reasoning"
+}

@@ -1,0 +1,151 @@
+"""Prompt families (MinHash/LSH) and behavioural fingerprints."""
+
+from __future__ import annotations
+
+import random
+
+from gatekeeper.signals.families import FamilyIndex, normalise, shingles
+from gatekeeper.signals.fingerprint import (
+    Fingerprint,
+    RequestFeatures,
+    behaviour_keys,
+    request_features,
+    ua_family,
+)
+from gatekeeper.signals.skeleton import skeleton
+from gatekeeper.signals.state import Observation, SignalState
+
+
+def family(index: FamilyIndex, text: str, at: float = 0.0) -> str | None:
+    return index.assign(FamilyIndex.keys(skeleton(text)), at)
+
+
+def test_filled_and_reworded_prompts_of_one_generator_share_a_family() -> None:
+    index = FamilyIndex(3600, [30])
+    rng = random.Random(1)
+    openers = ["a shop sells", "a store sells", "a market sells"]
+    first = family(
+        index,
+        "a shop sells pencils in boxes of 12. if a customer needs 40 pencils, how many boxes "
+        "must be bought and how many pencils are left over?",
+    )
+    same = 0
+    for _ in range(40):
+        text = (
+            f"{rng.choice(openers)} {rng.choice(['kites', 'stamps'])} in boxes of "
+            f"{rng.randint(2, 99)}. if a customer needs {rng.randint(2, 999)} of them, how many "
+            "boxes must be bought and how many are left over?"
+        )
+        same += family(index, text) == first
+    assert same >= 36
+
+
+def test_unrelated_prompts_get_their_own_families() -> None:
+    index = FamilyIndex(3600, [30])
+    texts = [
+        "how do i configure a webhook in django?",
+        "write a haiku about autumn rain over the harbour",
+        "what is the capital of australia and why was it chosen",
+        "summarise the causes of the first world war for a student",
+    ]
+    assert len({family(index, t) for t in texts}) == 4
+
+
+def test_digits_of_other_scripts_and_full_width_forms_are_normalised() -> None:
+    assert normalise("١٢٣ \uff21\uff22") == "123 AB"
+    assert shingles("因为小明有五个苹果") == shingles("因为小明有五个苹果")
+    assert len(shingles("因为小明有五个苹果给了小红两个")) > 5
+
+
+def test_family_senders_are_counted_by_age_band_and_expire() -> None:
+    index = FamilyIndex(3600, [7, 30])
+    keys = FamilyIndex.keys(skeleton("grade the answer below against the rubric"))
+    fam = index.assign(keys, 0)
+    assert fam is not None
+    for i, age in enumerate([1, 10, 100, None, 3]):
+        index.add(fam, f"s{i}", age, float(i))
+    index.add(fam, "s0", 1, 10.0)  # counted once
+    doc = index.read(fam)
+    assert doc["subjects"] == 5
+    assert doc["subjects_by_age"] == {"7": 2, "30": 3}
+    index.maintain(3600 + 3.5)  # s0 (seen at 10) and s4 (at 4) stay
+    assert index.read(fam)["subjects_by_age"] == {"7": 2, "30": 2}
+
+
+def test_request_features_read_every_dialect_shape() -> None:
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "you are a grader"},
+            {"role": "user", "content": "x"},
+        ],
+        "max_tokens": 1024,
+        "stream": True,
+        "temperature": 0.2,
+        "tools": [{"type": "function", "function": {"name": "run"}}],
+    }
+    f = request_features(body, 100, reasoning=True, user_agent="OpenAI/Python 1.54.4")
+    assert (f.single_turn, f.max_tokens, f.stream, f.ua_family) == (
+        True,
+        1024,
+        True,
+        "openai/python",
+    )
+    assert f.system and f.tools and f.sampling
+    assert RequestFeatures.from_wire(f.to_wire()) == f
+    assert ua_family(None) == "-"
+    assert request_features(None, 0, reasoning=False, user_agent=None).ua_family == "-"
+
+
+def test_near_fingerprints_share_band_keys_and_different_ones_do_not() -> None:
+    def fp(max_tokens: int, reasoning: bool, step: float) -> Fingerprint:
+        f = Fingerprint()
+        for i in range(20):
+            f.add(i * step, RequestFeatures(reasoning, True, 7, max_tokens, False, "", "", "", "x"))
+        return f
+
+    a, b = behaviour_keys(fp(1024, True, 60)), behaviour_keys(fp(1024, True, 61))
+    c = behaviour_keys(fp(256, False, 60))
+    assert set(a) & set(b)
+    assert not set(a) & set(c)
+
+
+def test_accounts_behaving_alike_form_a_behavioural_cluster() -> None:
+    state = SignalState({"1h": 3600}, "1h", behaviour_min_requests=5)
+    features = RequestFeatures(True, True, 7, 1024, False, "", "", "", "httpx")
+    for i in range(10):
+        for k in range(6):
+            at = k * 60.0 + i
+            state.apply(Observation(at, f"acct{i}", requests=1, features=features, age_days=3))
+    doc = state.read_behaviour("acct3")
+    assert doc["size"] == 10 and doc["id"] is not None and doc["fingerprinted"]
+    assert doc["subjects_by_age"]["7"] == 10
+    assert state.read_behaviour("unknown")["size"] == 1
+
+
+def test_wire_form_carries_families_and_features_and_reads_the_old_form() -> None:
+    f = RequestFeatures(True, True, 3, 64, False, "", "", "", "-")
+    obs = Observation(1.0, "s", 1, 0, 1, 0, 0, "h", ("org:1",), 0, 1, ("0:1.2",), f, 4.5)
+    assert Observation.from_wire(obs.to_wire()) == obs
+    old = [1.0, "s", 1, 0, 1, 0, 0, "h", ["org:1"]]
+    assert Observation.from_wire(old) == Observation(1.0, "s", 1, 0, 1, 0, 0, "h", ("org:1",))
+
+
+async def test_accounts_without_a_user_agent_link_on_one_network() -> None:
+    from gatekeeper.contract import Network, Subject
+    from gatekeeper.signals import MemorySignalStore, SignalStage
+
+    state = SignalState({"1h": 3600}, "1h")
+    stage = SignalStage(MemorySignalStore(state), link_by=["network+user_agent", "user_agent"])
+    net = Network(client_ip="198.51.100.9")
+    for who in ("a", "b"):
+        ctx = await stage.inspect(Subject(id=who), net, None, user_agent=None)
+    assert ctx.document["cluster"]["size"] == 2
+    assert ctx.document["cluster"]["linked_by"] == ["network+user_agent"]
+
+
+def test_a_template_alternative_is_picked_per_prompt() -> None:
+    from gatekeeper.simulate.population import _fill
+
+    texts = {_fill("[a shop|a store] sells {word}", random.Random(i)) for i in range(30)}
+    assert {t.split(" sells")[0] for t in texts} == {"a shop", "a store"}
