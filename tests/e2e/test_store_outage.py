@@ -41,7 +41,9 @@ async def burst(
 ) -> tuple[Counter[str], float]:
     """``count`` concurrent requests spread over ``servers``: statuses with reason codes."""
     statuses: Counter[str] = Counter()
-    limits = httpx.Limits(max_connections=100)
+    # keepalive_expiry under uvicorn's 5 s keep-alive: never reuse a connection the server is
+    # closing (an httpx.ReadError under load that has nothing to do with quotas).
+    limits = httpx.Limits(max_connections=100, keepalive_expiry=1.0)
     clients = [httpx.AsyncClient(base_url=s.url, timeout=30, limits=limits) for s in servers]
     done = 0
 

@@ -251,7 +251,7 @@ MIXED = [  # (key, extra headers, expected statuses): every kind of outcome
 
 async def send_mixed(url: str, count: int) -> Counter[int]:
     statuses: Counter[int] = Counter()
-    limits = httpx.Limits(max_connections=32)
+    limits = httpx.Limits(max_connections=32, keepalive_expiry=1.0)  # under uvicorn's 5 s
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
         async def one(i: int) -> None:
