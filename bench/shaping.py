@@ -31,8 +31,8 @@ from typing import Any
 
 from bench._common import median
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects import Dialect, ShapingOptions, dialect_named
-from gatekeeper.shaping import Responder, SSEDecoder
+from gatekeeper.dialects import Dialect, dialect_named
+from gatekeeper.reasoning import Responder, ShapingOptions, SSEDecoder
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "streams"
 MODES = ["passthrough", "full", "summary", "truncate", "redact", "drop"]

@@ -17,7 +17,7 @@ import sys
 import time
 
 from gatekeeper.contract import Decision, Network, Subject
-from gatekeeper.dialects.base import ReasoningStats
+from gatekeeper.reasoning.shaper import ReasoningStats
 from gatekeeper.signals import MemorySignalStore, SignalStage, SignalState
 
 PROMPTS = (

@@ -16,7 +16,7 @@
     │   └── QuotaStoreTimeout       no answer within quota.timeout, measured on the store call
     ├── Overloaded                  the process is saturated: shed before any work (→ 503)
     ├── SSEEventTooLarge            an upstream SSE event exceeds the cap (→ stream ended cleanly;
-    │                               defined in gatekeeper.shaping.sse)
+    │                               defined in gatekeeper.reasoning.sse)
     └── ClientInputError            the client sent something unusable (→ 4xx, dialect's format)
         ├── BodyTooLargeError       → 413 request_too_large
         ├── BodyTimeoutError        → 408 request_timeout (the body stalled)

@@ -50,9 +50,9 @@ from gatekeeper.network import locate
 from gatekeeper.observability import ShapingClock
 from gatekeeper.observability.logs import redact
 from gatekeeper.quota import QuotaResult, TokenReservation, rate_limit_headers
+from gatekeeper.reasoning import Responder
+from gatekeeper.reasoning.enforcement import ReasoningEnforcement
 from gatekeeper.runtime import Gatekeeper
-from gatekeeper.shaping import Responder
-from gatekeeper.shaping.enforcement import ReasoningEnforcement
 
 log = logging.getLogger("gatekeeper")
 
@@ -259,7 +259,7 @@ class Pipeline:
         """The decision's quotas, debited atomically; the reasoning budget they leave."""
         decision = ctx.decision
         assert decision is not None and ctx.subject is not None
-        # Reasoning budget, continuity and shaper (gatekeeper/shaping/enforcement.py).
+        # Reasoning budget, continuity and shaper (gatekeeper/reasoning/enforcement.py).
         reasoning = ctx.reasoning = ReasoningEnforcement(
             self.gk, ctx.dialect, ctx.subject.id, decision.reasoning
         )

@@ -27,9 +27,9 @@ from gatekeeper.network import (
 from gatekeeper.observability import Observability
 from gatekeeper.policy import PolicyEngine, open_engine
 from gatekeeper.quota import QuotaStore, open_quota_store
+from gatekeeper.reasoning.continuity import ReasoningVault, open_vault
+from gatekeeper.reasoning.summarize import ExtractiveSummariser, Summariser, load_summariser
 from gatekeeper.settings import Settings
-from gatekeeper.shaping.continuity import ReasoningVault, open_vault
-from gatekeeper.shaping.summarize import ExtractiveSummariser, Summariser, load_summariser
 from gatekeeper.signals import SignalStage
 
 log = logging.getLogger("gatekeeper")

@@ -1,4 +1,5 @@
-"""API dialects: one module per wire format, found by request path.
+"""API dialects: one module per wire format, found by request path. A dialect reads request
+facts, writes its error bodies and names its shaper; the shaping itself is ``gatekeeper.reasoning``.
 
 Paths are matched exactly (``/v1/chat/completions``, ``/v1/responses``, ``/v1/messages``;
 no trailing slash, no query string). An app mounted under a prefix (``/openai/v1/...``) passes
@@ -8,19 +9,10 @@ never treated as model traffic by accident.
 
 from __future__ import annotations
 
-from gatekeeper.dialects._trace import ShapingOptions
-from gatekeeper.dialects.anthropic_messages import AnthropicMessages, MessagesShaper
-from gatekeeper.dialects.base import (
-    Dialect,
-    KeptReasoning,
-    ReasoningStats,
-    RequestBodyError,
-    RequestFacts,
-    ResponseShaper,
-    estimate_tokens,
-)
-from gatekeeper.dialects.openai_chat import ChatShaper, OpenAIChat
-from gatekeeper.dialects.openai_responses import OpenAIResponses, ResponsesShaper
+from gatekeeper.dialects.anthropic_messages import AnthropicMessages
+from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
+from gatekeeper.dialects.openai_chat import OpenAIChat
+from gatekeeper.dialects.openai_responses import OpenAIResponses
 
 #: Every dialect gatekeeper knows, one instance each (dialects are stateless).
 DIALECTS: tuple[Dialect, ...] = (OpenAIChat(), OpenAIResponses(), AnthropicMessages())
@@ -51,19 +43,11 @@ def dialect_named(name: str) -> Dialect | None:
 __all__ = [
     "DIALECTS",
     "AnthropicMessages",
-    "ChatShaper",
     "Dialect",
-    "KeptReasoning",
-    "MessagesShaper",
     "OpenAIChat",
     "OpenAIResponses",
-    "ReasoningStats",
     "RequestBodyError",
     "RequestFacts",
-    "ResponseShaper",
-    "ResponsesShaper",
-    "ShapingOptions",
     "dialect_for_path",
     "dialect_named",
-    "estimate_tokens",
 ]

@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 from gatekeeper.contract import PromptFeatures, ReasoningPolicy
 from gatekeeper.dialects._common import (
-    anthropic_error,
     object_items,
     opt_bool,
     opt_int,
@@ -27,16 +26,15 @@ from gatekeeper.dialects._common import (
     require_object,
     text_chars,
 )
-from gatekeeper.dialects._messages_shaper import (
+from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
+from gatekeeper.reasoning.messages import (
     REASONING_BLOCK_TYPES,
-    SAFE_BLOCK_TYPES,
-    SAFE_DELTA_TYPES,
     MessagesShaper,
 )
-from gatekeeper.dialects._trace import HANDLE_PREFIX, ShapingOptions
-from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
+from gatekeeper.reasoning.trace import HANDLE_PREFIX, ShapingOptions
+from gatekeeper.wire import anthropic_error
 
-__all__ = ["SAFE_BLOCK_TYPES", "SAFE_DELTA_TYPES", "AnthropicMessages", "MessagesShaper"]
+__all__ = ["AnthropicMessages"]
 
 
 class AnthropicMessages(Dialect):

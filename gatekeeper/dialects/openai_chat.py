@@ -13,10 +13,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from gatekeeper.contract import PromptFeatures, ReasoningPolicy
-from gatekeeper.dialects._chat_shaper import SAFE_MESSAGE_KEYS, ChatShaper
 from gatekeeper.dialects._common import (
     object_items,
-    openai_error,
     opt_bool,
     opt_int,
     opt_list,
@@ -25,10 +23,12 @@ from gatekeeper.dialects._common import (
     require_object,
     text_chars,
 )
-from gatekeeper.dialects._trace import ShapingOptions
 from gatekeeper.dialects.base import Dialect, RequestFacts
+from gatekeeper.reasoning.chat import ChatShaper
+from gatekeeper.reasoning.trace import ShapingOptions
+from gatekeeper.wire import openai_error
 
-__all__ = ["SAFE_MESSAGE_KEYS", "ChatShaper", "OpenAIChat"]
+__all__ = ["OpenAIChat"]
 
 
 class OpenAIChat(Dialect):

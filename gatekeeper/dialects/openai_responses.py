@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 from gatekeeper.contract import PromptFeatures, ReasoningPolicy
 from gatekeeper.dialects._common import (
     object_items,
-    openai_error,
     opt_bool,
     opt_int,
     opt_list,
@@ -24,17 +23,16 @@ from gatekeeper.dialects._common import (
     require_object,
     text_chars,
 )
-from gatekeeper.dialects._responses_items import (
-    SAFE_ITEM_TYPES,
-    SAFE_PART_TYPES,
+from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
+from gatekeeper.reasoning.responses import ResponsesShaper
+from gatekeeper.reasoning.responses_items import (
     input_keys,
     restore_input,
 )
-from gatekeeper.dialects._responses_shaper import ResponsesShaper
-from gatekeeper.dialects._trace import ShapingOptions
-from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
+from gatekeeper.reasoning.trace import ShapingOptions
+from gatekeeper.wire import openai_error
 
-__all__ = ["SAFE_ITEM_TYPES", "SAFE_PART_TYPES", "OpenAIResponses", "ResponsesShaper"]
+__all__ = ["OpenAIResponses"]
 
 
 class OpenAIResponses(Dialect):

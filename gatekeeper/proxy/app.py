@@ -348,7 +348,7 @@ def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
 def _stream_error(scope: Scope, code: str) -> bytes:
     """The dialect's mid-stream error frame, so SDK clients raise rather than stop quietly."""
     from gatekeeper.contract import ReasoningPolicy
-    from gatekeeper.shaping.sse import encode_event
+    from gatekeeper.reasoning.sse import encode_event
 
     dialect = dialect_for_path(scope["path"]) or dialect_for_path("/v1/chat/completions")
     assert dialect is not None

@@ -34,7 +34,7 @@ from gatekeeper.errors import QuotaStoreError
 from gatekeeper.quota.base import BucketState, QuotaAdjustment, QuotaResult, QuotaStore
 
 if TYPE_CHECKING:
-    from gatekeeper.dialects.base import ReasoningStats
+    from gatekeeper.reasoning.shaper import ReasoningStats
 
 log = logging.getLogger("gatekeeper.quota")
 
@@ -45,7 +45,8 @@ TOKEN_UNITS = frozenset({"tokens", "reasoning_tokens"})
 
 
 def _tokens(chars_or_bytes: int) -> int:
-    # The dialects' estimate (about four characters per token), kept in step with it.
+    # The shapers' estimate (reasoning.shaper.estimate_tokens, about four characters per token),
+    # kept in step with it.
     return (chars_or_bytes + 3) // 4
 
 

@@ -37,7 +37,7 @@ from gatekeeper.signals.state import Observation, SignalState
 from gatekeeper.signals.store import MemorySignalStore, RedisSignalStore, SignalStore
 
 if TYPE_CHECKING:
-    from gatekeeper.dialects.base import ReasoningStats
+    from gatekeeper.reasoning.shaper import ReasoningStats
     from gatekeeper.settings import SignalSettings
 
 log = logging.getLogger("gatekeeper.signals")

@@ -8,8 +8,7 @@ from typing import Any, TypeVar
 import orjson
 
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects import ResponseShaper, ShapingOptions
-from gatekeeper.shaping import SSEEvent, encode_event
+from gatekeeper.reasoning import ResponseShaper, ShapingOptions, SSEEvent, encode_event
 
 T = TypeVar("T")
 

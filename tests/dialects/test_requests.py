@@ -21,7 +21,7 @@ from gatekeeper.dialects import (
     dialect_for_path,
     dialect_named,
 )
-from tests.shaping.sdk import anthropic_client, openai_client
+from tests.reasoning.sdk import anthropic_client, openai_client
 
 CHAT, RESPONSES, MESSAGES = OpenAIChat(), OpenAIResponses(), AnthropicMessages()
 

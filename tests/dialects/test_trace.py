@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatekeeper.dialects._trace import (
+from gatekeeper.reasoning.trace import (
     HANDLE_PREFIX,
     REDACTED_MARKER,
     TRUNCATED_MARKER,

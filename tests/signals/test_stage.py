@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.contract import Decision, Network, Signals, Subject
-from gatekeeper.dialects.base import ReasoningStats
 from gatekeeper.errors import ConfigurationError
+from gatekeeper.reasoning.shaper import ReasoningStats
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings, SignalSettings
 from gatekeeper.signals import (

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gatekeeper.errors import ConfigurationError
-from gatekeeper.shaping.summarize import (
+from gatekeeper.reasoning.summarize import (
     ExtractiveSummariser,
     bound_summary,
     load_summariser,

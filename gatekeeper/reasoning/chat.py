@@ -21,10 +21,10 @@ from typing import Any
 import orjson
 
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects._common import dumps, nested_int, openai_error
-from gatekeeper.dialects._trace import ShapingOptions, TraceBlock
-from gatekeeper.dialects.base import ResponseShaper
-from gatekeeper.shaping.sse import SSEEvent
+from gatekeeper.reasoning.shaper import ResponseShaper
+from gatekeeper.reasoning.sse import SSEEvent
+from gatekeeper.reasoning.trace import ShapingOptions, TraceBlock
+from gatekeeper.wire import dumps, nested_int, openai_error
 
 #: Keys of a message or delta that never carry reasoning. Everything else is removed in the
 #: modes that change reasoning (an allow-list: a new vendor reasoning key cannot leak).

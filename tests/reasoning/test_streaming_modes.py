@@ -10,9 +10,8 @@ import orjson
 import pytest
 
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects import ShapingOptions
-from gatekeeper.shaping import Responder
-from tests.shaping.recorded import (
+from gatekeeper.reasoning import Responder, ShapingOptions
+from tests.reasoning.recorded import (
     ANTHROPIC_JSON,
     STREAMS,
     Collector,

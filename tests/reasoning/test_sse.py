@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.shaping.sse import SSEDecoder, SSEEvent, SSEEventTooLarge, encode_event
+from gatekeeper.reasoning.sse import SSEDecoder, SSEEvent, SSEEventTooLarge, encode_event
 
 
 @dataclass

@@ -16,7 +16,7 @@ from anthropic.types import Message
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from tests.shaping.recorded import Recording
+from tests.reasoning.recorded import Recording
 
 _MESSAGES: Any = [{"role": "user", "content": "hi"}]
 

@@ -11,8 +11,8 @@ import openai
 import orjson
 import pytest
 
-from gatekeeper.shaping import Responder
-from tests.shaping.recorded import (
+from gatekeeper.reasoning import Responder
+from tests.reasoning.recorded import (
     ANTHROPIC_STREAM,
     CHAT_STREAM,
     RESPONSES_STREAM,
@@ -23,7 +23,7 @@ from tests.shaping.recorded import (
     respond,
     shape_async,
 )
-from tests.shaping.sdk import anthropic_client, openai_client
+from tests.reasoning.sdk import anthropic_client, openai_client
 
 
 async def test_sse_drops_content_length_and_streams_each_event_when_complete() -> None:

@@ -12,12 +12,12 @@ import pytest
 from gatekeeper.contract import QuotaSpec, ReasoningPolicy
 from gatekeeper.dialects import OpenAIChat
 from gatekeeper.quota import MemoryQuotaStore, QuotaStore, TokenReservation, open_quota_store
+from gatekeeper.reasoning.continuity import MemoryVault
+from gatekeeper.reasoning.enforcement import ReasoningEnforcement
+from gatekeeper.reasoning.summarize import ExtractiveSummariser
 from gatekeeper.settings import Settings
-from gatekeeper.shaping.continuity import MemoryVault
-from gatekeeper.shaping.enforcement import ReasoningEnforcement
-from gatekeeper.shaping.summarize import ExtractiveSummariser
+from tests.reasoning.recorded import CHAT_JSON, respond
 from tests.servers import free_port
-from tests.shaping.recorded import CHAT_JSON, respond
 
 REQUESTS = QuotaSpec(name="requests", key="subject:s:requests", capacity=10, rate=10, period=60)
 

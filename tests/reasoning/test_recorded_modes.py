@@ -14,10 +14,10 @@ import orjson
 import pytest
 
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects import ResponseShaper
-from tests.shaping.recorded import RECORDINGS, Recording, ids, parsed, respond
-from tests.shaping.sdk import Final, read_final
-from tests.shaping.test_recorded import reasoning_count, without_reasoning_count
+from gatekeeper.reasoning import ResponseShaper
+from tests.reasoning.recorded import RECORDINGS, Recording, ids, parsed, respond
+from tests.reasoning.sdk import Final, read_final
+from tests.reasoning.test_recorded import reasoning_count, without_reasoning_count
 
 SUMMARY_TOKENS = 30
 TRUNCATE_TOKENS = 20

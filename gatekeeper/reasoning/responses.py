@@ -25,8 +25,7 @@ from typing import Any
 import orjson
 
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects._common import dumps, nested_int, openai_error
-from gatekeeper.dialects._responses_items import (
+from gatekeeper.reasoning.responses_items import (
     ITEMLESS_EVENTS,
     PART_TYPES,
     SAFE_PART_TYPES,
@@ -45,9 +44,10 @@ from gatekeeper.dialects._responses_items import (
     summary_part_events,
     with_part_text,
 )
-from gatekeeper.dialects._trace import ShapingOptions, TraceEditor
-from gatekeeper.dialects.base import ResponseShaper
-from gatekeeper.shaping.sse import SSEEvent
+from gatekeeper.reasoning.shaper import ResponseShaper
+from gatekeeper.reasoning.sse import SSEEvent
+from gatekeeper.reasoning.trace import ShapingOptions, TraceEditor
+from gatekeeper.wire import dumps, nested_int, openai_error
 
 
 class ResponsesShaper(ResponseShaper):

@@ -26,10 +26,10 @@ from typing import Any
 import orjson
 
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects._common import anthropic_error, dumps, nested_int
-from gatekeeper.dialects._trace import ShapingOptions, TraceBlock, handle
-from gatekeeper.dialects.base import ResponseShaper
-from gatekeeper.shaping.sse import SSEEvent
+from gatekeeper.reasoning.shaper import ResponseShaper
+from gatekeeper.reasoning.sse import SSEEvent
+from gatekeeper.reasoning.trace import ShapingOptions, TraceBlock, handle
+from gatekeeper.wire import anthropic_error, dumps, nested_int
 
 #: Content block types (anthropic-python ``ContentBlock``) that carry no reasoning.
 SAFE_BLOCK_TYPES = frozenset(

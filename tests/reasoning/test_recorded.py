@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.shaping.recorded import (
+from tests.reasoning.recorded import (
     DOCUMENTS,
     RECORDINGS,
     STREAMS,
@@ -27,7 +27,7 @@ from tests.shaping.recorded import (
     shape,
     strings,
 )
-from tests.shaping.sdk import read_final
+from tests.reasoning.sdk import read_final
 
 MODES = ["full", "summary", "truncate", "redact", "drop"]
 

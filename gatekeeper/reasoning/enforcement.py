@@ -26,13 +26,15 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.contract import QuotaSpec, ReasoningPolicy
-from gatekeeper.dialects import Dialect, ResponseShaper, ShapingOptions
 from gatekeeper.quota import QuotaResult
-from gatekeeper.shaping.continuity import Continuity
+from gatekeeper.reasoning.continuity import Continuity
+from gatekeeper.reasoning.shaper import ResponseShaper
+from gatekeeper.reasoning.trace import ShapingOptions
 
 if TYPE_CHECKING:
+    from gatekeeper.dialects.base import Dialect
+    from gatekeeper.reasoning.responder import Responder
     from gatekeeper.runtime import Gatekeeper
-    from gatekeeper.shaping.responder import Responder
 
 log = logging.getLogger("gatekeeper.shaping")
 

@@ -1,6 +1,6 @@
 """The recorded provider responses in tests/fixtures/streams, and helpers to run and inspect them.
 
-Shared by tests/shaping and tests/dialects.
+Shared by tests/reasoning and tests/dialects.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects import Dialect, ResponseShaper, dialect_named
-from gatekeeper.shaping import Responder, SSEDecoder, SSEEvent
+from gatekeeper.dialects import Dialect, dialect_named
+from gatekeeper.reasoning import Responder, ResponseShaper, SSEDecoder, SSEEvent
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "streams"
 _DIALECT_BY_PREFIX = {

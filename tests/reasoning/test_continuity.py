@@ -11,14 +11,14 @@ import pytest
 
 from gatekeeper.dialects import AnthropicMessages, OpenAIResponses
 from gatekeeper.errors import ConfigurationError
-from gatekeeper.redis_client import redis_client
-from gatekeeper.shaping.continuity import (
+from gatekeeper.reasoning.continuity import (
     Continuity,
     MemoryVault,
     ReasoningVault,
     RedisVault,
     open_vault,
 )
+from gatekeeper.redis_client import redis_client
 from tests.dialects.streams import now, shaper
 from tests.servers import free_port
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from gatekeeper.shaping.sse import (
+from gatekeeper.reasoning.sse import (
     DEFAULT_MAX_EVENT_BYTES,
     SSEDecoder,
     SSEEvent,
@@ -40,8 +40,8 @@ from gatekeeper.shaping.sse import (
 )
 
 if TYPE_CHECKING:
-    # Annotations only: the dialects import this package, so a runtime import would be circular.
-    from gatekeeper.dialects.base import ReasoningStats, ResponseShaper
+    # Annotations only (the shapers are handed in by the enforcement).
+    from gatekeeper.reasoning.shaper import ReasoningStats, ResponseShaper
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]

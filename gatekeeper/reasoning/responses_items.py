@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatekeeper.dialects._trace import TraceBlock, TraceEditor
+from gatekeeper.reasoning.trace import TraceBlock, TraceEditor
 
 #: Output item types (openai-python ``ResponseOutputItem``) that carry no reasoning.
 SAFE_ITEM_TYPES = frozenset(

@@ -24,7 +24,7 @@ from gatekeeper.errors import ConfigurationError
 
 #: Put in front of every summary shown to a client.
 SUMMARY_PREFIX = "[summary] "
-#: Characters per token in gatekeeper's token estimate (``gatekeeper.dialects.estimate_tokens``).
+#: Characters per token in gatekeeper's token estimate (``gatekeeper.reasoning.estimate_tokens``).
 CHARS_PER_TOKEN = 4
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

@@ -30,7 +30,7 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 
-from gatekeeper.shaping.summarize import (
+from gatekeeper.reasoning.summarize import (
     CHARS_PER_TOKEN,
     SUMMARY_PREFIX,
     ExtractiveSummariser,

@@ -13,9 +13,8 @@ import orjson
 import pytest
 
 from gatekeeper.contract import ReasoningPolicy
-from gatekeeper.dialects import ResponseShaper
-from gatekeeper.shaping import Responder, SSEEvent
-from tests.shaping.recorded import (
+from gatekeeper.reasoning import Responder, ResponseShaper, SSEEvent
+from tests.reasoning.recorded import (
     ANTHROPIC_JSON,
     CHAT_JSON,
     CHAT_STREAM,
@@ -27,7 +26,7 @@ from tests.shaping.recorded import (
     respond,
     shape_async,
 )
-from tests.shaping.sdk import anthropic_client, openai_client
+from tests.reasoning.sdk import anthropic_client, openai_client
 
 # -- headers and pass-through -------------------------------------------------------------
 
