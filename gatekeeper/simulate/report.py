@@ -7,7 +7,10 @@ by request:
 - **refused**: benign requests answered with an error status; "added by the pack" counts those
   the baseline answered;
 - **degraded**: benign requests answered in both runs whose response carried fewer reasoning
-  tokens with the pack than without it.
+  tokens with the pack than without it;
+- **evidence** (in-process runs): per campaign and benign group, the requests whose decision
+  noted each piece of evidence (the default pack's ``evidence:<a>+<b>`` note, written on
+  graded requests), so a false positive says which evidence caused it.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def build_report(
                 "by_hour": harvested,
                 "answered": sum(outcomes[i].status < 400 for i in indices),
                 "refused_by_code": dict(_codes(outcomes, indices)),
+                "evidence_by_code": _evidence(outcomes, indices),
             }
         if "baseline" in runs and "pack" in runs:
             base, pack = entry["baseline"]["reasoning_tokens"], entry["pack"]["reasoning_tokens"]
@@ -73,6 +77,13 @@ def _codes(outcomes: list[Outcome], indices: list[int]) -> Counter[str]:
     return Counter(
         outcomes[i].code or str(outcomes[i].status) for i in indices if outcomes[i].status >= 400
     )
+
+
+def _evidence(outcomes: list[Outcome], indices: list[int]) -> dict[str, int]:
+    """Requests by each piece of evidence the policy noted (a request counts once under each),
+    most frequent first."""
+    counts: Counter[str] = Counter(e for i in indices for e in set(outcomes[i].evidence))
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _benign(population: Population, runs: dict[str, list[Outcome]]) -> dict[str, Any]:
@@ -91,6 +102,7 @@ def _benign(population: Population, runs: dict[str, list[Outcome]]) -> dict[str,
                 "refused_share": round(len(refused) / count, 4),
                 "refused_by_code": dict(_codes(outcomes, indices)),
                 "reasoning_tokens": sum(outcomes[i].reasoning_tokens for i in indices),
+                "evidence_by_code": _evidence(outcomes, indices),
             }
         if "baseline" in runs and "pack" in runs:
             base, pack = runs["baseline"], runs["pack"]
@@ -144,7 +156,21 @@ def render_text(report: dict[str, Any]) -> str:
             f"{_pct(entry.get('refused_by_pack_share')):>10}"
             f"{_pct(entry.get('degraded_by_pack_share')):>10}"
         )
+    lines += ["", "evidence noted by the pack (requests carrying each piece of evidence)"]
+    for kind in ("campaigns", "benign"):
+        for name, entry in report[kind].items():
+            if kind == "benign" and name == "all":
+                continue
+            listed = _listed(entry.get("pack", {}).get("evidence_by_code"))
+            lines.append(f"  {name:<22}{entry['requests']:>9}  {listed}")
     return "\n".join(lines)
+
+
+def _listed(codes: Any) -> str:
+    """``{"a": 3, "b": 1}`` as ``a 3, b 1`` (``none`` when empty or missing)."""
+    if not isinstance(codes, dict) or not codes:
+        return "none"
+    return ", ".join(f"{code} {n}" for code, n in codes.items())
 
 
 def _pct(value: Any) -> str:
@@ -176,6 +202,7 @@ def render_html(report: dict[str, Any]) -> str:
                     _pct(entry.get("pack_share_of_baseline")),
                     " / ".join(map(str, base.get("by_hour", []))),
                     " / ".join(map(str, pack.get("by_hour", []))),
+                    _listed(pack.get("evidence_by_code")),
                 )
             )
             + "</tr>"
@@ -193,6 +220,7 @@ def render_html(report: dict[str, Any]) -> str:
                     _pct(entry.get("pack", {}).get("refused_share")),
                     _pct(entry.get("refused_by_pack_share")),
                     _pct(entry.get("degraded_by_pack_share")),
+                    _listed(entry.get("pack", {}).get("evidence_by_code")),
                 )
             )
             + "</tr>"
@@ -212,9 +240,11 @@ def render_html(report: dict[str, Any]) -> str:
 <p>{summary} {time_note}</p>
 <h2>Reasoning tokens harvested per simulated hour</h2>
 <table><tr><th>campaign</th><th>accounts</th><th>baseline</th><th>pack</th>
-<th>pack / baseline</th><th>baseline by hour</th><th>pack by hour</th></tr>{"".join(rows)}</table>
+<th>pack / baseline</th><th>baseline by hour</th><th>pack by hour</th>
+<th>evidence (pack: requests carrying each)</th></tr>{"".join(rows)}</table>
 <h2>Benign requests</h2>
 <table><tr><th>group</th><th>requests</th><th>refused (baseline)</th><th>refused (pack)</th>
-<th>refused by the pack</th><th>degraded by the pack</th></tr>{"".join(benign)}</table>
+<th>refused by the pack</th><th>degraded by the pack</th>
+<th>evidence (pack: requests carrying each)</th></tr>{"".join(benign)}</table>
 </body></html>
 """

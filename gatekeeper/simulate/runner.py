@@ -24,8 +24,9 @@ import asyncio
 import json
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,13 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one request got: its status, the refusal's reason code, reasoning tokens seen."""
+    """What one request got: its status, the refusal's reason code, reasoning tokens seen, and
+    (in-process runs) the evidence the policy noted (``evidence:<a>+<b>`` in its notes)."""
 
     status: int
     code: str | None = None
     reasoning_tokens: int = 0
+    evidence: tuple[str, ...] = ()
 
 
 class SimulatedClock:
@@ -158,7 +161,39 @@ async def run_in_process(
                     progress(len(outcomes), total)
     finally:
         await gk.aclose()
-    return outcomes
+    evidence = await asyncio.to_thread(evidence_by_subject, workdir / "decisions.jsonl")
+    return [
+        replace(o, evidence=queue.popleft()) if (queue := evidence.get(r.account.id)) else o
+        for r, o in zip(population.requests, outcomes, strict=True)
+    ]
+
+
+def evidence_by_subject(log: Path) -> dict[str, deque[tuple[str, ...]]]:
+    """The evidence each decision of the audit log noted, per subject in log order (requests
+    are sent one after another, so a subject's decisions are in the order of its requests)."""
+    result: dict[str, deque[tuple[str, ...]]] = {}
+    if not log.is_file():
+        return result
+    with log.open("rb") as lines:
+        for line in lines:
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            document = entry.get("input") if isinstance(entry, dict) else None
+            subject = document.get("subject") if isinstance(document, dict) else None
+            ident = subject.get("id") if isinstance(subject, dict) else None
+            if not isinstance(ident, str):
+                continue
+            result_doc = entry.get("result")
+            obligations = result_doc.get("obligations") if isinstance(result_doc, dict) else None
+            notes = obligations.get("notes") if isinstance(obligations, dict) else None
+            found: tuple[str, ...] = ()
+            for note in notes if isinstance(notes, list) else []:
+                if isinstance(note, str) and note.startswith("evidence:"):
+                    found = tuple(e for e in note.split(":", 1)[1].split("+") if e)
+            result.setdefault(ident, deque()).append(found)
+    return result
 
 
 def _write_inputs(population: Population, workdir: Path) -> tuple[Path, Path]:

@@ -3,8 +3,10 @@
 # a campaign that opens more accounts gets no more reasoning. Configuration: config/cohorts.
 #
 # A cohort is the first entry of `cohorts` whose conditions the request meets (account age
-# below `max_account_age_days`, KYC level below `below_kyc`, tier in `tiers` when given); its
-# key is the entry's name and, for each attribute in `by`, the request's value of it:
+# below `max_account_age_days` when given, KYC level below `below_kyc`, tier in `tiers` when
+# given, at least `min_multi_account` kinds of multi-account evidence when given: the
+# distillation module's `multi_account`, for subjects it does not exempt); its key is the
+# entry's name and, for each attribute in `by`, the request's value of it:
 #   network_type  hosting | proxy | other (GeoIP flags, or the ASN lists of config/distillation)
 #   tier, kyc, country, behaviour (the behavioural cluster's id, input.signals.behaviour.id)
 # The budget is a quota template of scope "cohort" (keyed `cohort:<key>:<name>`), unit
@@ -18,13 +20,30 @@ entry := [e |
 	matches(e)
 ][0] if {
 	data.gatekeeper.config.cohorts.enabled == true
-	is_number(input.subject.account_age_days)
 }
 
 matches(e) if {
-	input.subject.account_age_days < e.max_account_age_days
+	age_matches(e)
 	data.gatekeeper.config.kyc.levels[input.subject.kyc_level] < data.gatekeeper.config.kyc.levels[e.below_kyc]
 	tier_matches(e)
+	evidence_matches(e)
+}
+
+age_matches(e) if not e.max_account_age_days
+
+age_matches(e) if {
+	is_number(input.subject.account_age_days)
+	input.subject.account_age_days < e.max_account_age_days
+}
+
+# A budget for subjects carrying evidence that spans accounts (a campaign's): honest accounts
+# that merely look alike in age and network (a startup's CI in the cloud) are not metered with
+# it, and an account does not escape it by being old. Exempt subjects never carry it.
+evidence_matches(e) if not e.min_multi_account
+
+evidence_matches(e) if {
+	data.gatekeeper.distillation.multi_account >= e.min_multi_account
+	not data.gatekeeper.distillation.exempt
 }
 
 tier_matches(e) if not e.tiers

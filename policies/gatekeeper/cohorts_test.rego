@@ -51,3 +51,55 @@ test_the_decision_names_the_budget_quota_and_never_refuses_for_it if {
 	some q in d.quotas
 	q.name == "cohort_reasoning"
 }
+
+# A budget for subjects carrying multi-account evidence (any age), then one for young accounts.
+evidence_cohort_config := fixtures.patched({"distillation": {"multi_account": ["cluster_large", "family_spread"]}, "cohorts": {
+	"enabled": true,
+	"cohorts": [
+		{
+			"name": "multi_account",
+			"min_multi_account": 1,
+			"below_kyc": "business",
+			"by": ["network_type"],
+			"budget": {"name": "cohort_reasoning", "capacity": 1000, "rate": 1000, "period": 3600, "on_store_error": "local"},
+			"capacity_by_network_type": {"hosting": 100},
+		},
+		{
+			"name": "young",
+			"max_account_age_days": 30,
+			"below_kyc": "business",
+			"by": ["network_type"],
+			"budget": {"name": "cohort_reasoning", "capacity": 5000, "rate": 5000, "period": 3600, "on_store_error": "local"},
+		},
+	],
+}})
+
+# Many accounts linked into one cluster: multi-account evidence (cluster_large).
+spread(doc) := object.union(doc, {"signals": {"available": true, "cluster": {"id": "c-1", "size": 60}}})
+
+test_subjects_with_multi_account_evidence_share_the_evidence_budget if {
+	[q] := cohorts.quotas with input as spread(young(3, "government_id", {"is_hosting": true})) with data.gatekeeper.config as evidence_cohort_config
+	q.cohort == "multi_account/hosting"
+	q.capacity == 100
+}
+
+test_old_accounts_with_multi_account_evidence_do_not_escape_the_budget if {
+	[q] := cohorts.quotas with input as spread(young(400, "government_id", {"is_hosting": true})) with data.gatekeeper.config as evidence_cohort_config
+	q.cohort == "multi_account/hosting"
+}
+
+test_young_accounts_without_evidence_get_the_young_budget_not_the_campaigns if {
+	[q] := cohorts.quotas with input as young(3, "government_id", {"is_hosting": true}) with data.gatekeeper.config as evidence_cohort_config
+	q.cohort == "young/hosting"
+	q.capacity == 5000
+}
+
+test_old_accounts_without_evidence_have_no_cohort_budget if {
+	cohorts.quotas == [] with input as young(400, "government_id", {"is_hosting": true}) with data.gatekeeper.config as evidence_cohort_config
+}
+
+test_business_or_exempt_accounts_are_not_metered_by_the_evidence_budget if {
+	cohorts.quotas == [] with input as spread(young(400, "business", {})) with data.gatekeeper.config as evidence_cohort_config
+	exempt := json.patch(spread(young(400, "government_id", {})), [{"op": "replace", "path": "/subject/flags", "value": ["distillation_exempt"]}])
+	cohorts.quotas == [] with input as exempt with data.gatekeeper.config as evidence_cohort_config
+}

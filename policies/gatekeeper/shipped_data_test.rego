@@ -66,3 +66,17 @@ test_every_multi_account_evidence_has_a_weight if {
 		config.distillation.weights[e] > 0
 	}
 }
+
+# An account carrying multi-account evidence is metered no more loosely than one without, on
+# every network type: a campaign gains nothing by being caught later.
+test_the_evidence_cohort_is_no_looser_than_the_others if {
+	evidence := [e | some e in config.cohorts.cohorts; e.min_multi_account]
+	others := [e | some e in config.cohorts.cohorts; not e.min_multi_account]
+	every e in evidence {
+		every o in others {
+			every t in ["hosting", "proxy", "other"] {
+				object.get(e.capacity_by_network_type, t, e.budget.capacity) <= object.get(o.capacity_by_network_type, t, o.budget.capacity)
+			}
+		}
+	}
+}

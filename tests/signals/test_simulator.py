@@ -18,7 +18,16 @@ from click.testing import CliRunner
 
 from gatekeeper.cli import cli
 from gatekeeper.errors import ConfigurationError
-from gatekeeper.simulate import Population, Scenario, render_html, render_text, simulate
+from gatekeeper.simulate import (
+    Outcome,
+    Population,
+    Scenario,
+    build_report,
+    render_html,
+    render_text,
+    simulate,
+)
+from gatekeeper.simulate.runner import evidence_by_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "simulations" / "smoke.yaml"
@@ -34,9 +43,54 @@ async def test_the_pack_starves_the_farm_and_spares_customers() -> None:
     assert benign["baseline"]["refused_share"] == 0
     assert benign["refused_by_pack_share"] <= 0.01
     assert benign["refused_or_degraded_by_pack_share"] <= 0.05
+    # Which evidence fired, per group: the farm's includes evidence spanning accounts.
+    farm_evidence = farm["pack"]["evidence_by_code"]
+    assert set(farm_evidence) & {"cluster_large", "cluster_huge", "family_spread"}
+    assert all(isinstance(n, int) and n > 0 for n in farm_evidence.values())
+    assert "evidence_by_code" in report["benign"]["all"]["pack"]
     text = render_text(report)
     assert "farm" in text and "pack/baseline" in text
+    assert "evidence noted by the pack" in text
     assert "<table>" in render_html(report)
+
+
+def test_evidence_is_read_per_subject_in_log_order(tmp_path: Path) -> None:
+    def entry(subject: str, notes: list[str] | None) -> dict[str, object]:
+        result: dict[str, object] = {"allow": True}
+        if notes is not None:
+            result["obligations"] = {"notes": notes}
+        return {"input": {"subject": {"id": subject}}, "result": result}
+
+    log = tmp_path / "decisions.jsonl"
+    lines = [
+        entry("a", None),
+        entry("b", ["distillation:watch", "evidence:datacenter+family_spread"]),
+        entry("a", ["distillation:suspect", "evidence:templated"]),
+    ]
+    log.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    found = evidence_by_subject(log)
+    assert list(found["a"]) == [(), ("templated",)]
+    assert list(found["b"]) == [("datacenter", "family_spread")]
+    assert evidence_by_subject(tmp_path / "missing.jsonl") == {}
+
+
+def test_the_report_counts_evidence_per_group() -> None:
+    population = Population(Scenario.load(SMOKE, hours=0.02))
+    outcomes = [
+        Outcome(200, reasoning_tokens=5, evidence=("datacenter", "family_spread"))
+        if r.account.campaign
+        else Outcome(200, reasoning_tokens=5)
+        for r in population.requests
+    ]
+    report = build_report(population, {"pack": outcomes}, {})
+    farm = report["campaigns"]["farm"]
+    assert farm["pack"]["evidence_by_code"] == {
+        "datacenter": farm["requests"],
+        "family_spread": farm["requests"],
+    }
+    assert report["benign"]["all"]["pack"]["evidence_by_code"] == {}
+    assert "datacenter " in render_text(report)
+    assert "family_spread" in render_html(report)
 
 
 def test_a_seed_gives_the_same_traffic() -> None:
