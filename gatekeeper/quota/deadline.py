@@ -19,9 +19,10 @@ which to answer, and did not:
   ``TimeoutError``: then the loop was free, and the store did not answer.
 
 On an idle loop that is ``seconds`` plus microseconds. On a saturated loop a call is not failed
-for the loop's own slowness; callers keep a wall-time cap of their own as a last resort
-(``FailoverQuotaStore.cap``), and overload itself is handled before the work
-(``request.max_admitting``: shed at the door).
+for the loop's own slowness, up to a hard bound of ``max(1 s, 20 * seconds)`` of wall time:
+then it fires whatever the loop's turns looked like, so a process starved of CPU (whose turns
+are all long) still gives up on a store that is gone. Overload itself is handled before the
+work (``request.max_admitting``: shed at the door).
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ class wire_timeout:  # lower case: used like asyncio.timeout
     """``async with wire_timeout(seconds):`` raises ``TimeoutError`` when the body's store call
     got no answer in ``seconds`` during which the event loop was free (see the module)."""
 
-    __slots__ = ("_busy_turn", "_handle", "_loop", "_seconds", "_timeout")
+    __slots__ = ("_busy_turn", "_handle", "_hard", "_loop", "_seconds", "_timeout")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
         self._busy_turn = max(0.001, seconds / 10)
+        self._hard = 0.0
         self._timeout = asyncio.timeout(None)
         self._handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -50,7 +52,9 @@ class wire_timeout:  # lower case: used like asyncio.timeout
     async def __aenter__(self) -> wire_timeout:
         await self._timeout.__aenter__()
         self._loop = asyncio.get_running_loop()
-        self._arm(self._loop.time())
+        now = self._loop.time()
+        self._hard = now + max(1.0, 20 * self._seconds)
+        self._arm(now)
         return self
 
     async def __aexit__(
@@ -67,13 +71,19 @@ class wire_timeout:  # lower case: used like asyncio.timeout
 
     def _arm(self, now: float) -> None:
         assert self._loop is not None
-        due = now + self._seconds
+        due = min(now + self._seconds, self._hard)
         self._handle = self._loop.call_at(due, self._expired, due)
+
+    def _fire(self, now: float) -> None:
+        self._handle = None
+        self._timeout.reschedule(now)  # cancels the task on the next turn
 
     def _expired(self, due: float) -> None:
         assert self._loop is not None
         now = self._loop.time()
-        if now - due > self._busy_turn:
+        if now >= self._hard:
+            self._fire(now)  # waited the hard bound: give up, however busy the loop is
+        elif now - due > self._busy_turn:
             self._arm(now)  # the timer itself ran late: the loop is busy, not the store
         else:
             self._handle = self._loop.call_soon(self._turn, GRACE_TURNS, now)
@@ -81,10 +91,11 @@ class wire_timeout:  # lower case: used like asyncio.timeout
     def _turn(self, left: int, previous: float) -> None:
         assert self._loop is not None
         now = self._loop.time()
-        if now - previous > self._busy_turn:
+        if now >= self._hard:
+            self._fire(now)
+        elif now - previous > self._busy_turn:
             self._arm(now)  # a long turn: replies may be queued behind other work
         elif left == 0:
-            self._handle = None
-            self._timeout.reschedule(now)  # cancels the task on the next turn
+            self._fire(now)
         else:
             self._handle = self._loop.call_soon(self._turn, left - 1, now)

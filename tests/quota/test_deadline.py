@@ -52,3 +52,24 @@ async def test_the_body_finishing_in_time_leaves_nothing_armed() -> None:
         await asyncio.sleep(0)
     await asyncio.sleep(0.05)  # a timer left behind would cancel this task now
     assert asyncio.current_task() is not None and not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+
+async def test_a_starved_loop_still_gives_up_at_the_hard_bound() -> None:
+    """Every turn long (a process starved of CPU): the wait keeps restarting, but not forever."""
+    loop = asyncio.get_running_loop()
+    never: asyncio.Future[None] = loop.create_future()
+    stop = False
+
+    async def hog() -> None:
+        while not stop:
+            time.sleep(0.003)  # noqa: ASYNC251 (every turn longer than the 1 ms busy mark)
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(hog())
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        async with wire_timeout(0.01):  # hard bound: max(1 s, 20 x 0.01 s) = 1 s
+            await never
+    stop = True
+    await task
+    assert loop.time() - started < 10  # it ended; the bound, not a figure, is what is tested
