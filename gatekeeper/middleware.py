@@ -18,13 +18,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatekeeper.audit import DecisionRecord, DurableResponse, new_decision_id
 from gatekeeper.audit.setup import is_durable_path
-from gatekeeper.dialects import dialect_for_path
+from gatekeeper.dialects import Dialect
 from gatekeeper.errors import ConfigurationError, Overloaded, client_message
 from gatekeeper.pipeline import (
     DECISION_ID_HEADER,
     UPSTREAM_SCOPE_KEY,
     Pipeline,
     log_internal,
+    refuse_unenforced,
+    request_dialect,
     send_error,
 )
 from gatekeeper.runtime import Gatekeeper
@@ -106,13 +108,16 @@ class GatekeeperMiddleware:
             record.requested_by = f"{client[0]}:{client[1]}"
         scope[DECISION_ID_SCOPE_KEY] = record.decision_id
         trace = self._ops.start(scope, record)
-        durable = self._durable_response(scope, send, record)
+        dialect = request_dialect(scope)
+        durable = self._durable_response(scope, send, record, dialect)
         admission = _Admission(self)
         try:
             if admission.shed:
-                await self._shed(scope, durable or send, record)
+                await self._shed(durable or send, record, dialect)
             else:
-                await self.pipeline.run(scope, receive, durable or send, record, admission.release)
+                await self.pipeline.run(
+                    scope, receive, durable or send, record, dialect, admission.release
+                )
             if durable is not None:
                 await durable.finish()
         except Exception:
@@ -127,14 +132,13 @@ class GatekeeperMiddleware:
             self._ops.finish(record, trace, log_started)
 
     def _durable_response(
-        self, scope: Scope, send: Send, rec: DecisionRecord
+        self, scope: Scope, send: Send, rec: DecisionRecord, dialect: Dialect | None
     ) -> DurableResponse | None:
         """On a durable route: a ``send`` that completes the response only once its event is
         fsynced (or refuses it); see ``gatekeeper.audit.durable``."""
         audit = self.settings.audit
         if not audit.durable_paths or not is_durable_path(audit.durable_paths, scope["path"]):
             return None
-        dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
 
         async def refuse(send: Send, status: int, code: str, message: str) -> None:
             log_internal(rec, code, message)
@@ -160,7 +164,7 @@ class GatekeeperMiddleware:
 
         return wrapped
 
-    async def _shed(self, scope: Scope, send: Send, rec: DecisionRecord) -> None:
+    async def _shed(self, send: Send, rec: DecisionRecord, dialect: Dialect | None) -> None:
         """Refuse a request that arrived while ``max_admitting`` others are being admitted:
         no identity, no body, no policy, no store; 503 ``overloaded`` with Retry-After."""
         self.gk.count("overloaded")
@@ -176,18 +180,11 @@ class GatekeeperMiddleware:
                 self._max_admitting,
             )
             self._shed_logged_at, self._shed_since_log = now, 0
-        dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
         error = Overloaded(
             f"gatekeeper is admitting {self._max_admitting} requests already; retry shortly"
         )
-        rec.decided_by = "gatekeeper"
-        rec.result = {
-            "allow": False,
-            "status": error.status,
-            "reasons": [{"code": error.code, "message": str(error)}],
-        }
         headers = [(b"retry-after", b"1")]
-        await send_error(send, dialect, rec, error.status, error.code, str(error), headers)
+        await refuse_unenforced(send, dialect, rec, error.status, error.code, str(error), headers)
 
 
 class _Admission:
@@ -237,9 +234,8 @@ async def _refuse_misconfigured(
         return
     log.error("request refused: gatekeeper configuration error: %s", error)
     rec = DecisionRecord(decision_id=new_decision_id(), path=scope["path"], method=scope["method"])
-    dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
     text = "gatekeeper is not configured correctly; the server's log says why"
-    await send_error(send, dialect, rec, 503, "gatekeeper_misconfigured", text, [])
+    await send_error(send, request_dialect(scope), rec, 503, "gatekeeper_misconfigured", text, [])
 
 
 __all__ = [

@@ -142,11 +142,12 @@ class Pipeline:
         receive: Receive,
         send: Send,
         record: DecisionRecord,
+        dialect: Dialect | None,
         admitted: Callable[[], None],
     ) -> None:
-        """Every stage in order, then the app; ``admitted()`` is called once the request
-        reaches the app (its place in the admission count is given back)."""
-        dialect = dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
+        """Every stage in order, then the app; ``dialect`` is ``request_dialect(scope)``, and
+        ``admitted()`` is called once the request reaches the app (its place in the admission
+        count is given back)."""
         ctx = RequestContext(
             scope, receive, send, record, dialect, scope["headers"], _Timer(record.metrics)
         )
@@ -348,35 +349,59 @@ class Pipeline:
 
     async def refuse(self, ctx: RequestContext, refusal: Refusal) -> None:
         """Answer a stage's refusal in the dialect's error format (see ``Refusal``)."""
-        rec, message = ctx.record, refusal.message
+        rec, status, code = ctx.record, refusal.status, refusal.code
         headers = list(ctx.quota_headers) + refusal.headers
-        if refusal.decided_by_policy:
-            decision = ctx.decision
-            assert decision is not None
-            headers.extend((k.lower().encode(), v.encode()) for k, v in decision.headers.items())
-            if decision.obligations.step_up_kyc is not None:
-                required = decision.obligations.step_up_kyc.encode()
-                headers.append((b"x-gatekeeper-required-kyc", required))
-        else:
-            # Before (or without) a valid policy decision: gatekeeper decides, fail closed.
-            rec.decided_by = "gatekeeper"
-            if refusal.code in CLIENT_MESSAGES:
-                # The message may be an exception's text naming addresses, URLs or paths.
-                log_internal(rec, refusal.code, message)
-                message = client_message(refusal.code, message)
-            if rec.result is None:
-                rec.result = {
-                    "allow": False,
-                    "status": refusal.status,
-                    "reasons": [{"code": refusal.code, "message": message}],
-                }
-        await send_error(ctx.send, ctx.dialect, rec, refusal.status, refusal.code, message, headers)
+        if not refusal.decided_by_policy:
+            await refuse_unenforced(
+                ctx.send, ctx.dialect, rec, status, code, refusal.message, headers
+            )
+            return
+        decision = ctx.decision
+        assert decision is not None
+        headers.extend((k.lower().encode(), v.encode()) for k, v in decision.headers.items())
+        if decision.obligations.step_up_kyc is not None:
+            headers.append(
+                (b"x-gatekeeper-required-kyc", decision.obligations.step_up_kyc.encode())
+            )
+        await send_error(ctx.send, ctx.dialect, rec, status, code, refusal.message, headers)
 
     def _app_failed(self, exc: Exception, rec: DecisionRecord) -> None:
         """The app (or upstream) raised: log it with the decision id, record it in the event."""
         self.gk.count("app_errors")
         log.error("the app raised on decision %s", rec.decision_id, exc_info=exc)
         rec.error = {"code": "app_error", "message": type(exc).__name__}
+
+
+def request_dialect(scope: Scope) -> Dialect | None:
+    """The dialect of a model-API request (a POST to one of its paths); None for the rest."""
+    return dialect_for_path(scope["path"]) if scope["method"] == "POST" else None
+
+
+async def refuse_unenforced(
+    send: Send,
+    dialect: Dialect | None,
+    rec: DecisionRecord,
+    status: int,
+    code: str,
+    message: str,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """Refuse before (or without) a valid policy decision: gatekeeper decides, fail closed.
+
+    ``message`` may be an exception's text naming addresses, URLs or paths: for a failure of
+    gatekeeper's own parts (``CLIENT_MESSAGES``) the client gets a fixed message, and the
+    detail goes to the log and, credentials masked, to the record's ``error``."""
+    rec.decided_by = "gatekeeper"
+    if code in CLIENT_MESSAGES:
+        log_internal(rec, code, message)
+        message = client_message(code, message)
+    if rec.result is None:
+        rec.result = {
+            "allow": False,
+            "status": status,
+            "reasons": [{"code": code, "message": message}],
+        }
+    await send_error(send, dialect, rec, status, code, message, headers)
 
 
 async def send_error(
