@@ -194,10 +194,14 @@ class Masker:
         masked: list[str] = list(event.get("masked") or ())
         for rule in self.batch_rules() if rules is None else rules:
             self._apply_rule(event, rule, erased, masked)
-        if self._probe is not None:
+        # One serialisation tells both scans whether to walk: no secret name in it, and no
+        # string longer than the cap when the whole event is shorter. (None: not serialisable
+        # as is; walk to be safe.) Removing secrets only shortens the event.
+        dumped = _dumps(event)
+        if self._probe is not None and (dumped is None or self._probe.search(dumped.lower())):
             found: list[tuple[str, ...]] = []
             for root in _ROOTS:
-                if root in event and _may_match(self._probe, event[root]):
+                if root in event:
                     self._find_secrets(event[root], [root], found, frozenset(masked))
             for tokens in found:
                 _delete(_writable_parent(event, tokens), tokens[-1])
@@ -206,17 +210,13 @@ class Masker:
             event["erased"] = erased
         if masked:
             event["masked"] = masked
-        if self.max_field_chars is not None:
-            self._cap(event, self.max_field_chars)
+        limit = self.max_field_chars
+        if limit is not None and (dumped is None or len(dumped) > limit):
+            self._cap(event, limit)
 
     @staticmethod
     def _cap(event: dict[str, Any], limit: int) -> None:
         """Cut strings longer than ``limit`` (see the module), listing them in ``truncated``."""
-        try:
-            if len(orjson.dumps(event)) <= limit:
-                return  # the common case: nothing in it can be that long
-        except (TypeError, orjson.JSONEncodeError):
-            pass  # not serialisable as is: walk it to be safe
         truncated: list[str] = list(event.get("truncated") or ())
         stack: list[tuple[Any, list[str]]] = [(event, [])]
         while stack:
@@ -296,11 +296,11 @@ def _alternation(words: list[bytes]) -> bytes:
     return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
 
 
-def _may_match(probe: re.Pattern[bytes], value: Any) -> bool:
+def _dumps(value: Any) -> bytes | None:
     try:
-        return probe.search(orjson.dumps(value).lower()) is not None
+        return orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):
-        return True  # not serialisable as is: walk it to be safe
+        return None
 
 
 def _writable_parent(event: dict[str, Any], tokens: tuple[str, ...]) -> Any:
