@@ -90,7 +90,12 @@ class Refusal(Exception):
 
 @dataclass(slots=True, eq=False)
 class RequestContext:
-    """What the stages know about one request, filled in stage by stage."""
+    """What the stages know about one request, filled in stage by stage.
+
+    Stages write here, never into ``record``: ``Pipeline.complete`` builds the record's
+    decision and enforcement parts from these fields once, at the end (or just before a
+    durable route commits its event).
+    """
 
     scope: Scope
     receive: Receive
@@ -107,15 +112,25 @@ class RequestContext:
     document: Any = None
     # locate
     network: Network | None = None
+    forwarding: dict[str, Any] | None = None
     # signals
     user_agent: str | None = None
     signals: Any = None
     # decide
+    input: dict[str, Any] | None = None
+    revision: str | None = None
     decision: Decision | None = None
     # quotas
     reasoning: ReasoningEnforcement | None = None
+    quotas: QuotaResult | None = None
     quota_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     reservation: TokenReservation | None = None
+    # app + settle
+    responder: Responder | None = None
+    settled: dict[tuple[str, str], dict[str, Any]] | None = None
+    # refused: gatekeeper's own refusal (before or without a valid decision)
+    refused_by_gatekeeper: tuple[int, str, str] | None = None
+    completed: bool = False
 
 
 class Pipeline:
@@ -152,13 +167,49 @@ class Pipeline:
             scope, receive, send, record, dialect, scope["headers"], _Timer(record.metrics)
         )
         try:
-            for stage in self.stages:
-                await stage(ctx)
-        except Refusal as refusal:
-            await self.refuse(ctx, refusal)
+            try:
+                for stage in self.stages:
+                    await stage(ctx)
+            except Refusal as refusal:
+                await self.refuse(ctx, refusal)
+                return
+            admitted()  # admitted: the app's time is not gatekeeper's admission work
+            await self.call_app(ctx)
+        finally:
+            self.complete(ctx)  # a no-op unless a stage raised something unforeseen
+
+    def complete(self, ctx: RequestContext) -> None:
+        """Build the record's decision and enforcement parts from the context, once: what
+        the policy saw and decided, the quota states, and what the response became."""
+        if ctx.completed:
             return
-        admitted()  # admitted: the app's time is not gatekeeper's admission work
-        await self.call_app(ctx)
+        ctx.completed = True
+        rec = ctx.record
+        rec.forwarding = ctx.forwarding
+        if ctx.input is not None:
+            rec.input = ctx.input
+            rec.revision = ctx.revision or self.gk.engine.revision
+        if ctx.refused_by_gatekeeper is not None:
+            status, code, message = ctx.refused_by_gatekeeper
+            rec.decided_by = "gatekeeper"
+            if ctx.decision is None:
+                rec.result = {
+                    "allow": False,
+                    "status": status,
+                    "reasons": [{"code": code, "message": message}],
+                }
+        if ctx.decision is not None:
+            rec.result = ctx.decision.model_dump(mode="json")
+        if ctx.quotas is not None:
+            rec.quotas = _quota_states(ctx.quotas, ctx.settled or {})
+        responder, reasoning = ctx.responder, ctx.reasoning
+        if responder is not None and reasoning is not None:
+            rec.status = responder.status
+            rec.reasoning = reasoning.record(responder)
+            # The reverse proxy reports what its upstream did under this scope key.
+            upstream = ctx.scope.get(UPSTREAM_SCOPE_KEY)
+            if upstream is not None:
+                rec.upstream_status, rec.upstream_error = upstream
 
     # -- the stages, in order -------------------------------------------------------------
 
@@ -195,7 +246,7 @@ class Pipeline:
         if address.spoofed or address.malformed:
             # Ignored or unreadable forwarding headers: harmless for the decision, flagged in
             # the event and counted (a spoofing client, or a misconfigured proxy chain).
-            ctx.record.forwarding = {
+            ctx.forwarding = {
                 "spoofed": address.spoofed,
                 "malformed": address.malformed,
                 "peer": address.peer_ip,
@@ -224,21 +275,19 @@ class Pipeline:
 
     async def decide(self, ctx: RequestContext) -> None:
         """The policy's decision on the input document built from the facts gathered."""
-        rec, scope = ctx.record, ctx.scope
+        scope = ctx.scope
         assert ctx.subject is not None and ctx.network is not None
-        input_doc = build_input(
+        input_doc = ctx.input = build_input(
             method=scope["method"],
             path=scope["path"],
             dialect=ctx.dialect.name if ctx.dialect else None,
             facts=ctx.facts,
             subject=ctx.subject,
             network=ctx.network,
-            unix_ns=rec.unix_ns,
+            unix_ns=ctx.record.unix_ns,
             user_agent=ctx.user_agent,
             signals=ctx.signals.document if ctx.signals is not None else None,
         )
-        rec.input = input_doc
-        rec.revision = self.gk.engine.revision
         try:
             verdict = await self.gk.engine.verdict(input_doc)
         except PolicyError as exc:
@@ -246,8 +295,7 @@ class Pipeline:
             raise Refusal(exc.status, exc.code, str(exc)) from exc
         ctx.timer.lap("timer_rego_query_eval_ns")
         decision = ctx.decision = verdict.decision
-        rec.revision = verdict.revision  # the revision that decided, even across a hot reload
-        rec.result = decision.model_dump(mode="json")
+        ctx.revision = verdict.revision  # the revision that decided, even across a hot reload
         if self.gk.signals is not None and ctx.signals is not None:
             self.gk.signals.observe(ctx.signals, decision)  # counted whatever happens next
         # A shadow refusal is logged, not enforced: the request continues as if allowed, held
@@ -268,11 +316,10 @@ class Pipeline:
         acquired: QuotaResult | None = None
         if decision.quotas:
             try:
-                result = acquired = await self.gk.quotas.acquire(quota_specs)
+                result = acquired = ctx.quotas = await self.gk.quotas.acquire(quota_specs)
             except QuotaStoreError as exc:
                 raise Refusal(exc.status, exc.code, str(exc)) from exc
             ctx.timer.lap("timer_gatekeeper_quota_ns")
-            ctx.record.quotas = _quota_states(result)
             ctx.quota_headers = rate_limit_headers(result)
             if not result.allowed:
                 refused = result.refused
@@ -299,7 +346,7 @@ class Pipeline:
         clock = ShapingClock(send) if shaper is not None else None
         downstream = clock.downstream if clock is not None else send
         reservation = ctx.reservation
-        responder = Responder(
+        responder = ctx.responder = Responder(
             reservation.meter(downstream) if reservation is not None else downstream,
             shaper=shaper,
             extra_headers=extra,
@@ -314,20 +361,15 @@ class Pipeline:
             if settled:
                 return
             settled = True
-            rec.status = responder.status
             stats = responder.stats
-            rec.reasoning = reasoning.record(responder)
             ctx.timer.lap("timer_gatekeeper_app_ns")
             if clock is not None:
                 rec.metrics["timer_gatekeeper_shape_ns"] = clock.shaping_ns
-            # The reverse proxy reports what its upstream did under this scope key.
-            upstream = scope.get(UPSTREAM_SCOPE_KEY)
-            if upstream is not None:
-                rec.upstream_status, rec.upstream_error = upstream
             if reservation is not None:
-                await reservation.settle(stats, rec.quotas)
+                ctx.settled = await reservation.settle(stats)
             if self.gk.signals is not None and ctx.signals is not None:
                 self.gk.signals.settle(ctx.signals, stats, responder.status)
+            self.complete(ctx)
 
         if isinstance(send, DurableResponse):
             send.before_commit = settle
@@ -349,21 +391,21 @@ class Pipeline:
 
     async def refuse(self, ctx: RequestContext, refusal: Refusal) -> None:
         """Answer a stage's refusal in the dialect's error format (see ``Refusal``)."""
-        rec, status, code = ctx.record, refusal.status, refusal.code
+        status, code, message = refusal.status, refusal.code, refusal.message
         headers = list(ctx.quota_headers) + refusal.headers
-        if not refusal.decided_by_policy:
-            await refuse_unenforced(
-                ctx.send, ctx.dialect, rec, status, code, refusal.message, headers
-            )
-            return
-        decision = ctx.decision
-        assert decision is not None
-        headers.extend((k.lower().encode(), v.encode()) for k, v in decision.headers.items())
-        if decision.obligations.step_up_kyc is not None:
-            headers.append(
-                (b"x-gatekeeper-required-kyc", decision.obligations.step_up_kyc.encode())
-            )
-        await send_error(ctx.send, ctx.dialect, rec, status, code, refusal.message, headers)
+        if refusal.decided_by_policy:
+            decision = ctx.decision
+            assert decision is not None
+            headers.extend((k.lower().encode(), v.encode()) for k, v in decision.headers.items())
+            if decision.obligations.step_up_kyc is not None:
+                headers.append(
+                    (b"x-gatekeeper-required-kyc", decision.obligations.step_up_kyc.encode())
+                )
+        else:
+            message = public_message(ctx.record, code, message)
+            ctx.refused_by_gatekeeper = (status, code, message)
+        self.complete(ctx)
+        await send_error(ctx.send, ctx.dialect, ctx.record, status, code, message, headers)
 
     def _app_failed(self, exc: Exception, rec: DecisionRecord) -> None:
         """The app (or upstream) raised: log it with the decision id, record it in the event."""
@@ -392,9 +434,7 @@ async def refuse_unenforced(
     gatekeeper's own parts (``CLIENT_MESSAGES``) the client gets a fixed message, and the
     detail goes to the log and, credentials masked, to the record's ``error``."""
     rec.decided_by = "gatekeeper"
-    if code in CLIENT_MESSAGES:
-        log_internal(rec, code, message)
-        message = client_message(code, message)
+    message = public_message(rec, code, message)
     if rec.result is None:
         rec.result = {
             "allow": False,
@@ -431,6 +471,15 @@ async def send_error(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def public_message(rec: DecisionRecord, code: str, message: str) -> str:
+    """What the client is told of a refusal gatekeeper decided: for a failure of its own
+    parts (``CLIENT_MESSAGES``) a fixed message, the detail going to the log and the record."""
+    if code not in CLIENT_MESSAGES:
+        return message
+    log_internal(rec, code, message)
+    return client_message(code, message)
 
 
 def log_internal(rec: DecisionRecord, code: str, detail: str) -> None:
@@ -516,7 +565,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _quota_states(result: QuotaResult) -> list[dict[str, Any]]:
+def _quota_states(
+    result: QuotaResult, settled: dict[tuple[str, str], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The event's ``enforcement.quotas``: each quota's state after this request, with what
+    the token reservation settled (``reserved``, ``used``, ``measured_by``)."""
     return [
         {
             "name": s.name,
@@ -525,6 +578,7 @@ def _quota_states(result: QuotaResult) -> list[dict[str, Any]]:
             "remaining": round(s.remaining, 3),
             "refused": result.refused is not None and result.refused.key == s.key,
             **({"source": s.source} if s.source != "store" else {}),
+            **settled.get((s.name, s.key), {}),
         }
         for s in result.states
     ] + [{"name": name, "unchecked": True} for name in result.unchecked]

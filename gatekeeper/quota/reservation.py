@@ -146,13 +146,11 @@ class TokenReservation:
         output = _tokens(self.body_bytes) + (stats.removed_tokens if stats is not None else 0)
         return min(reserved, (prompt or self.prompt_tokens) + output), "estimate"
 
-    async def settle(
-        self, stats: ReasoningStats | None, log_entries: list[dict[str, Any]] | None = None
-    ) -> list[QuotaAdjustment]:
+    async def settle(self, stats: ReasoningStats | None) -> dict[tuple[str, str], dict[str, Any]]:
         """Refund or charge the difference between each reservation and the real use.
 
-        ``log_entries`` (the decision record's quota list) get ``reserved``, ``used`` and
-        ``measured_by`` for each token quota. Never raises: the response is already out.
+        Returns, by ``(name, key)`` of each token quota, what the decision event records of it:
+        ``reserved``, ``used`` and ``measured_by``. Never raises: the response is already out.
         """
         adjustments = []
         notes: dict[tuple[str, str], dict[str, Any]] = {}
@@ -174,6 +172,4 @@ class TokenReservation:
             await self.store.adjust(adjustments)
         except QuotaStoreError as exc:
             log.warning("token quotas not reconciled: %s", exc)
-        for entry in log_entries or []:
-            entry.update(notes.get((entry.get("name", ""), entry.get("key", "")), {}))
-        return adjustments
+        return notes
