@@ -199,7 +199,8 @@ class Pipeline:
                     "reasons": [{"code": code, "message": message}],
                 }
         if ctx.decision is not None:
-            rec.result = ctx.decision.model_dump(mode="json")
+            # Unset optional fields (null) are left out: parsing the result back restores them.
+            rec.result = ctx.decision.model_dump(mode="json", exclude_none=True)
         if ctx.quotas is not None:
             rec.quotas = _quota_states(ctx.quotas, ctx.settled or {})
         responder, reasoning = ctx.responder, ctx.reasoning
