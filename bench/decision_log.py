@@ -60,8 +60,8 @@ from bench._stack import (
 from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, Signer, parse_rules
 from gatekeeper.audit.chain import Chain
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.reader import find_log_files
-from gatekeeper.audit.verify import verify_log
+from gatekeeper.offline.audit.reader import find_log_files
+from gatekeeper.offline.audit.verify import verify_log
 from tests.audit.conftest import decision_event
 
 #: Extra ``DecisionLog`` options for the light-load runs (``--linger``).

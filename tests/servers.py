@@ -165,7 +165,7 @@ def demo_workers(tmp: Path, workers: int = 2, **env: str) -> Iterator[DemoWorker
         **OPS_DETAIL,
         **env,
     }
-    app = "gatekeeper.demo.app:create_demo_app"
+    app = "gatekeeper.offline.demo.app:create_demo_app"
     command = [sys.executable, "-m", "uvicorn", "--factory", app, "--port", str(port)]
     command += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
     with output.open("wb") as log:

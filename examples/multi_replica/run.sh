@@ -23,7 +23,7 @@ export GATEKEEPER_QUOTA__STORAGE=$REDIS_URL
 for port in "$PORT_A" "$PORT_B"; do
   # --no-proxy-headers: gatekeeper reads X-Forwarded-For itself, from network.trusted_proxies.
   GATEKEEPER_AUDIT__PATH=$LOG_DIR/replica-$port/decisions.jsonl \
-    "$PYTHON" -m uvicorn --factory gatekeeper.demo.app:create_demo_app \
+    "$PYTHON" -m uvicorn --factory gatekeeper.offline.demo.app:create_demo_app \
     --host 127.0.0.1 --port "$port" --no-proxy-headers --log-level warning &
 done
 

@@ -19,7 +19,7 @@ UPSTREAM=${UPSTREAM:-}
 trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT INT TERM
 
 if [ -z "$UPSTREAM" ]; then
-  "$PYTHON" -m gatekeeper.demo.model_server --host 127.0.0.1 --port "$MODEL_PORT" \
+  "$PYTHON" -m gatekeeper.offline.demo.model_server --host 127.0.0.1 --port "$MODEL_PORT" \
     --log-level warning &
   UPSTREAM="http://127.0.0.1:$MODEL_PORT"
 fi

@@ -24,5 +24,5 @@ mkdir -p "$METRICS_DIR"
 export GATEKEEPER_OBSERVABILITY__MULTIPROCESS_DIR=$METRICS_DIR
 
 # --no-proxy-headers: gatekeeper reads X-Forwarded-For itself, from network.trusted_proxies.
-exec "$PYTHON" -m uvicorn --factory gatekeeper.demo.app:create_demo_app \
+exec "$PYTHON" -m uvicorn --factory gatekeeper.offline.demo.app:create_demo_app \
   --host 127.0.0.1 --port "$PORT" --workers "$WORKERS" --no-proxy-headers --log-level warning

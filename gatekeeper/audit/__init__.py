@@ -1,4 +1,7 @@
-"""The decision log: events, masking, hash chain and checkpoints, sinks, verify/query/report."""
+"""The decision log: events, masking, hash chain and checkpoints, sinks.
+
+Reading it afterwards (verify, query, stats, report) is offline: ``gatekeeper.offline.audit``.
+"""
 
 from gatekeeper.audit.canonical import GENESIS_HASH, canonical_json, entry_hash
 from gatekeeper.audit.durable import DurableResponse

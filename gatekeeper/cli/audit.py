@@ -12,19 +12,25 @@ from typing import Any
 import click
 import orjson
 
-from gatekeeper.audit.chains import ChainsReport, default_keys, verify_chains
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.query import (
+from gatekeeper.cli.progress import ProgressLine, megabytes
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.offline.audit.chains import ChainsReport, default_keys, verify_chains
+from gatekeeper.offline.audit.query import (
     Filters,
     collect_stats,
     decision_facts,
     merge_by_time,
     parse_time,
 )
-from gatekeeper.audit.reader import LogFiles, chain_names, find_chains, iter_entries, kind_of
-from gatekeeper.audit.verify import VerifyReport, verify_log
-from gatekeeper.cli.progress import ProgressLine, megabytes
-from gatekeeper.errors import GatekeeperError
+from gatekeeper.offline.audit.reader import (
+    LogFiles,
+    chain_names,
+    find_chains,
+    iter_entries,
+    kind_of,
+)
+from gatekeeper.offline.audit.verify import VerifyReport, verify_log
 
 _PATHS = click.argument(
     "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
@@ -318,7 +324,7 @@ def report(
 
     Charts and counts cover every decision the filters select; the decision table embeds the
     newest --max-rows of them, filterable and exportable (CSV, JSON lines) in the page."""
-    from gatekeeper.audit.report import ReportRows, render_report
+    from gatekeeper.offline.audit.report import ReportRows, render_report
 
     chains = _chains(paths)
     names = chain_names(chains)

@@ -73,7 +73,7 @@ def demo(config: Path, host: str | None, port: int | None) -> None:
     """Serve demo-reasoner (three API dialects) behind gatekeeper's default policies."""
     import uvicorn
 
-    from gatekeeper.demo.app import create_demo_app, demo_banner
+    from gatekeeper.offline.demo.app import create_demo_app, demo_banner
     from gatekeeper.settings import Settings
 
     settings = Settings.load(config)

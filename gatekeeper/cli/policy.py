@@ -336,8 +336,8 @@ def replay_cmd(
     """Re-evaluate the inputs recorded in a decision log under another policy and report what
     would change: outcomes and reasons before and after, and the first examples of each change.
     Exit 0 whatever changed (a report, not a test)."""
+    from gatekeeper.offline.policy.replay import replay_logs
     from gatekeeper.policy.embedded import EmbeddedEngine
-    from gatekeeper.policy.replay import replay_logs
 
     try:
         engine = EmbeddedEngine(load_policy(policy_path), decision)

@@ -82,7 +82,7 @@ def simulate_command(
     (per-key rate limits only) and under the pack, and the share of benign requests refused or
     degraded. See docs/distillation.md.
     """
-    from gatekeeper.simulate import Population, Scenario, render_html, render_text, simulate
+    from gatekeeper.offline.simulate import Population, Scenario, render_html, render_text, simulate
 
     try:
         loaded = Scenario.load(scenario, seed=seed, hours=hours)

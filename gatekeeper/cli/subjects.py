@@ -20,13 +20,13 @@ import click
 
 from gatekeeper.contract import KycLevel
 from gatekeeper.errors import ConfigurationError
-from gatekeeper.identity.admin import (
+from gatekeeper.identity.stores import SubjectRecord, hash_api_key
+from gatekeeper.offline.identity.admin import (
     FileSubjectAdmin,
     RedisSubjectAdmin,
     SubjectAdmin,
     new_api_key,
 )
-from gatekeeper.identity.stores import SubjectRecord, hash_api_key
 
 T = TypeVar("T")
 

@@ -1,4 +1,7 @@
-"""Policy engines and policy repos: loading, checking, engines, hot reload, replay."""
+"""Policy engines and policy repos: loading, checking, engines, hot reload.
+
+Replaying a decision log against a policy is offline: ``gatekeeper.offline.policy.replay``.
+"""
 
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +13,6 @@ if TYPE_CHECKING:
     from gatekeeper.policy.factory import open_engine
     from gatekeeper.policy.opa import OpaEngine
     from gatekeeper.policy.reload import ReloadingEngine
-    from gatekeeper.policy.replay import ReplayReport, replay, replay_logs
     from gatekeeper.policy.repo import PolicySource, bundle_bytes, load_policy
     from gatekeeper.policy.testing import TestResult, format_results, run_tests
 
@@ -25,7 +27,6 @@ _EXPORTS = {
     "PolicyEngine": "gatekeeper.policy.engine",
     "PolicySource": "gatekeeper.policy.repo",
     "ReloadingEngine": "gatekeeper.policy.reload",
-    "ReplayReport": "gatekeeper.policy.replay",
     "TestResult": "gatekeeper.policy.testing",
     "Verdict": "gatekeeper.policy.engine",
     "bundle_bytes": "gatekeeper.policy.repo",
@@ -37,8 +38,6 @@ _EXPORTS = {
     "load_policy": "gatekeeper.policy.repo",
     "open_engine": "gatekeeper.policy.factory",
     "parse_cases": "gatekeeper.policy.conformance",
-    "replay": "gatekeeper.policy.replay",
-    "replay_logs": "gatekeeper.policy.replay",
     "run_tests": "gatekeeper.policy.testing",
 }
 
@@ -63,7 +62,6 @@ __all__ = [
     "PolicyEngine",
     "PolicySource",
     "ReloadingEngine",
-    "ReplayReport",
     "TestResult",
     "Verdict",
     "bundle_bytes",
@@ -75,7 +73,5 @@ __all__ = [
     "load_policy",
     "open_engine",
     "parse_cases",
-    "replay",
-    "replay_logs",
     "run_tests",
 ]

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.reader import find_log_files, iter_entries
-from gatekeeper.audit.verify import verify_log
+from gatekeeper.offline.audit.reader import find_log_files, iter_entries
+from gatekeeper.offline.audit.verify import verify_log
 from tests.servers import demo_server
 
 CHAT = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "Is 9.11 > 9.8?"}]}

@@ -12,7 +12,7 @@ import pytest
 
 from gatekeeper import Gatekeeper, GatekeeperMiddleware, Settings
 from gatekeeper.audit import JsonlFileSink
-from gatekeeper.demo.model_server import create_model_app
+from gatekeeper.offline.demo.model_server import create_model_app
 from tests.audit.conftest import complete_lines
 from tests.servers import DEMO_CONFIG
 

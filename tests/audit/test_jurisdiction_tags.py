@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from gatekeeper import GatekeeperMiddleware
 from gatekeeper.cli.main import cli
-from gatekeeper.demo.model_server import create_model_app
+from gatekeeper.offline.demo.model_server import create_model_app
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import NetworkSettings, Settings
 from tests.servers import DEMO_CONFIG

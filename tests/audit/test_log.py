@@ -18,10 +18,10 @@ from gatekeeper.audit import (
     rfc3339_ns,
 )
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.reader import find_log_files
 from gatekeeper.audit.setup import build_decision_log
 from gatekeeper.audit.sinks import checkpoint_sidecar
-from gatekeeper.audit.verify import verify_log
+from gatekeeper.offline.audit.reader import find_log_files
+from gatekeeper.offline.audit.verify import verify_log
 from gatekeeper.settings import Settings
 from tests.audit.conftest import LogFactory, decision_event
 

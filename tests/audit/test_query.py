@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gatekeeper.audit.query import decision_facts, parse_time
 from gatekeeper.cli.main import cli
+from gatekeeper.offline.audit.query import decision_facts, parse_time
 from tests.audit.conftest import LogFactory
 
 

@@ -23,8 +23,8 @@ from gatekeeper.audit import (
     canonical_json,
 )
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.reader import find_log_files
-from gatekeeper.audit.verify import verify_log
+from gatekeeper.offline.audit.reader import find_log_files
+from gatekeeper.offline.audit.verify import verify_log
 from tests.audit.conftest import decision_event
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gatekeeper.audit.query import collect_stats
-from gatekeeper.audit.report import ReportRows, render_report
 from gatekeeper.cli.main import cli
+from gatekeeper.offline.audit.query import collect_stats
+from gatekeeper.offline.audit.report import ReportRows, render_report
 from tests.audit.conftest import BASE_NS, LogFactory, decision_event
 from tests.audit.test_filters import expected, graded_event
 

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from gatekeeper.demo.app import DEMO_KEYS
+from gatekeeper.offline.demo.app import DEMO_KEYS
 from tests.servers import ROOT, demo_server
 
 CHAT = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "hello"}]}

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from gatekeeper.audit import Signer, canonical_json, entry_hash
 from gatekeeper.audit.chain import signing_message
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.reader import find_log_files
 from gatekeeper.audit.sinks import checkpoint_sidecar
-from gatekeeper.audit.verify import verify_log
+from gatekeeper.offline.audit.reader import find_log_files
+from gatekeeper.offline.audit.verify import verify_log
 from tests.audit.conftest import LogFactory
 
 Lines = list[bytes]

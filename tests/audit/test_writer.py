@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from gatekeeper.audit import DecisionLog, DecisionLogUnavailable, JsonlFileSink, Signer
 from gatekeeper.audit.canonical import GENESIS_HASH, digest
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.reader import find_log_files
-from gatekeeper.audit.verify import verify_log
+from gatekeeper.offline.audit.reader import find_log_files
+from gatekeeper.offline.audit.verify import verify_log
 from tests.audit.conftest import complete_lines, decision_event
 
 #: Long enough that a test waiting on it would fail by its own timeout: the writer must not

@@ -216,7 +216,7 @@ def test_workers_starting_together_on_a_new_log_get_a_chain_each_and_one_key(
 
 
 UVICORN_APP = """
-from gatekeeper.demo.app import create_demo_app
+from gatekeeper.offline.demo.app import create_demo_app
 
 app = create_demo_app({config!r})
 """

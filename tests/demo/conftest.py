@@ -14,7 +14,7 @@ import openai
 import pytest
 import uvicorn
 
-from gatekeeper.demo.model_server import create_model_app
+from gatekeeper.offline.demo.model_server import create_model_app
 
 
 def free_socket() -> socket.socket:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gatekeeper.demo.app import DEMO_KEYS, demo_banner
+from gatekeeper.offline.demo.app import DEMO_KEYS, demo_banner
 from gatekeeper.settings import Settings
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "gatekeeper.toml"

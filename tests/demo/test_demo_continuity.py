@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai.types.responses import Response
 
-from gatekeeper.demo._reasoner import seal, unseal
+from gatekeeper.offline.demo._reasoner import seal, unseal
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 RESPONSES_TOOLS: Any = [{"type": "function", "name": "weather", "parameters": WEATHER}]

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from gatekeeper.demo.model_server import create_model_app
+from gatekeeper.offline.demo.model_server import create_model_app
 
 from .conftest import free_socket
 
@@ -81,7 +81,7 @@ def test_cli_runs_the_server_alone(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "gatekeeper.demo.model_server",
+        "gatekeeper.offline.demo.model_server",
         "--port",
         str(port),
         "--log-level",

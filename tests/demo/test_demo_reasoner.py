@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatekeeper.demo._reasoner import (
+from gatekeeper.offline.demo._reasoner import (
     Prompt,
     Tool,
     ToolResult,

@@ -358,7 +358,7 @@ def test_gunicorn_with_uvicorn_workers_one_chain_each_metrics_summed(
     }
     command = [sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker"]
     command += ["-w", "2", "-b", f"127.0.0.1:{port}", "--no-control-socket"]
-    command += ["gatekeeper.demo.app:create_demo_app()"]
+    command += ["gatekeeper.offline.demo.app:create_demo_app()"]
     output = tmp_path / "gunicorn.log"
     with output.open("wb") as printed:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=printed, stderr=printed)

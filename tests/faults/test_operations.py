@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from gatekeeper import Gatekeeper, GatekeeperMiddleware, Settings
-from gatekeeper.demo.model_server import create_model_app
+from gatekeeper.offline.demo.model_server import create_model_app
 from gatekeeper.proxy.app import create_proxy_app
 from tests.observability.conftest import release_on_this_thread
 from tests.servers import DEMO_CONFIG, ROOT, RedisProcess, demo_server, free_port, wait_for_port
@@ -52,7 +52,7 @@ def write_app(tmp: Path, kind: str) -> str:
         textwrap.dedent(
             f"""
             from gatekeeper import Gatekeeper, GatekeeperMiddleware, Settings
-            from gatekeeper.demo.model_server import create_model_app
+            from gatekeeper.offline.demo.model_server import create_model_app
 
             CONFIG = {str(DEMO_CONFIG)!r}
             app = create_model_app()

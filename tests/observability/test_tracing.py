@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.types import Receive, Scope, Send
 
-from gatekeeper.demo.model_server import create_model_app
 from gatekeeper.observability import Tracing
+from gatekeeper.offline.demo.model_server import create_model_app
 from tests.observability.conftest import Factory, Protected
 from tests.servers import DEMO_CONFIG, ROOT
 
@@ -134,7 +134,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from gatekeeper.demo.app import create_demo_app
+from gatekeeper.offline.demo.app import create_demo_app
 
 exporter = InMemorySpanExporter()
 provider = TracerProvider()

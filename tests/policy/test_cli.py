@@ -186,7 +186,7 @@ def test_replay_reads_the_request_time_the_log_writes_as_a_string(
     """The decision log writes ``input.time.unix_ns`` (beyond 2^53) as a string; the policy
     compares it as a number (the launch window), so replay hands it back as one."""
     from gatekeeper.audit.canonical import canonical_json
-    from gatekeeper.policy.replay import policy_input
+    from gatekeeper.offline.policy.replay import policy_input
 
     logged = {"time": {"unix_ns": "1796612863316339425", "hour_utc": 4}, "subject": {}}
     assert policy_input(logged)["time"] == {"unix_ns": 1796612863316339425, "hour_utc": 4}

@@ -155,7 +155,14 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
 def stack(tmp_path_factory: pytest.TempPathFactory, echo: Launched) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("proxy-stack")
     model = launch(
-        ["-m", "gatekeeper.demo.model_server", "--port", "{port}", "--log-level", "warning"],
+        [
+            "-m",
+            "gatekeeper.offline.demo.model_server",
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+        ],
         tmp,
         "model",
     )

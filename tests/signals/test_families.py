@@ -145,7 +145,7 @@ async def test_accounts_without_a_user_agent_link_on_one_network() -> None:
 
 
 def test_a_template_alternative_is_picked_per_prompt() -> None:
-    from gatekeeper.simulate.population import _fill
+    from gatekeeper.offline.simulate.population import _fill
 
     texts = {_fill("[a shop|a store] sells {word}", random.Random(i)) for i in range(30)}
     assert {t.split(" sells")[0] for t in texts} == {"a shop", "a store"}

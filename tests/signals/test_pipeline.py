@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gatekeeper.demo.model_server import create_model_app
 from gatekeeper.middleware import GatekeeperMiddleware
+from gatekeeper.offline.demo.model_server import create_model_app
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings
 from tests.servers import DEMO_CONFIG

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from gatekeeper.cli import cli
 from gatekeeper.errors import ConfigurationError
-from gatekeeper.simulate import (
+from gatekeeper.offline.simulate import (
     Outcome,
     Population,
     Scenario,
@@ -27,7 +27,7 @@ from gatekeeper.simulate import (
     render_text,
     simulate,
 )
-from gatekeeper.simulate.runner import evidence_by_subject
+from gatekeeper.offline.simulate.runner import evidence_by_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "simulations" / "smoke.yaml"

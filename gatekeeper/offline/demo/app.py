@@ -7,8 +7,8 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
-from gatekeeper.demo.model_server import create_model_app
 from gatekeeper.middleware import GatekeeperMiddleware
+from gatekeeper.offline.demo.model_server import create_model_app
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.reader import LogFiles, Progress, chain_names
-from gatekeeper.audit.verify import (
+from gatekeeper.offline.audit.reader import LogFiles, Progress, chain_names
+from gatekeeper.offline.audit.verify import (
     EXIT_OK,
     EXIT_PROBLEM,
     EXIT_TORN,

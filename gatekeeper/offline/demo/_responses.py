@@ -18,8 +18,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gatekeeper.demo._chat import NOT_JSON, openai_error
-from gatekeeper.demo._reasoner import (
+from gatekeeper.offline.demo._chat import NOT_JSON, openai_error
+from gatekeeper.offline.demo._reasoner import (
     Completion,
     Prompt,
     Tool,
@@ -32,8 +32,8 @@ from gatekeeper.demo._reasoner import (
     summary_parts,
     think,
 )
-from gatekeeper.demo._responses_replay import check_replay, follower_id, reasoning_id
-from gatekeeper.demo._wire import (
+from gatekeeper.offline.demo._responses_replay import check_replay, follower_id, reasoning_id
+from gatekeeper.offline.demo._wire import (
     DEMO_CREATED,
     InvalidRequest,
     json_response,

@@ -27,7 +27,7 @@ whatever ``model`` name the request uses. Tokens are whitespace-separated words;
 limit (``max_tokens``, ``max_completion_tokens``, ``max_output_tokens``) cuts the output and
 reports ``length`` / ``max_tokens`` / ``incomplete``. Authentication headers are ignored.
 
-Run it alone with ``python -m gatekeeper.demo.model_server --host 127.0.0.1 --port 9000``.
+Run it alone with ``python -m gatekeeper.offline.demo.model_server --host 127.0.0.1 --port 9000``.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gatekeeper.demo._chat import chat_completions, openai_error
-from gatekeeper.demo._messages import anthropic_error, messages
-from gatekeeper.demo._responses import responses
-from gatekeeper.demo._wire import DEMO_CREATED, MODEL_ID, InvalidRequest, json_response
+from gatekeeper.offline.demo._chat import chat_completions, openai_error
+from gatekeeper.offline.demo._messages import anthropic_error, messages
+from gatekeeper.offline.demo._responses import responses
+from gatekeeper.offline.demo._wire import DEMO_CREATED, MODEL_ID, InvalidRequest, json_response
 
 __all__ = ["MODEL_ID", "create_model_app", "main"]
 
@@ -117,7 +117,7 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run demo-reasoner alone under uvicorn."""
-    parser = argparse.ArgumentParser(prog="python -m gatekeeper.demo.model_server")
+    parser = argparse.ArgumentParser(prog="python -m gatekeeper.offline.demo.model_server")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=9000, help="TCP port (default: 9000)")
     parser.add_argument(

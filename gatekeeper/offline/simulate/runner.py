@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import orjson
 
-from gatekeeper.simulate.population import PlannedRequest, Population
+from gatekeeper.offline.simulate.population import PlannedRequest, Population
 
 Progress = Callable[[int, int], None]
 
@@ -119,8 +119,8 @@ async def run_in_process(
 ) -> list[Outcome]:
     """Run every request through an in-process demo gateway with a simulated clock."""
     # Imported here: the CLI's other commands should not pay for the demo app.
-    from gatekeeper.demo.model_server import create_model_app
     from gatekeeper.middleware import GatekeeperMiddleware
+    from gatekeeper.offline.demo.model_server import create_model_app
     from gatekeeper.quota import MemoryQuotaStore
     from gatekeeper.runtime import Gatekeeper
     from gatekeeper.settings import Settings

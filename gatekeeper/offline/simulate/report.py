@@ -20,8 +20,8 @@ import math
 from collections import Counter
 from typing import Any
 
-from gatekeeper.simulate.population import Population
-from gatekeeper.simulate.runner import Outcome
+from gatekeeper.offline.simulate.population import Population
+from gatekeeper.offline.simulate.runner import Outcome
 
 
 def build_report(

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gatekeeper.simulate.population import Account, PlannedRequest, Population
-from gatekeeper.simulate.report import build_report, render_html, render_text
-from gatekeeper.simulate.runner import (
+from gatekeeper.offline.simulate.population import Account, PlannedRequest, Population
+from gatekeeper.offline.simulate.report import build_report, render_html, render_text
+from gatekeeper.offline.simulate.runner import (
     Outcome,
     Progress,
     SimulatedClock,
@@ -25,7 +25,7 @@ from gatekeeper.simulate.runner import (
     run_against,
     run_in_process,
 )
-from gatekeeper.simulate.scenario import Group, Scenario, TierShare
+from gatekeeper.offline.simulate.scenario import Group, Scenario, TierShare
 
 IN_PROCESS_CLOCK = (
     "simulated: the quota buckets and the signal windows read a clock the simulator advances "

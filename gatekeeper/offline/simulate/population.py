@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from gatekeeper.simulate.scenario import Group, Scenario
+from gatekeeper.offline.simulate.scenario import Group, Scenario
 
 _NAMES = (
     "Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Jonas",

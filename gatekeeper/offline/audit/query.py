@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gatekeeper.audit.activity import Activity, rank
-from gatekeeper.audit.reader import kind_of
+from gatekeeper.offline.audit.activity import Activity, rank
+from gatekeeper.offline.audit.reader import kind_of
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gatekeeper.demo._reasoner import (
+from gatekeeper.offline.demo._reasoner import (
     Completion,
     Prompt,
     Tool,
@@ -25,7 +25,7 @@ from gatekeeper.demo._reasoner import (
     split_text,
     think,
 )
-from gatekeeper.demo._wire import (
+from gatekeeper.offline.demo._wire import (
     DEMO_CREATED,
     InvalidRequest,
     json_response,

@@ -51,7 +51,7 @@ from gatekeeper.audit.canonical import (
 )
 from gatekeeper.audit.chain import checkpoint_problem
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.audit.reader import LogFiles, Progress, iter_lines
+from gatekeeper.offline.audit.reader import LogFiles, Progress, iter_lines
 
 EXIT_OK, EXIT_PROBLEM, EXIT_TORN = 0, 1, 3
 _WINDOW = 4096

@@ -23,8 +23,8 @@ import hashlib
 import hmac
 from typing import Any
 
-from gatekeeper.demo._reasoner import DEMO_SIGNING_KEY, unseal
-from gatekeeper.demo._wire import InvalidRequest
+from gatekeeper.offline.demo._reasoner import DEMO_SIGNING_KEY, unseal
+from gatekeeper.offline.demo._wire import InvalidRequest
 
 _FOLLOWER_PREFIXES = ("msg_", "fc_")
 

@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gatekeeper.demo._reasoner import (
+from gatekeeper.offline.demo._reasoner import (
     Completion,
     Prompt,
     Tool,
@@ -28,7 +28,7 @@ from gatekeeper.demo._reasoner import (
     think,
     verify,
 )
-from gatekeeper.demo._wire import (
+from gatekeeper.offline.demo._wire import (
     InvalidRequest,
     json_response,
     positive_int,

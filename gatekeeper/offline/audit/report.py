@@ -21,11 +21,18 @@ from urllib.parse import quote
 import orjson
 
 from gatekeeper._version import __version__
-from gatekeeper.audit.activity import LEVELS, Activity, rank
-from gatekeeper.audit.chains import ChainsReport
-from gatekeeper.audit.charts import ALLOW, DENY, PALETTE, legend, stacked_bars, stacked_columns
-from gatekeeper.audit.query import Stats, decision_facts, rfc3339_or_none
-from gatekeeper.audit.verify import VerifyReport
+from gatekeeper.offline.audit.activity import LEVELS, Activity, rank
+from gatekeeper.offline.audit.chains import ChainsReport
+from gatekeeper.offline.audit.charts import (
+    ALLOW,
+    DENY,
+    PALETTE,
+    legend,
+    stacked_bars,
+    stacked_columns,
+)
+from gatekeeper.offline.audit.query import Stats, decision_facts, rfc3339_or_none
+from gatekeeper.offline.audit.verify import VerifyReport
 
 _OUTCOMES = (("allow", ALLOW), ("deny", DENY))
 _LEVEL_COLORS = (("watch", "#f9a825"), ("suspect", "#ef6c00"), ("strong", "#b71c1c"))
@@ -152,7 +159,7 @@ def render_report(
 
 
 def _asset(name: str) -> str:
-    return files("gatekeeper.audit").joinpath(name).read_text(encoding="utf-8")
+    return files("gatekeeper.offline.audit").joinpath(name).read_text(encoding="utf-8")
 
 
 def _json_for_html(value: Any) -> str:

@@ -1,0 +1,1 @@
+"""Managing subjects in the file and Redis stores (``gatekeeper subjects …``)."""
