@@ -247,6 +247,11 @@ StoreErrorMode = Literal["deny", "allow", "local"]
 
 QuotaScope = Literal["subject", "org", "cluster", "cohort"]
 
+#: The validation context key of a function ``(quotas, reasoning_mode) -> quotas`` that fills in
+#: the ``key`` and ``cost`` quota templates leave out (``Decision.model_validate(value,
+#: context={QUOTA_TEMPLATES: complete})``; gatekeeper.quota.templates builds it).
+QUOTA_TEMPLATES = "quota_templates"
+
 
 class QuotaSpec(_Model):
     """One quota the request must fit in, chosen and parameterised by the policy.
@@ -256,9 +261,9 @@ class QuotaSpec(_Model):
     (a `limits` expression such as ``"1/day"``'s period: ``"day"`` or ``"month"``).
 
     A policy may leave ``key`` and ``cost`` out (a quota template, as the default pack's data
-    holds them): gatekeeper then fills them in from the input (``resolve_quotas``): the key is
-    ``<owner>:<name>``, the owner chosen by ``scope``, and the cost is what the request costs
-    in the quota's ``unit``.
+    holds them): gatekeeper then fills them in from the input before validating
+    (``gatekeeper.quota.templates``): the key is ``<owner>:<name>``, the owner chosen by
+    ``scope``, and the cost is what the request costs in the quota's ``unit``.
     """
 
     name: str
@@ -333,15 +338,17 @@ class Decision(_Model):
     @model_validator(mode="before")
     @classmethod
     def _fill_quota_templates(cls, data: Any, info: ValidationInfo) -> Any:
-        # Validated with the input as context (``{"input": doc}``), as every engine does:
-        # quota templates get their key and cost from that input.
+        # Every engine validates with a completer of quota templates as context
+        # (``{QUOTA_TEMPLATES: complete}``, gatekeeper.quota.templates): the contract itself
+        # knows nothing of where a template's key and cost come from.
         context = info.context
-        if isinstance(data, dict) and isinstance(context, dict) and "input" in context:
+        if isinstance(data, dict) and isinstance(context, dict):
+            complete = context.get(QUOTA_TEMPLATES)
             quotas = data.get("quotas")
-            if isinstance(quotas, list) and quotas:
+            if complete is not None and isinstance(quotas, list) and quotas:
                 reasoning = data.get("reasoning")
                 mode = reasoning.get("mode", "drop") if isinstance(reasoning, dict) else "drop"
-                data = {**data, "quotas": resolve_quotas(quotas, context["input"], mode)}
+                data = {**data, "quotas": complete(quotas, mode)}
         return data
 
     @field_validator("headers")
@@ -375,68 +382,3 @@ def input_json_schema() -> dict[str, Any]:
 def decision_json_schema() -> dict[str, Any]:
     """The JSON Schema of ``Decision``."""
     return Decision.model_json_schema()
-
-
-def _owners(input_doc: dict[str, Any]) -> dict[str, str]:
-    """The key prefix of each quota scope for one input document."""
-    subject = input_doc.get("subject") or {}
-    owner = f"subject:{subject.get('id')}"
-    org = subject.get("org")
-    cluster = ((input_doc.get("signals") or {}).get("cluster") or {}).get("id")
-    return {
-        "subject": owner,
-        "org": f"org:{org}" if isinstance(org, str) and org else owner,
-        "cluster": f"cluster:{cluster}" if isinstance(cluster, str) else owner,
-    }
-
-
-def resolve_quotas(
-    quotas: list[Any], input_doc: dict[str, Any], reasoning_mode: str = "drop"
-) -> list[Any]:
-    """Fill in the ``key`` and ``cost`` that the decision's quotas leave out.
-
-    - ``key``: ``<owner>:<name>``; the owner is ``subject:<id>`` for scope ``subject``,
-      ``org:<org>`` for scope ``org`` (the subject's when it has no org),
-      ``cluster:<id>`` for scope ``cluster`` (the subject's when the signal stage found no
-      cluster) and ``cohort:<cohort>`` for scope ``cohort`` (the quota's own ``cohort``, a
-      name the policy composes from e.g. account-age band, KYC level, tier, network type,
-      country or behavioural cluster; the subject's when it has none). The owner is the hash
-      tag of gatekeeper's Redis keys: one slot per owner.
-    - ``cost``: 1 for unit ``requests``; the request's estimated model tokens
-      (``input.request.estimated_tokens``, settled from the real usage after the response) for
-      ``tokens`` and ``reasoning_tokens``. A quota with no cost for this request is left out:
-      ``tokens`` of a request that is not a model call (no dialect), ``reasoning_tokens`` when
-      the decision exposes no reasoning (mode ``drop``).
-
-    Quotas that give their own ``key`` or ``cost`` keep them; anything malformed is passed on
-    unchanged for validation to reject.
-    """
-    owners: dict[str, str] | None = None
-    request = input_doc.get("request") or {}
-    model_call = isinstance(request.get("dialect"), str)
-    tokens = request.get("estimated_tokens", 0)
-    out: list[Any] = []
-    for quota in quotas:
-        if not isinstance(quota, dict) or ("key" in quota and "cost" in quota):
-            out.append(quota)
-            continue
-        quota = dict(quota)
-        if "cost" not in quota:
-            unit = quota.get("unit", "requests")
-            if unit == "requests":
-                quota["cost"] = 1
-            elif unit in ("tokens", "reasoning_tokens"):
-                if not model_call or (unit == "reasoning_tokens" and reasoning_mode == "drop"):
-                    continue
-                quota["cost"] = tokens
-        if "key" not in quota and isinstance(quota.get("name"), str):
-            owners = owners or _owners(input_doc)
-            scope = quota.get("scope", "subject")
-            cohort = quota.get("cohort")
-            if scope == "cohort" and isinstance(cohort, str) and cohort:
-                owner = f"cohort:{cohort}"
-            else:
-                owner = owners.get(scope, owners["subject"])
-            quota["key"] = f"{owner}:{quota['name']}"
-        out.append(quota)
-    return out

@@ -1,34 +1,58 @@
-"""The policy input document of one request, built as JSON without building an ``Input``.
+"""The policy input document (``input`` in Rego): the one place its shape is spelled.
 
-``build_input`` returns exactly what ``Input(...).model_dump(mode="json")`` returns for the same
-facts (``input_model`` builds it that way; tests/test_input_document.py compares the two, byte
-for byte, over generated values), at well under half the cost: validating an ``Input``,
-``RequestInfo`` and ``TimeInfo`` from values gatekeeper computed itself, then dumping them
-again, took 16.5 µs a request measured alone (about 55 µs inside the running stack, colder
-caches); this takes 6.6 µs. The parts that arrive as models (subject, network, prompt
-features) are dumped by pydantic itself; the signals stage hands over its part already as JSON.
+Every part of the document is built here, as JSON (dicts in ``contract.Input``'s field order):
 
-Anything that is not exactly the type the fast path expects (a subclass of ``Subject``, a
-dialect's fact of another type) goes through the models, so the document never differs.
+- ``build_input``: the whole document of one request, from the facts the stages gathered;
+- ``signals_document``: ``input.signals``, from what the signals stage read of its state
+  (``usage_document``, ``cluster_document``, ``family_document``, ``behaviour_document`` for
+  its parts); with no arguments, the signals of a request the stage did not inspect
+  (``unavailable_signals``);
+- ``sample_input``: a complete document from sample parts, for the policy tooling.
+
+The request path builds dicts rather than pydantic models: validating ``Input`` and its parts
+from values gatekeeper computed itself, then dumping them again, costs several times as much
+(bench figures in docs/performance.md). The contract stays the judge of the shape:
+tests/test_input_document.py checks, over generated parts, that every document built here
+validates as an ``Input`` and is exactly what that ``Input`` dumps (same fields, same order,
+same types), so the two cannot drift. A value that is not exactly the type the fast path
+expects (a subclass of ``Subject``, a dialect's fact of another type) goes through the model,
+which coerces it, so the document never differs.
+
+``contract.py`` depends on nothing here; this module depends on the contract only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from gatekeeper.contract import (
     CONTRACT_VERSION,
     Input,
+    KycLevel,
     Network,
     PromptFeatures,
-    RequestInfo,
-    Signals,
     Subject,
-    TimeInfo,
 )
-from gatekeeper.dialects.base import RequestFacts
-from gatekeeper.signals.stage import unavailable_signals
+
+if TYPE_CHECKING:
+    from gatekeeper.dialects.base import RequestFacts
+
+#: The usage maps of ``input.signals.subject`` and ``.cluster`` (``UsageSignals``), in order;
+#: the signal state keeps its counters in this order (``signals.state.USAGE_METRICS``).
+USAGE_MAPS = (
+    "requests",
+    "tokens",
+    "reasoning_requests",
+    "reasoning_tokens",
+    "refused",
+    "reasoning_exposed",
+    "repeated",
+)
+_REQUESTS, _REASONING, _EXPOSED, _REPEATED = 0, 2, 5, 6
 
 
 def build_input(
@@ -43,24 +67,57 @@ def build_input(
     user_agent: str | None,
     signals: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``input`` for the policy: ``signals`` is ``input.signals`` as JSON (``SignalContext.
-    document``), ``None`` when the signals stage did not run."""
-    if not _plain(method, path, dialect, facts, subject, network, user_agent):
-        return input_model(
-            method=method,
-            path=path,
-            dialect=dialect,
-            facts=facts,
-            subject=subject,
-            network=network,
-            unix_ns=unix_ns,
-            user_agent=user_agent,
-            signals=signals,
-        ).model_dump(mode="json")
+    """``input`` for the policy: ``signals`` is ``input.signals`` as ``signals_document``
+    built it (``SignalContext.document``), ``None`` when the signals stage did not run."""
+    if signals is None:
+        signals = unavailable_signals()
+    if _plain(method, path, dialect, facts, subject, network, user_agent):
+        return _document(
+            subject.model_dump(mode="json"),
+            network.model_dump(mode="json"),
+            method,
+            path,
+            dialect,
+            facts,
+            facts.prompt_features.model_dump(mode="json"),
+            user_agent,
+            signals,
+            unix_ns,
+        )
+    # Values of other types: the same document with the values as they are, validated (and so
+    # coerced) by the contract, then dumped.
+    raw = _document(
+        subject,
+        network,
+        method,
+        path,
+        dialect,
+        facts,
+        facts.prompt_features,
+        user_agent,
+        signals,
+        unix_ns,
+    )
+    return Input.model_validate(raw).model_dump(mode="json")
+
+
+def _document(
+    subject: Any,
+    network: Any,
+    method: Any,
+    path: Any,
+    dialect: Any,
+    facts: RequestFacts,
+    prompt_features: Any,
+    user_agent: Any,
+    signals: dict[str, Any],
+    unix_ns: int,
+) -> dict[str, Any]:
+    """The document's literal: the one spelling of ``Input`` and ``RequestInfo``."""
     return {
         "version": CONTRACT_VERSION,
-        "subject": subject.model_dump(mode="json"),
-        "network": network.model_dump(mode="json"),
+        "subject": subject,
+        "network": network,
         "request": {
             "method": method,
             "path": path,
@@ -71,9 +128,9 @@ def build_input(
             "max_tokens": facts.max_tokens,
             "estimated_tokens": facts.estimated_tokens,
             "user_agent": user_agent,
-            "prompt_features": facts.prompt_features.model_dump(mode="json"),
+            "prompt_features": prompt_features,
         },
-        "signals": signals if signals is not None else unavailable_signals(),
+        "signals": signals,
         "time": _time(unix_ns),
     }
 
@@ -87,40 +144,6 @@ def _time(unix_ns: int) -> dict[str, Any]:
         "weekday": now.weekday(),
         "hour_utc": now.hour,
     }
-
-
-def input_model(
-    *,
-    method: str,
-    path: str,
-    dialect: str | None,
-    facts: RequestFacts,
-    subject: Subject,
-    network: Network,
-    unix_ns: int,
-    user_agent: str | None,
-    signals: dict[str, Any] | None = None,
-) -> Input:
-    """The same input as the contract's validated model (the reference ``build_input`` keeps
-    to, and its path for values of unexpected types)."""
-    return Input(
-        subject=subject,
-        network=network,
-        request=RequestInfo(
-            method=method,
-            path=path,
-            dialect=dialect,
-            model=facts.model,
-            stream=facts.stream,
-            reasoning_requested=facts.reasoning_requested,
-            max_tokens=facts.max_tokens,
-            estimated_tokens=facts.estimated_tokens,
-            user_agent=user_agent,
-            prompt_features=facts.prompt_features,
-        ),
-        signals=Signals.model_validate(signals) if signals is not None else Signals(),
-        time=TimeInfo(**_time(unix_ns)),
-    )
 
 
 def _plain(
@@ -146,4 +169,155 @@ def _plain(
         and type(facts.reasoning_requested) is bool
         and (facts.max_tokens is None or type(facts.max_tokens) is int)
         and type(facts.estimated_tokens) is int
+    )
+
+
+# -- input.signals ---------------------------------------------------------------------------
+
+
+def signals_document(
+    subject: dict[str, Any] | None = None,
+    cluster: dict[str, Any] | None = None,
+    *,
+    available: bool = False,
+    account_age_days: float | None = None,
+    cot_elicitation: float = 0.0,
+    cot_patterns: list[str] | None = None,
+    template_hash: str | None = None,
+    template_repetition: float = 0.0,
+    family: dict[str, Any] | None = None,
+    behaviour: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``input.signals`` (``Signals``): the signals stage's reads put together.
+
+    ``subject`` and ``cluster`` are ``usage_document``s (the cluster's completed by
+    ``cluster_document``); the subject's gets ``account_age_days``. Every part left out is the
+    contract's default, so ``signals_document()`` is what a request the stage did not inspect
+    carries (``available = false``).
+    """
+    subject = subject if subject is not None else usage_document(())
+    subject["account_age_days"] = account_age_days
+    return {
+        "available": available,
+        "subject": subject,
+        "cluster": cluster if cluster is not None else cluster_document(usage_document(())),
+        "cot_elicitation": cot_elicitation,
+        "cot_patterns": cot_patterns if cot_patterns is not None else [],
+        "template_hash": template_hash,
+        "template_repetition": template_repetition,
+        "family": family if family is not None else family_document(None),
+        "behaviour": behaviour if behaviour is not None else behaviour_document(),
+    }
+
+
+def usage_document(
+    windows: Sequence[str],
+    totals: Sequence[Sequence[int]] | None = None,
+    main: int = 0,
+    template_count: int = 0,
+    family_count: int = 0,
+) -> dict[str, Any]:
+    """The ``UsageSignals`` fields: ``totals[i]`` holds window ``windows[i]``'s totals in
+    ``USAGE_MAPS`` order (``None``: nothing seen, every count 0); the shares are of the main
+    window (index ``main``), rounded to 4 places."""
+    doc: dict[str, Any]
+    if totals is None:
+        doc = {name: dict.fromkeys(windows, 0) for name in USAGE_MAPS}
+        doc["reasoning_share"] = doc["exposed_share"] = doc["repeat_share"] = 0.0
+    else:
+        # Lengths are equal by construction (a total per map, a name per window): zip's
+        # strict keyword costs 0.3 µs a call on Python 3.11, seven calls a read.
+        doc = {
+            name: dict(zip(windows, column))  # noqa: B905
+            for name, column in zip(USAGE_MAPS, zip(*totals))  # noqa: B905
+        }
+        main_totals = totals[main]
+        requests = main_totals[_REQUESTS]
+        if requests > 0:
+            doc["reasoning_share"] = round(main_totals[_REASONING] / requests, 4)
+            doc["exposed_share"] = round(min(1.0, main_totals[_EXPOSED] / requests), 4)
+            doc["repeat_share"] = round(main_totals[_REPEATED] / requests, 4)
+        else:
+            doc["reasoning_share"] = doc["exposed_share"] = doc["repeat_share"] = 0.0
+    doc["template_count"] = template_count
+    doc["family_count"] = family_count
+    return doc
+
+
+def cluster_document(
+    usage: dict[str, Any],
+    id: str | None = None,
+    size: int = 1,
+    linked_by: list[str] | None = None,
+    subjects_by_age: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """``input.signals.cluster`` (``ClusterSignals``): a ``usage_document`` and the cluster."""
+    usage["id"] = id
+    usage["size"] = size
+    usage["linked_by"] = linked_by if linked_by is not None else []
+    usage["subjects_by_age"] = subjects_by_age if subjects_by_age is not None else {}
+    return usage
+
+
+def family_document(
+    id: str | None, subjects: int = 0, subjects_by_age: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """``input.signals.family`` (``FamilySignals``)."""
+    return {
+        "id": id,
+        "subjects": subjects,
+        "subjects_by_age": subjects_by_age if subjects_by_age is not None else {},
+    }
+
+
+def behaviour_document(
+    id: str | None = None,
+    size: int = 1,
+    subjects_by_age: dict[str, int] | None = None,
+    fingerprinted: bool = False,
+) -> dict[str, Any]:
+    """``input.signals.behaviour`` (``BehaviourSignals``)."""
+    return {
+        "id": id,
+        "size": size,
+        "subjects_by_age": subjects_by_age if subjects_by_age is not None else {},
+        "fingerprinted": fingerprinted,
+    }
+
+
+#: ``signals_document()`` as JSON: a fresh copy per request costs less than building it.
+_UNAVAILABLE = orjson.dumps(signals_document())
+
+
+def unavailable_signals() -> dict[str, Any]:
+    """``input.signals`` of a request the signals stage did not inspect, or failed on."""
+    return orjson.loads(_UNAVAILABLE)  # type: ignore[no-any-return]
+
+
+# -- a sample ----------------------------------------------------------------------------------
+
+
+def sample_input(
+    *,
+    subject: Subject | None = None,
+    network: Network | None = None,
+    facts: RequestFacts | None = None,
+    signals: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A complete input document from sample parts (each one replaceable): a free-tier,
+    email-verified subject calling ``POST /v1/chat/completions`` from the US at
+    2026-01-01T00:00:00Z, its signals unavailable."""
+    from gatekeeper.dialects.base import RequestFacts  # the dialects import the shapers
+
+    return build_input(
+        method="POST",
+        path="/v1/chat/completions",
+        dialect="openai_chat",
+        facts=facts or RequestFacts(model="sample-model", estimated_tokens=16),
+        subject=subject
+        or Subject(id="sample", tier="free", kyc_level=KycLevel.EMAIL, auth_method="api_key"),
+        network=network or Network(client_ip="203.0.113.7", country="US"),
+        unix_ns=1_767_225_600 * 10**9,
+        user_agent=None,
+        signals=signals,
     )

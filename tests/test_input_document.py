@@ -1,4 +1,10 @@
-"""The policy input document: built as JSON, byte for byte what the ``Input`` model dumps."""
+"""The policy input document: built as JSON, and a fixed point of the contract.
+
+Every document the builder makes must validate as ``contract.Input`` and be exactly what that
+``Input`` dumps (every field, in the model's order, of the model's type: an int where a float
+belongs changes the bytes the policy sees), so the builder and the contract cannot drift; and it
+must carry the facts it was built from.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.contract import (
+    Input,
     KycLevel,
     Network,
     PromptFeatures,
@@ -17,16 +24,22 @@ from gatekeeper.contract import (
     Subject,
 )
 from gatekeeper.dialects.base import RequestFacts
-from gatekeeper.input_document import build_input, input_model
+from gatekeeper.input_document import (
+    behaviour_document,
+    build_input,
+    cluster_document,
+    family_document,
+    sample_input,
+    signals_document,
+    unavailable_signals,
+    usage_document,
+)
+from gatekeeper.policy.conformance import SAMPLE_INPUT
 
 
-def reference(**values: Any) -> bytes:
-    """The document as the middleware built it before: the validated models, dumped."""
-    return orjson.dumps(input_model(**values).model_dump(mode="json"))
-
-
-def built(**values: Any) -> bytes:
-    return orjson.dumps(build_input(**values))
+def as_the_contract_dumps(doc: dict[str, Any]) -> bytes:
+    """``doc`` validated as an ``Input`` and dumped: what the policy would see from a model."""
+    return orjson.dumps(Input.model_validate(doc).model_dump(mode="json"))
 
 
 text = st.text(max_size=12)
@@ -74,32 +87,52 @@ facts_ = st.builds(
         has_tool_results=st.booleans(),
     ),
 )
-windows = st.dictionaries(st.sampled_from(["10m", "1h", "24h"]), count, max_size=3)
-usage = {
-    "requests": windows,
-    "tokens": windows,
-    "reasoning_requests": windows,
-    "reasoning_tokens": windows,
-    "refused": windows,
-    "reasoning_share": st.floats(0, 1),
-    "template_count": count,
-}
-# What the signals stage hands over: a ``Signals`` dumped to JSON (tests/signals pins that).
-signal_documents = st.none() | st.builds(
-    lambda s: s.model_dump(mode="json"),
-    st.builds(
-        Signals,
-        available=st.booleans(),
-        subject=st.fixed_dictionaries({**usage, "account_age_days": st.none() | finite}),
-        cluster=st.fixed_dictionaries(
-            {**usage, "id": maybe_text, "size": count, "linked_by": st.lists(text, max_size=3)}
+names = st.lists(st.sampled_from(["10m", "1h", "24h", "7d"]), unique=True, max_size=3)
+ages = st.dictionaries(st.sampled_from(["7", "30", "90"]), count, max_size=3)
+
+
+@st.composite
+def usage_parts(draw: st.DrawFn) -> dict[str, Any]:
+    """A ``usage_document`` as the signal state reads one: totals per window, or none seen."""
+    windows = draw(names)
+    totals = draw(
+        st.none()
+        | st.lists(
+            st.lists(count, min_size=7, max_size=7), min_size=len(windows), max_size=len(windows)
+        )
+    )
+    main = draw(st.integers(0, max(0, len(windows) - 1)))
+    if totals is not None and not windows:
+        totals = None
+    return usage_document(windows, totals, main, draw(count), draw(count))
+
+
+@st.composite
+def signal_parts(draw: st.DrawFn) -> dict[str, Any] | None:
+    """``input.signals`` as the stage hands it over, from sampled reads of its state."""
+    if draw(st.booleans()):
+        return None if draw(st.booleans()) else unavailable_signals()
+    cluster = cluster_document(
+        draw(usage_parts()),
+        draw(maybe_text),
+        draw(count),
+        draw(st.lists(text, max_size=3)),
+        draw(ages),
+    )
+    return signals_document(
+        draw(usage_parts()),
+        cluster,
+        available=draw(st.booleans()),
+        account_age_days=draw(st.none() | finite),
+        cot_elicitation=draw(st.floats(0, 1)),
+        cot_patterns=draw(st.lists(text, max_size=3)),
+        template_hash=draw(maybe_text),
+        template_repetition=draw(st.floats(0, 1)),
+        family=family_document(draw(maybe_text), draw(count), draw(ages)),
+        behaviour=behaviour_document(
+            draw(maybe_text), draw(count), draw(ages), draw(st.booleans())
         ),
-        cot_elicitation=st.floats(0, 1),
-        cot_patterns=st.lists(text, max_size=3),
-        template_hash=maybe_text,
-        template_repetition=st.floats(0, 1),
-    ),
-)
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -112,10 +145,29 @@ signal_documents = st.none() | st.builds(
     network=networks,
     unix_ns=st.integers(min_value=0, max_value=2**62),
     user_agent=maybe_text,
-    signals=signal_documents,
+    signals=signal_parts(),
 )
-def test_the_document_is_what_the_input_model_dumps(**values: Any) -> None:
-    assert built(**values) == reference(**values)
+def test_the_document_is_what_the_contract_dumps_and_carries_the_facts(**values: Any) -> None:
+    doc = build_input(**values)
+    assert orjson.dumps(doc) == as_the_contract_dumps(doc)
+    facts: RequestFacts = values["facts"]
+    assert doc["subject"] == values["subject"].model_dump(mode="json")
+    assert doc["network"] == values["network"].model_dump(mode="json")
+    assert doc["request"] == {
+        "method": values["method"],
+        "path": values["path"],
+        "dialect": values["dialect"],
+        "model": facts.model,
+        "stream": facts.stream,
+        "reasoning_requested": facts.reasoning_requested,
+        "max_tokens": facts.max_tokens,
+        "estimated_tokens": facts.estimated_tokens,
+        "user_agent": values["user_agent"],
+        "prompt_features": facts.prompt_features.model_dump(mode="json"),
+    }
+    expected_signals = values["signals"] or Signals().model_dump(mode="json")
+    assert doc["signals"] == expected_signals
+    assert doc["time"]["unix_ns"] == values["unix_ns"]
 
 
 class TenantSubject(Subject):
@@ -132,30 +184,33 @@ def plain_facts(**changes: Any) -> RequestFacts:
 
 
 @pytest.mark.parametrize(
-    ("facts", "subject"),
+    ("facts", "subject", "expected"),
     [
-        (plain_facts(max_tokens=True), Subject(id="a")),
-        (plain_facts(estimated_tokens=29.0), Subject(id="a")),
-        (plain_facts(stream=1), Subject(id="a")),
-        (plain_facts(), TenantSubject(id="a")),
+        (plain_facts(max_tokens=True), Subject(id="a"), {"max_tokens": 1}),
+        (plain_facts(estimated_tokens=29.0), Subject(id="a"), {"estimated_tokens": 29}),
+        (plain_facts(stream=1), Subject(id="a"), {"stream": True}),
+        (plain_facts(), TenantSubject(id="a"), {}),
     ],
     ids=["bool-max-tokens", "float-estimate", "int-stream", "subject-subclass"],
 )
-def test_values_of_other_types_are_coerced_as_the_models_coerce_them(
-    facts: RequestFacts, subject: Subject
+def test_values_of_other_types_are_coerced_as_the_contract_coerces_them(
+    facts: RequestFacts, subject: Subject, expected: dict[str, Any]
 ) -> None:
-    values: dict[str, Any] = {
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "dialect": "openai_chat",
-        "facts": facts,
-        "subject": subject,
-        "network": Network(client_ip="192.0.2.7"),
-        "unix_ns": 1_767_225_600_123_456_789,
-        "user_agent": "ua",
-        "signals": None,
-    }
-    assert built(**values) == reference(**values)
+    doc = build_input(
+        method="POST",
+        path="/v1/chat/completions",
+        dialect="openai_chat",
+        facts=facts,
+        subject=subject,
+        network=Network(client_ip="192.0.2.7"),
+        unix_ns=1_767_225_600_123_456_789,
+        user_agent="ua",
+    )
+    assert orjson.dumps(doc) == as_the_contract_dumps(doc)
+    for name, value in expected.items():
+        assert doc["request"][name] == value and type(doc["request"][name]) is type(value)
+    # A subject type of the app's own: the policy sees the contract's fields only.
+    assert doc["subject"] == Subject(id="a").model_dump(mode="json")
 
 
 def test_without_signals_the_policy_sees_them_unavailable() -> None:
@@ -176,3 +231,47 @@ def test_without_signals_the_policy_sees_them_unavailable() -> None:
         "weekday": 3,
         "hour_utc": 0,
     }
+
+
+def test_the_signals_part_of_the_state_reads_is_what_the_contract_dumps() -> None:
+    usage = usage_document(["10m", "1h"], [(4, 10, 2, 0, 1, 1, 0), (8, 20, 2, 3, 1, 3, 2)], 1, 2, 1)
+    doc = signals_document(
+        usage,
+        cluster_document(dict(usage), "c-1", 2, ["org"], {"7": 1}),
+        available=True,
+        account_age_days=3.5,
+    )
+    assert orjson.dumps(doc) == orjson.dumps(Signals.model_validate(doc).model_dump(mode="json"))
+    # Shares are of the main window (index 1: 8 requests), rounded to 4 places.
+    assert (usage["reasoning_share"], usage["exposed_share"], usage["repeat_share"]) == (
+        0.25,
+        0.375,
+        0.25,
+    )
+    assert usage["requests"] == {"10m": 4, "1h": 8}
+    assert doc["subject"]["account_age_days"] == 3.5
+
+
+def test_unavailable_signals_are_the_contracts_defaults_and_fresh_each_time() -> None:
+    assert signals_document() == unavailable_signals() == Signals().model_dump(mode="json")
+    first = unavailable_signals()
+    first["subject"]["requests"]["1h"] = 1
+    assert unavailable_signals()["subject"]["requests"] == {}
+
+
+def test_the_sample_input_is_built_from_parts_and_complete() -> None:
+    doc = sample_input()
+    assert orjson.dumps(doc) == as_the_contract_dumps(doc)
+    assert doc == SAMPLE_INPUT
+    assert (doc["subject"]["id"], doc["subject"]["kyc_rank"], doc["network"]["country"]) == (
+        "sample",
+        1,
+        "US",
+    )
+    assert doc["time"] == {
+        "unix_ns": 1_767_225_600_000_000_000,
+        "rfc3339": "2026-01-01T00:00:00Z",
+        "weekday": 3,
+        "hour_utc": 0,
+    }
+    assert doc["signals"]["available"] is False

@@ -33,38 +33,16 @@ from typing import Any
 import yaml
 
 from gatekeeper.errors import PolicyLoadError
+from gatekeeper.input_document import sample_input as build_sample_input
 from gatekeeper.policy.engine import UNDEFINED
 
-#: A minimal valid input document, used when a repo has no cases of its own.
-SAMPLE_INPUT: dict[str, Any] = {
-    "version": 1,
-    "subject": {
-        "id": "sample",
-        "tier": "free",
-        "kyc_level": "email",
-        "kyc_rank": 1,
-        "flags": [],
-        "auth_method": "api_key",
-    },
-    "network": {"client_ip": "203.0.113.7", "country": "US", "jurisdiction_tags": []},
-    "request": {
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "dialect": "openai_chat",
-        "model": "sample-model",
-        "stream": False,
-        "estimated_tokens": 16,
-    },
-    "signals": {},
-    "time": {"unix_ns": 0, "rfc3339": "2026-01-01T00:00:00Z", "weekday": 3, "hour_utc": 0},
-}
+#: A complete input document from sample parts, used when a repo has no cases of its own.
+SAMPLE_INPUT: dict[str, Any] = build_sample_input()
 
 
 def sample_input() -> dict[str, Any]:
-    """``SAMPLE_INPUT`` completed by the contract's defaults, as gatekeeper would send it."""
-    from gatekeeper.contract import Input
-
-    return Input.model_validate(SAMPLE_INPUT).model_dump(mode="json")
+    """A fresh copy of ``SAMPLE_INPUT``, as gatekeeper would send it."""
+    return copy.deepcopy(SAMPLE_INPUT)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from gatekeeper.contract import Decision
 from gatekeeper.errors import InvalidDecisionError, PolicyError, PolicyEvaluationError
+from gatekeeper.policy.quota_templates import validation_context
 from gatekeeper.policy.repo import PolicySource
 
 UNDEFINED = object()
@@ -98,12 +99,12 @@ def decision_from_value(value: Any, input_doc: dict[str, Any] | None = None) -> 
     """Validate a raw decision value; undefined or malformed raises ``PolicyError``.
 
     With the ``input_doc`` it was evaluated for, quota templates are filled in
-    (``contract.resolve_quotas``), as gatekeeper enforces them.
+    (``policy.quota_templates``), as gatekeeper enforces them.
     """
     if value is UNDEFINED:
         raise PolicyEvaluationError("the decision rule is undefined for this input")
     try:
-        return Decision.model_validate(value, context=_context(input_doc))
+        return Decision.model_validate(value, context=validation_context(input_doc))
     except ValidationError as exc:
         raise _invalid(exc) from exc
 
@@ -111,15 +112,11 @@ def decision_from_value(value: Any, input_doc: dict[str, Any] | None = None) -> 
 def decision_from_json(raw: str | bytes, input_doc: dict[str, Any] | None = None) -> Decision:
     """Validate a decision given as JSON text (pydantic parses it: faster than two steps)."""
     try:
-        return Decision.model_validate_json(raw, context=_context(input_doc))
+        return Decision.model_validate_json(raw, context=validation_context(input_doc))
     except ValidationError as exc:
         if exc.errors()[0]["type"] == "json_invalid":
             raise PolicyEvaluationError(f"engine returned invalid JSON: {exc}") from exc
         raise _invalid(exc) from exc
-
-
-def _context(input_doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if input_doc is None else {"input": input_doc}
 
 
 def _invalid(exc: ValidationError) -> InvalidDecisionError:

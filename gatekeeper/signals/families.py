@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
+from gatekeeper.input_document import family_document
+
 BINS = 16
 ROWS = 2
 BANDS = BINS // ROWS
@@ -183,12 +185,9 @@ class FamilyIndex:
         names = [f"{edge:g}" for edge in self.edges]
         entry = self._families.get(family) if family is not None else None
         if entry is None:
-            return {"id": family, "subjects": 0, "subjects_by_age": dict.fromkeys(names, 0)}
-        return {
-            "id": family,
-            "subjects": len(entry.members),
-            "subjects_by_age": dict(zip(names, entry.by_age, strict=True)),
-        }
+            return family_document(family, 0, dict.fromkeys(names, 0))
+        by_age = dict(zip(names, entry.by_age, strict=True))
+        return family_document(family, len(entry.members), by_age)
 
     def maintain(self, now: float) -> None:
         """Forget bands and senders not seen within the window."""

@@ -22,10 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from gatekeeper.contract import Decision, Network, Signals, Subject
 from gatekeeper.errors import ConfigurationError
+from gatekeeper.input_document import signals_document, unavailable_signals
 from gatekeeper.quota.reservation import usage_total_tokens
 from gatekeeper.signals.clusters import link_key
 from gatekeeper.signals.families import FamilyIndex
@@ -43,21 +42,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("gatekeeper.signals")
 
 
-#: ``input.signals`` when the stage did not run or failed, as JSON (a fresh copy each time).
-_UNAVAILABLE = orjson.dumps(Signals().model_dump(mode="json"))
-
-
-def unavailable_signals() -> dict[str, Any]:
-    """``input.signals`` of a request the stage did not inspect: ``Signals()`` as JSON."""
-    return orjson.loads(_UNAVAILABLE)  # type: ignore[no-any-return]
-
-
 @dataclass(slots=True)
 class SignalContext:
     """What ``inspect`` found, carried to ``observe`` and ``settle`` of the same request.
 
-    ``document`` is ``input.signals`` as the policy sees it (``Signals`` dumped to JSON): the
-    middleware puts it in the input document as it is; ``signals`` is the model, built on
+    ``document`` is ``input.signals`` as the policy sees it (``signals_document``, JSON): the
+    pipeline puts it in the input document as it is; ``signals`` is the model, built on
     demand (tests and tools; the request path never needs it).
     """
 
@@ -185,21 +175,19 @@ class SignalStage:
             own, cluster, repetition = self.state.read_documents(
                 subject.id, template, links, now, family
             )
-            own["account_age_days"] = age
             score, patterns = _checked_score(scored)
-            # Built as JSON, in ``Signals``' field order, rather than as models validated here
-            # and dumped again by the middleware (tests/signals/test_stage.py pins the two).
-            document = {
-                "available": True,
-                "subject": own,
-                "cluster": cluster,
-                "cot_elicitation": score,
-                "cot_patterns": patterns,
-                "template_hash": template,
-                "template_repetition": repetition,
-                "family": self.state.read_family(family),
-                "behaviour": self.state.read_behaviour(subject.id),
-            }
+            document = signals_document(
+                own,
+                cluster,
+                available=True,
+                account_age_days=age,
+                cot_elicitation=score,
+                cot_patterns=patterns,
+                template_hash=template,
+                template_repetition=repetition,
+                family=self.state.read_family(family),
+                behaviour=self.state.read_behaviour(subject.id),
+            )
         except Exception:
             self.counters["errors"] += 1
             log.exception("signals stage failed; the policy sees signals.available = false")

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatekeeper.contract import Decision, resolve_quotas
+from gatekeeper.contract import Decision
 from gatekeeper.errors import InvalidDecisionError
 from gatekeeper.policy import decision_from_value
 from gatekeeper.policy.engine import decision_from_json
+from gatekeeper.policy.quota_templates import resolve_quotas
 from tests.policy.conftest import make_input
 
 REQUESTS = {"name": "requests", "unit": "requests", "capacity": 10, "rate": 10, "period": 60}

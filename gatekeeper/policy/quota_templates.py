@@ -1,0 +1,92 @@
+"""Quota templates: the ``key`` and ``cost`` a decision's quotas leave out, from the input.
+
+The one place a template is completed. Every engine (embedded, OPA, replay of a log,
+conformance cases, ``gatekeeper policy eval``) validates a decision through
+``policy.engine.decision_from_value`` or ``decision_from_json``, which hand the contract
+``validation_context(input_doc)``; the quotas the quota stage then enforces, and the decision
+log records, are the completed ones. The contract (``contract.Decision``) knows only that a
+completer may be given (``contract.QUOTA_TEMPLATES``), not what it reads of the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatekeeper.contract import QUOTA_TEMPLATES
+
+
+def validation_context(input_doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The context to validate a ``Decision`` for ``input_doc`` with (``None``: no input, so
+    templates stay incomplete and fail validation)."""
+    if input_doc is None:
+        return None
+
+    def complete(quotas: list[Any], reasoning_mode: str) -> list[Any]:
+        return resolve_quotas(quotas, input_doc, reasoning_mode)
+
+    return {QUOTA_TEMPLATES: complete}
+
+
+def resolve_quotas(
+    quotas: list[Any], input_doc: dict[str, Any], reasoning_mode: str = "drop"
+) -> list[Any]:
+    """Fill in the ``key`` and ``cost`` that the decision's quotas leave out.
+
+    - ``key``: ``<owner>:<name>``; the owner is ``subject:<id>`` for scope ``subject``,
+      ``org:<org>`` for scope ``org`` (the subject's when it has no org),
+      ``cluster:<id>`` for scope ``cluster`` (the subject's when the signal stage found no
+      cluster) and ``cohort:<cohort>`` for scope ``cohort`` (the quota's own ``cohort``, a
+      name the policy composes from e.g. account-age band, KYC level, tier, network type,
+      country or behavioural cluster; the subject's when it has none). The owner is the hash
+      tag of gatekeeper's Redis keys: one slot per owner (``quota.redis_store.storage_key``).
+    - ``cost``: 1 for unit ``requests``; the request's estimated model tokens
+      (``input.request.estimated_tokens``, settled from the real usage after the response) for
+      ``tokens`` and ``reasoning_tokens``. A quota with no cost for this request is left out:
+      ``tokens`` of a request that is not a model call (no dialect), ``reasoning_tokens`` when
+      the decision exposes no reasoning (mode ``drop``).
+
+    Quotas that give their own ``key`` or ``cost`` keep them; anything malformed is passed on
+    unchanged for validation to reject.
+    """
+    owners: dict[str, str] | None = None
+    request = input_doc.get("request") or {}
+    model_call = isinstance(request.get("dialect"), str)
+    tokens = request.get("estimated_tokens", 0)
+    out: list[Any] = []
+    for quota in quotas:
+        if not isinstance(quota, dict) or ("key" in quota and "cost" in quota):
+            out.append(quota)
+            continue
+        quota = dict(quota)
+        if "cost" not in quota:
+            unit = quota.get("unit", "requests")
+            if unit == "requests":
+                quota["cost"] = 1
+            elif unit in ("tokens", "reasoning_tokens"):
+                if not model_call or (unit == "reasoning_tokens" and reasoning_mode == "drop"):
+                    continue
+                quota["cost"] = tokens
+        if "key" not in quota and isinstance(quota.get("name"), str):
+            owners = owners or _owners(input_doc)
+            scope = quota.get("scope", "subject")
+            cohort = quota.get("cohort")
+            if scope == "cohort" and isinstance(cohort, str) and cohort:
+                owner = f"cohort:{cohort}"
+            else:
+                owner = owners.get(scope, owners["subject"])
+            quota["key"] = f"{owner}:{quota['name']}"
+        out.append(quota)
+    return out
+
+
+def _owners(input_doc: dict[str, Any]) -> dict[str, str]:
+    """The key prefix of each quota scope for one input document."""
+    subject = input_doc.get("subject") or {}
+    owner = f"subject:{subject.get('id')}"
+    org = subject.get("org")
+    cluster = ((input_doc.get("signals") or {}).get("cluster") or {}).get("id")
+    return {
+        "subject": owner,
+        "org": f"org:{org}" if isinstance(org, str) and org else owner,
+        "cluster": f"cluster:{cluster}" if isinstance(cluster, str) else owner,
+    }
