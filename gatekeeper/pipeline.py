@@ -141,6 +141,7 @@ class Pipeline:
         self.app = app
         self.settings = gk.settings
         self._jurisdiction_tags = self.settings.network.tags_by_country()
+        self._reasoning = gk.reasoning_setup()
         #: The stages before the app, in order: each reads and fills the context, or refuses.
         self.stages = (
             self.identify,
@@ -311,7 +312,7 @@ class Pipeline:
         assert decision is not None and ctx.subject is not None
         # Reasoning budget, continuity and shaper (gatekeeper/reasoning/enforcement.py).
         reasoning = ctx.reasoning = ReasoningEnforcement(
-            self.gk, ctx.dialect, ctx.subject.id, decision.reasoning
+            self._reasoning, ctx.dialect, ctx.subject.id, decision.reasoning
         )
         quota_specs = reasoning.quotas(decision.quotas)
         acquired: QuotaResult | None = None

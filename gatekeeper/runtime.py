@@ -24,10 +24,11 @@ from gatekeeper.network import (
     GeoLocator,
     ensure_database,
 )
-from gatekeeper.observability import Observability
+from gatekeeper.observability import Observability, ObservedParts
 from gatekeeper.policy import PolicyEngine, open_engine
 from gatekeeper.quota import QuotaStore, open_quota_store
 from gatekeeper.reasoning.continuity import ReasoningVault, open_vault
+from gatekeeper.reasoning.enforcement import ReasoningSetup
 from gatekeeper.reasoning.summarize import ExtractiveSummariser, Summariser, load_summariser
 from gatekeeper.settings import Settings
 from gatekeeper.signals import SignalStage
@@ -63,7 +64,27 @@ class Gatekeeper:
         return self.identity.store
 
     def __post_init__(self) -> None:
-        self.observability = Observability(self)
+        self.observability = Observability(
+            self.settings.observability,
+            ObservedParts(
+                engine=self.engine,
+                identity=self.identity,
+                quotas=self.quotas,
+                decision_log=self.decision_log,
+                geo=self.geo,
+                counters=self.counters,
+            ),
+        )
+
+    def reasoning_setup(self) -> ReasoningSetup:
+        """What every request's reasoning enforcement reads (the pipeline builds it once: set
+        ``summariser`` before the middleware is built)."""
+        return ReasoningSetup.of(
+            self.settings.shaping,
+            summariser=self.summariser,
+            vault=self.vault,
+            key_prefix=self.settings.quota.key_prefix,
+        )
 
     @classmethod
     def from_settings(

@@ -38,6 +38,7 @@ from gatekeeper.audit.sinks import JsonlFileSink, Sink, StdoutSink
 from gatekeeper.audit.witness import WitnessPublisher
 from gatekeeper.audit.writer import CLOSE, FLUSH, ChainWriter
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.health import PartHealth
 
 log = logging.getLogger("gatekeeper.audit")
 
@@ -121,6 +122,15 @@ class DecisionLog(ChainWriter):
     def dropped(self) -> int:
         """Events lost: dropped because the queue was full, or lost by a failed write."""
         return self._dropped_full + self._dropped_write
+
+    async def health(self) -> PartHealth:
+        """For /readyz: written and dropped counts; not ok once the writer stopped on its own."""
+        detail: dict[str, Any] = {"written": self.written, "dropped": self.dropped}
+        task = self._task  # ends with the writer thread; cancelled only at shutdown
+        stopped = task is not None and task.done() and not task.cancelled()
+        if stopped:
+            detail["error"] = "the decision-log writer has stopped"
+        return PartHealth(ok=not stopped, detail=detail)
 
     def queue_depth(self) -> int:
         """Events recorded and not yet taken by the writer."""

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from gatekeeper.contract import Subject
+from gatekeeper.health import PartHealth
 from gatekeeper.identity.stores import SubjectStore, hash_api_key
 
 
@@ -69,6 +70,9 @@ class CachedSubjectStore:
         subject = await self.store.lookup(api_key)  # IdentityError is not cached
         self.cache.put(digest, subject)
         return subject.model_copy() if subject is not None else None
+
+    async def health(self) -> PartHealth:
+        return await self.store.health()
 
     async def aclose(self) -> None:
         await self.store.aclose()

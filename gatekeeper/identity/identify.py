@@ -33,6 +33,7 @@ from starlette.datastructures import Headers
 
 from gatekeeper.contract import AuthMethod, Subject
 from gatekeeper.errors import AuthenticationError, ConfigurationError, IdentityError
+from gatekeeper.health import PartHealth
 from gatekeeper.identity.cache import CachedSubjectStore, SubjectCache
 from gatekeeper.identity.credentials import api_key_from_headers
 from gatekeeper.identity.jwt import JwtVerifier, looks_like_jwt
@@ -215,17 +216,23 @@ class Identifier:
         if self.jwt is not None:
             await self.jwt.start()
 
-    def health(self) -> dict[str, Any]:
-        checks: dict[str, Any] = {"methods": list(self.methods)}
-        status = "ok"
-        for name, part in (("store", self.store), ("jwt", self.jwt)):
-            probe = getattr(getattr(part, "store", part), "health", None)
-            if callable(probe):
-                result = probe()
-                checks[name] = result
-                if isinstance(result, dict) and result.get("status") != "ok":
-                    status = "degraded"
-        return {"status": status, **checks}
+    async def health(self) -> PartHealth:
+        """The subject store's and the JWT verifier's health, each under its name; degraded
+        when either is (other methods, or cached subjects and keys, may still identify)."""
+        detail: dict[str, Any] = {"status": "ok", "methods": list(self.methods)}
+        degraded = False
+        parts: tuple[tuple[str, SubjectStore | JwtVerifier | None], ...] = (
+            ("store", self.store),
+            ("jwt", self.jwt),
+        )
+        for name, part in parts:
+            if part is not None:
+                report = await part.health()
+                detail[name] = report.detail
+                degraded = degraded or report.degraded or not report.ok
+        if degraded:
+            detail["status"] = "degraded"
+        return PartHealth(ok=True, degraded=degraded, detail=detail)
 
     async def aclose(self) -> None:
         if self.store is not None:

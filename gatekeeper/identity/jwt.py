@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from gatekeeper.contract import KycLevel, Subject
 from gatekeeper.errors import AuthenticationError, ConfigurationError, IdentityError
+from gatekeeper.health import PartHealth
 from gatekeeper.identity.stores import SubjectAttributes
 from gatekeeper.settings import JwtClaimSettings, JwtSettings
 
@@ -126,13 +127,14 @@ class JwksCache:
         if self._fetched_at is None:
             await self._fetch_shared()
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> PartHealth:
         if self.last_error is None:
-            return {"status": "ok", "keys": len(self._keys)}
+            return PartHealth(ok=True, detail={"status": "ok", "keys": len(self._keys)})
         # Degraded either way (other identity methods may still work); ``cached_keys`` says
         # whether tokens signed by known keys still verify.
         usable = len(self._usable(self._clock()))
-        return {"status": "degraded", "error": self.last_error, "cached_keys": usable}
+        detail = {"status": "degraded", "error": self.last_error, "cached_keys": usable}
+        return PartHealth(ok=True, degraded=True, detail=detail)
 
     async def aclose(self) -> None:
         if self._fetching is not None:
@@ -236,8 +238,11 @@ class JwtVerifier:
         if self.jwks is not None:
             await self.jwks.aclose()
 
-    def health(self) -> dict[str, Any]:
-        return self.jwks.health() if self.jwks is not None else {"status": "ok"}
+    async def health(self) -> PartHealth:
+        """The JWKS's health; a fixed key or secret depends on nothing."""
+        if self.jwks is not None:
+            return await self.jwks.health()
+        return PartHealth(ok=True, detail={"status": "ok"})
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The token's verified claims; raises ``AuthenticationError`` or ``IdentityError``."""

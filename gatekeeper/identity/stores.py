@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from gatekeeper.contract import KycLevel, Subject
 from gatekeeper.errors import ConfigurationError, IdentityError
+from gatekeeper.health import PartHealth
 
 log = logging.getLogger("gatekeeper")
 
@@ -100,6 +101,11 @@ class SubjectStore(Protocol):
 
     async def lookup(self, api_key: str) -> Subject | None: ...
 
+    async def health(self) -> PartHealth:
+        """For ``/readyz`` (the subjects check's ``store``): ``detail["status"]`` is ``ok`` or
+        ``degraded``."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -149,10 +155,12 @@ class FileSubjectStore:
             return self._by_hash, stamp
         return _index(self.path, _read_records(self.path)), stamp
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> PartHealth:
+        """Degraded while a changed file stands refused (the last good subjects serve)."""
         if self.reload_error is not None:
-            return {"status": "degraded", "error": self.reload_error}
-        return {"status": "ok", "subjects": len(self._by_hash)}
+            detail = {"status": "degraded", "error": self.reload_error}
+            return PartHealth(ok=True, degraded=True, detail=detail)
+        return PartHealth(ok=True, detail={"status": "ok", "subjects": len(self._by_hash)})
 
     async def aclose(self) -> None:
         if self._reloading is not None:
@@ -243,6 +251,16 @@ class RedisSubjectStore:
                 self._cache.clear()
             self._cache[digest] = (now + self.cache_seconds, record)
         return record.to_subject() if record else None
+
+    async def health(self) -> PartHealth:
+        """A ``PING``: degraded when Redis does not answer (lookups then fail with 503, but
+        for subjects still cached in the process)."""
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            detail = {"status": "degraded", "error": str(exc)}
+            return PartHealth(ok=True, degraded=True, detail=detail)
+        return PartHealth(ok=True, detail={"status": "ok"})
 
     async def aclose(self) -> None:
         await self._redis.aclose()

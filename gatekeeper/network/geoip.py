@@ -32,6 +32,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from gatekeeper.health import PartHealth
+
 from .address import IPAddress, parse_ip
 from .database import (
     Canary,
@@ -272,6 +274,11 @@ class GeoLocator:
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
         }
+
+    async def health(self) -> PartHealth:
+        """``status()``; ok throughout (the last good database serves), degraded as above."""
+        status = self.status()
+        return PartHealth(ok=True, degraded=status["status"] == "degraded", detail=status)
 
     def close(self) -> None:
         """Stop watching and release the database."""

@@ -1,8 +1,9 @@
 """Operating gatekeeper: health and readiness, Prometheus metrics, OpenTelemetry spans, logs.
 
-The runtime builds one ``Observability`` per ``Gatekeeper`` (``gk.observability``); the
-middleware calls it at three points (operations endpoints, request start, request end). See
-``docs/operations.md`` for the endpoints and every metric.
+The runtime builds one ``Observability`` per ``Gatekeeper`` (``gk.observability``), handing it
+the parts it observes (``ObservedParts``); the middleware calls it at three points (operations
+endpoints, request start, request end). See ``docs/operations.md`` for the endpoints and every
+metric.
 """
 
 from gatekeeper.observability.health import liveness, readiness
@@ -14,13 +15,14 @@ from gatekeeper.observability.logs import (
     redact,
 )
 from gatekeeper.observability.metrics import GatekeeperMetrics, classify
-from gatekeeper.observability.observer import Observability, ShapingClock
+from gatekeeper.observability.observer import Observability, ObservedParts, ShapingClock
 from gatekeeper.observability.tracing import Tracing
 
 __all__ = [
     "GatekeeperMetrics",
     "JsonFormatter",
     "Observability",
+    "ObservedParts",
     "RedactingFormatter",
     "ShapingClock",
     "Tracing",

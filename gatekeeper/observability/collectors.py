@@ -3,8 +3,8 @@
 The decision log's queue depth, capacity, written and dropped counts; the policy revision; the
 counters the parts keep themselves (the engine's errors by kind, the quota store's outage
 counters, the GeoIP database's lookup errors and reloads, the runtime's ``counters``); and the
-process (CPU, memory, file descriptors). All are read duck-typed, since each part is written by
-different hands: what a part does not offer is left out, never guessed.
+process (CPU, memory, file descriptors). All are read from the parts ``Observability`` is given
+(``ObservedParts``): what a part does not offer is left out, never guessed.
 """
 
 from __future__ import annotations
@@ -17,21 +17,22 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from gatekeeper.runtime import Gatekeeper
+    from gatekeeper.observability.observer import ObservedParts
 
 
 class RuntimeCollector(Collector):
-    """Scrape-time state of a ``Gatekeeper``: decision-log queue, policy revision, counters."""
+    """Scrape-time state of the runtime's parts: decision-log queue, policy revision,
+    counters."""
 
-    def __init__(self, gatekeeper_ref: Callable[[], Gatekeeper | None]) -> None:
-        self._ref = gatekeeper_ref
+    def __init__(self, parts_ref: Callable[[], ObservedParts | None]) -> None:
+        self._ref = parts_ref
 
     def describe(self) -> Iterable[Metric]:
         return []  # collected on demand; nothing to describe in advance
 
     def collect(self) -> Iterator[Metric]:
-        gk = self._ref()
-        if gk is None:
+        parts = self._ref()
+        if parts is None:
             return
         from gatekeeper._version import __version__
 
@@ -45,44 +46,42 @@ class RuntimeCollector(Collector):
             "The policy revision being enforced.",
             labels=["engine", "revision"],
         )
-        policy.add_metric([str(getattr(gk.engine, "name", "")), _safe_revision(gk)], 1)
+        policy.add_metric([parts.engine.name, _safe_revision(parts)], 1)
         yield policy
-        yield from _decision_log_metrics(gk.decision_log)
-        yield from _part_counters(gk)
+        yield from _decision_log_metrics(parts.decision_log)
+        yield from _part_counters(parts)
         events = CounterMetricFamily(
             "gatekeeper_runtime_events",
             "Events the runtime counts (e.g. policy_errors), by name.",
             labels=["event"],
         )
-        for name, value in sorted(gk.counters.items()):
+        for name, value in sorted(parts.counters.items()):
             events.add_metric([name], value)
         yield events
 
 
-def _part_counters(gk: Gatekeeper) -> Iterator[Metric]:
-    """Counters the parts keep themselves, when they offer them (duck-typed: the engine's
-    ``status()["errors"]``, the quota store's ``counters``)."""
-    status = getattr(gk.engine, "status", None)
-    if callable(status):
-        try:
-            state = status()
-        except Exception:
-            state = {}
-        errors = state.get("errors")
-        yield from _evaluator_metrics(state)
-        yield from _reload_metrics(state)
-        if isinstance(errors, dict):
-            family = CounterMetricFamily(
-                "gatekeeper_policy_engine_errors",
-                "Policy engine failures by kind (each one refused a request).",
-                labels=["kind"],
-            )
-            for kind, value in sorted(errors.items()):
-                if isinstance(value, int):
-                    family.add_metric([str(kind)], value)
-            yield family
-    geo = getattr(gk, "geo", None)
-    if geo is not None and isinstance(getattr(geo, "counters", None), dict):
+def _part_counters(parts: ObservedParts) -> Iterator[Metric]:
+    """Counters the parts keep themselves: the engine's ``status()["errors"]``, the GeoIP
+    database's and, when it keeps them (the failover layer), the quota store's ``counters``."""
+    try:
+        state = parts.engine.status()
+    except Exception:
+        state = {}
+    errors = state.get("errors")
+    yield from _evaluator_metrics(state)
+    yield from _reload_metrics(state)
+    if isinstance(errors, dict):
+        family = CounterMetricFamily(
+            "gatekeeper_policy_engine_errors",
+            "Policy engine failures by kind (each one refused a request).",
+            labels=["kind"],
+        )
+        for kind, value in sorted(errors.items()):
+            if isinstance(value, int):
+                family.add_metric([str(kind)], value)
+        yield family
+    geo = parts.geo
+    if geo is not None:
         family = CounterMetricFamily(
             "gatekeeper_geoip_events",
             "GeoIP database events: lookup_errors (each address treated as unknown), reloads, "
@@ -92,7 +91,7 @@ def _part_counters(gk: Gatekeeper) -> Iterator[Metric]:
         for name, value in sorted(geo.counters.items()):
             family.add_metric([str(name)], value)
         yield family
-    counters = getattr(gk.quotas, "counters", None)
+    counters = getattr(parts.quotas, "counters", None)
     if isinstance(counters, dict):
         family = CounterMetricFamily(
             "gatekeeper_quota_store_events",
@@ -149,9 +148,9 @@ def _evaluator_metrics(state: dict[str, Any]) -> Iterator[Metric]:
     yield events
 
 
-def _safe_revision(gk: Gatekeeper) -> str:
+def _safe_revision(parts: ObservedParts) -> str:
     try:
-        return str(gk.engine.revision)
+        return str(parts.engine.revision)
     except Exception:  # a reloading engine must not break the scrape
         return ""
 

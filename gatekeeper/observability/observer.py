@@ -20,6 +20,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +43,12 @@ from gatekeeper.observability.workers import WorkerMetrics
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from gatekeeper.audit import DecisionRecord
-    from gatekeeper.runtime import Gatekeeper
+    from gatekeeper.audit import DecisionLog, DecisionRecord
+    from gatekeeper.health import Health
+    from gatekeeper.identity import Identifier
+    from gatekeeper.network import GeoLocator
+    from gatekeeper.policy import PolicyEngine
+    from gatekeeper.quota import QuotaStore
     from gatekeeper.settings import ObservabilitySettings
 
 log = logging.getLogger("gatekeeper")
@@ -52,15 +57,44 @@ WORKER_PID_HEADER = b"x-gatekeeper-worker-pid"
 access_log = logging.getLogger("gatekeeper.access")
 
 
-class Observability:
-    """Health endpoints, metrics, traces and the access log of one ``Gatekeeper``."""
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class ObservedParts:
+    """The runtime's parts observability reads: readiness asks the first five for their
+    health; the metrics read their counters, and the runtime's own ``counters``."""
 
-    def __init__(self, gk: Gatekeeper) -> None:
-        settings = gk.settings.observability
+    engine: PolicyEngine
+    identity: Identifier
+    quotas: QuotaStore
+    decision_log: DecisionLog
+    geo: GeoLocator | None = None
+    #: Events the runtime counts by name (``Gatekeeper.counters``), read at scrape.
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def readiness_checks(self) -> dict[str, Health]:
+        """The checks of ``/readyz``, by name, in the document's order."""
+        checks: dict[str, Health] = {
+            "policy": self.engine,
+            "subjects": self.identity,
+            "quotas": self.quotas,
+            "decision_log": self.decision_log,
+        }
+        if self.geo is not None:
+            # degraded while a changed database stands refused (the last good one serves).
+            checks["geoip"] = self.geo
+        return checks
+
+
+class Observability:
+    """Health endpoints, metrics, traces and the access log of one runtime's parts."""
+
+    def __init__(self, settings: ObservabilitySettings, parts: ObservedParts) -> None:
         self.settings = settings
-        self._gk = weakref.ref(gk)  # the runtime owns this object; no cycle to keep it alive
+        #: Owned here; the collector only refers to it (the metrics listener's threads hold
+        #: the registry, and must not keep the parts, the policy engine among them, alive).
+        self.parts = parts
+        self._checks = parts.readiness_checks()
         self.metrics = GatekeeperMetrics()
-        self.metrics.registry.register(RuntimeCollector(self._gk))
+        self.metrics.registry.register(RuntimeCollector(weakref.ref(parts)))
         add_process_metrics(self.metrics.registry)
         #: Every worker's metrics, merged at scrape (``observability.multiprocess_dir``).
         self.workers = _worker_metrics(self.metrics.registry, settings)
@@ -135,10 +169,8 @@ class Observability:
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """``(ready, detail)``: every part's check, and which worker process answered."""
-        gk = self._gk()
-        assert gk is not None
         ready, document = await readiness(
-            gk,
+            self._checks,
             self.settings.readiness_timeout_seconds,
             degraded_ok=self.settings.ready_when_degraded,
         )
@@ -377,4 +409,4 @@ class ShapingClock:
         return max(0, self.total_ns - self.downstream_ns)
 
 
-__all__ = ["Observability", "ShapingClock"]
+__all__ = ["Observability", "ObservedParts", "ShapingClock"]

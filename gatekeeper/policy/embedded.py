@@ -40,6 +40,7 @@ from gatekeeper.errors import (
     PolicyEvaluationError,
     PolicyLoadError,
 )
+from gatekeeper.health import PartHealth
 from gatekeeper.policy.compile import compile_source, first_lines
 from gatekeeper.policy.engine import (
     UNDEFINED,
@@ -442,6 +443,9 @@ class EmbeddedEngine:
             "vm": self._active.vm_status(),
             **self.counters.as_dict(),
         }
+
+    async def health(self) -> PartHealth:
+        return PartHealth(ok=bool(self.revision), detail=self.status())
 
     async def aclose(self) -> None:
         return None

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from gatekeeper.contract import Decision
 from gatekeeper.errors import InvalidDecisionError, PolicyError, PolicyEvaluationError
+from gatekeeper.health import PartHealth
 from gatekeeper.policy.quota_templates import validation_context
 from gatekeeper.policy.repo import PolicySource
 
@@ -73,7 +74,12 @@ class PolicyEngine(Protocol):
         ...
 
     def status(self) -> dict[str, Any]:
-        """Engine name, active revision, decision and error counts (for ``/healthz``)."""
+        """Engine name, active revision, decision and error counts (the metrics read them)."""
+        ...
+
+    async def health(self) -> PartHealth:
+        """For ``/readyz``: ok once a revision is active (and, for OPA, the server holds it);
+        the detail is ``status()`` led by the engine's name and revision."""
         ...
 
     async def aclose(self) -> None: ...

@@ -38,6 +38,7 @@ from gatekeeper.errors import (
     PolicyEvaluationError,
     PolicyLoadError,
 )
+from gatekeeper.health import PartHealth
 from gatekeeper.policy.conformance import parse_cases, run_cases
 from gatekeeper.policy.engine import UNDEFINED, EngineCounters, Verdict, decision_from_value
 from gatekeeper.policy.opa_http import PooledOpaClient
@@ -322,6 +323,12 @@ class OpaEngine:
             "pool_size": self._client.pool_size,
             **self.counters.as_dict(),
         }
+
+    async def health(self) -> PartHealth:
+        status = self.status()
+        # Led by the name and revision, as /readyz has always shown them.
+        detail = {"engine": self.name, "revision": self._revision, **status}
+        return PartHealth(ok=bool(self._revision) and status["ready"], detail=detail)
 
     async def aclose(self) -> None:
         await self._client.close_connection()

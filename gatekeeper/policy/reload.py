@@ -27,6 +27,7 @@ from typing import Any
 
 from gatekeeper.contract import Decision
 from gatekeeper.errors import PolicyError
+from gatekeeper.health import PartHealth
 from gatekeeper.policy.engine import PolicyEngine, Verdict
 from gatekeeper.policy.repo import PolicySource, fingerprint, load_policy
 
@@ -167,19 +168,26 @@ class ReloadingEngine:
         )
 
     def status(self) -> dict[str, Any]:
+        return {**self.engine.status(), "reload": self._reload_status()}
+
+    async def health(self) -> PartHealth:
+        """The engine's health; a rejected revision leaves it ok (the last good one serves),
+        and shows in ``reload``."""
+        engine = await self.engine.health()
+        detail = {**engine.detail, "reload": self._reload_status()}
+        return PartHealth(ok=engine.ok, degraded=engine.degraded, detail=detail)
+
+    def _reload_status(self) -> dict[str, Any]:
         return {
-            **self.engine.status(),
-            "reload": {
-                "path": str(self.path),
-                "interval_seconds": self.interval,
-                "reloads": self.reloads,
-                "reload_failures": self.reload_failures,
-                "last_error": self.last_error,
-                "last_error_at": self.last_error_at,
-                "rejected_revision": self.rejected_revision,
-                "last_rejected": self.last_rejected,
-                "last_checked_at": self.last_checked_at,
-            },
+            "path": str(self.path),
+            "interval_seconds": self.interval,
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "rejected_revision": self.rejected_revision,
+            "last_rejected": self.last_rejected,
+            "last_checked_at": self.last_checked_at,
         }
 
     async def aclose(self) -> None:

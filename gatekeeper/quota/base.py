@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from gatekeeper.contract import QuotaSpec
+from gatekeeper.health import PartHealth
 from gatekeeper.quota.windows import parse_window
 
 #: Retry-After for a request no wait can admit (its cost exceeds the quota's capacity, or the
@@ -95,8 +96,9 @@ class QuotaStore(Protocol):
         """Apply corrections unconditionally (reconciliation after the response)."""
         ...
 
-    async def health(self) -> dict[str, Any]:
-        """The store's state for /healthz: at least ``backend`` and ``state`` (up or down)."""
+    async def health(self) -> PartHealth:
+        """The store's state for /readyz: ``detail`` has at least ``backend`` and ``state``
+        (``up``, ``down``, or ``degraded`` while the failover layer serves without the store)."""
         ...
 
     async def aclose(self) -> None: ...

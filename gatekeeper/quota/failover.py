@@ -38,6 +38,7 @@ from typing import Any
 
 from gatekeeper.contract import QuotaSpec
 from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
+from gatekeeper.health import PartHealth
 from gatekeeper.quota.base import QuotaAdjustment, QuotaResult, QuotaStore
 from gatekeeper.quota.batching import SettlementQueue
 from gatekeeper.quota.memory import MemoryQuotaStore
@@ -233,7 +234,7 @@ class FailoverQuotaStore:
         if self._up:
             self._failed(exc)
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> PartHealth:
         """State for /healthz and /readyz, from a PING within the timeout (which may also end
         an outage).
 
@@ -256,13 +257,13 @@ class FailoverQuotaStore:
             report["last_error"] = self._last_error
         if not self._up:
             report["down_since"] = self._down_wall
-        return report
+        return PartHealth(ok=True, degraded=not self._up, detail=report)
 
     async def _probe(self) -> None:
         report = await self.store.health()
-        if report.get("state") != "up":
-            error = QuotaStoreTimeout if report.get("timeout") else QuotaStoreError
-            raise error(str(report.get("error", "store reports down")))
+        if not report.ok:
+            error = QuotaStoreTimeout if report.detail.get("timeout") else QuotaStoreError
+            raise error(str(report.detail.get("error", "store reports down")))
 
     async def aclose(self) -> None:
         await self.store.aclose()

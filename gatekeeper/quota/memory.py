@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 from gatekeeper.contract import QuotaSpec
+from gatekeeper.health import PartHealth
 from gatekeeper.quota.base import (
     BucketState,
     QuotaAdjustment,
@@ -143,8 +143,10 @@ class MemoryQuotaStore:
             for key in ordered[: len(ordered) // 2]:
                 del self._entries[key]
 
-    async def health(self) -> dict[str, Any]:
-        return {"backend": "memory", "state": "up", "keys": len(self._entries)}
+    async def health(self) -> PartHealth:
+        return PartHealth(
+            ok=True, detail={"backend": "memory", "state": "up", "keys": len(self._entries)}
+        )
 
     async def aclose(self) -> None:
         self._entries.clear()

@@ -36,6 +36,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from gatekeeper.contract import QuotaSpec
 from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
+from gatekeeper.health import PartHealth
 from gatekeeper.quota.base import (
     BucketState,
     QuotaAdjustment,
@@ -285,16 +286,19 @@ class RedisQuotaStore:
         else:
             await asyncio.gather(*calls)
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> PartHealth:
+        """A ``PING`` within the store's timeout: ``state`` ``up``, or ``down`` and why."""
         try:
             async with wire_timeout(self.timeout):
                 await self.client.ping()
         except TimeoutError:
             error = str(self._timed_out())
-            return {"backend": self.description, "state": "down", "error": error, "timeout": True}
+            down = {"backend": self.description, "state": "down", "error": error, "timeout": True}
+            return PartHealth(ok=False, detail=down)
         except (RedisError, OSError) as exc:
-            return {"backend": self.description, "state": "down", "error": str(exc)}
-        return {"backend": self.description, "state": "up"}
+            down = {"backend": self.description, "state": "down", "error": str(exc)}
+            return PartHealth(ok=False, detail=down)
+        return PartHealth(ok=True, detail={"backend": self.description, "state": "up"})
 
     async def aclose(self) -> None:
         """Send the deferred settlements (a clean shutdown loses none), then disconnect."""

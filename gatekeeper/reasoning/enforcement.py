@@ -17,54 +17,95 @@
   reads the usage the quota stage settles with).
 - **The decision log** gets the mode asked for and the mode applied, the token counts, the
   budget and continuity outcome (``record``).
+
+What it needs from the runtime is a ``ReasoningSetup``, built once by the runtime
+(``Gatekeeper.reasoning_setup``) and shared by every request.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper.contract import QuotaSpec, ReasoningPolicy
 from gatekeeper.quota import QuotaResult
-from gatekeeper.reasoning.continuity import Continuity
+from gatekeeper.reasoning.continuity import Continuity, ReasoningVault
 from gatekeeper.reasoning.shaper import ResponseShaper
+from gatekeeper.reasoning.summarize import Summariser
 from gatekeeper.reasoning.trace import ShapingOptions
 
 if TYPE_CHECKING:
     from gatekeeper.dialects.base import Dialect
     from gatekeeper.reasoning.responder import Responder
-    from gatekeeper.runtime import Gatekeeper
+    from gatekeeper.settings import ShapingSettings
 
 log = logging.getLogger("gatekeeper.shaping")
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningSetup:
+    """The parts and settings every request's ``ReasoningEnforcement`` reads, built once."""
+
+    #: What shapers get beyond the decision's policy (the summariser among them).
+    options: ShapingOptions
+    #: Where continuity keeps reasoning; None when ``shaping.continuity`` is off.
+    vault: ReasoningVault | None
+    #: ``quota.key_prefix``: continuity's keys live beside the quotas'.
+    key_prefix: str
+    #: ``shaping.continuity_ttl_seconds`` and ``shaping.continuity_timeout``.
+    continuity_ttl: float
+    continuity_timeout: float
+
+    @classmethod
+    def of(
+        cls,
+        shaping: ShapingSettings,
+        *,
+        summariser: Summariser,
+        vault: ReasoningVault | None,
+        key_prefix: str,
+    ) -> ReasoningSetup:
+        options = ShapingOptions(
+            summariser=summariser,
+            summary_tokens=shaping.summary_tokens,
+            truncate_tokens=shaping.truncate_tokens,
+            keep=vault is not None,
+            buffer_chars=shaping.buffer_chars,
+        )
+        return cls(
+            options,
+            vault,
+            key_prefix=key_prefix,
+            continuity_ttl=shaping.continuity_ttl_seconds,
+            continuity_timeout=shaping.continuity_timeout,
+        )
 
 
 class ReasoningEnforcement:
     """The reasoning side of one request: budget, continuity, shaper, log record."""
 
     def __init__(
-        self, gk: Gatekeeper, dialect: Dialect | None, subject_id: str, policy: ReasoningPolicy
+        self,
+        setup: ReasoningSetup,
+        dialect: Dialect | None,
+        subject_id: str,
+        policy: ReasoningPolicy,
     ) -> None:
         self.dialect = dialect
         self.requested = policy
         #: The policy actually enforced (degraded or capped by the budget).
         self.policy = policy
-        shaping = gk.settings.shaping
-        self.options = ShapingOptions(
-            summariser=gk.summariser,
-            summary_tokens=shaping.summary_tokens,
-            truncate_tokens=shaping.truncate_tokens,
-            keep=gk.vault is not None,
-            buffer_chars=shaping.buffer_chars,
-        )
+        self.options = setup.options
         self.continuity: Continuity | None = None
-        if gk.vault is not None and dialect is not None:
+        if setup.vault is not None and dialect is not None:
             self.continuity = Continuity(
-                gk.vault,
+                setup.vault,
                 subject_id,
-                prefix=gk.settings.quota.key_prefix,
-                ttl=shaping.continuity_ttl_seconds,
-                timeout=shaping.continuity_timeout,
+                prefix=setup.key_prefix,
+                ttl=setup.continuity_ttl,
+                timeout=setup.continuity_timeout,
             )
         self.budget: dict[str, Any] | None = None
         self._budget_spec: QuotaSpec | None = None

@@ -214,4 +214,5 @@ async def test_file_store_rereads_a_changed_file_and_keeps_the_last_good(tmp_pat
     await store.lookup("k2")
     await store.aclose()
     assert await store.lookup("k2") is not None
-    assert store.health()["status"] == "degraded"
+    health = await store.health()
+    assert health.ok and health.degraded and health.detail["status"] == "degraded"

@@ -5,14 +5,18 @@ the metrics port."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from gatekeeper import __version__
-from gatekeeper.observability.health import check_part
+from gatekeeper.audit import DecisionLog
+from gatekeeper.audit.sinks import JsonlFileSink
+from gatekeeper.health import Health, PartHealth
+from gatekeeper.identity.stores import RedisSubjectStore
+from gatekeeper.observability.health import check_document, check_part, readiness
 from tests.observability.conftest import Factory, bearer
 from tests.servers import free_port
 
@@ -156,76 +160,101 @@ async def test_protected_paths_still_need_a_key(protected: Factory) -> None:
         assert (await p.client.get("/v1/models", headers=bearer("gk-demo-pro"))).status_code == 200
 
 
-# --- reading what a part says about itself ---------------------------------------------------
-
-
-@dataclass
-class Report:
-    healthy: bool
-    detail: str = ""
+# --- the Health protocol: what readiness makes of a part's answer -----------------------------
 
 
 class Part:
-    """Something with a ``health()``, answering ``answer`` (awaited if ``slow`` or async)."""
+    """A part answering ``answer`` from ``health()`` after ``delay`` seconds (or raising it)."""
 
-    def __init__(self, answer: Any, *, is_async: bool = False, delay: float = 0.0) -> None:
-        self.answer, self.is_async, self.delay = answer, is_async, delay
+    def __init__(self, answer: PartHealth | Exception, delay: float = 0.0) -> None:
+        self.answer, self.delay = answer, delay
 
-    def health(self) -> Any:
+    async def health(self) -> PartHealth:
+        await asyncio.sleep(self.delay)
         if isinstance(self.answer, Exception):
             raise self.answer
-        if not self.is_async:
-            return self.answer
-
-        async def later() -> Any:
-            await asyncio.sleep(self.delay)
-            return self.answer
-
-        return later()
+        return self.answer
 
 
 @pytest.mark.parametrize(
-    ("part", "ok"),
+    ("answer", "degraded_ok", "document"),
     [
-        (object(), True),
-        (Part(None), True),
-        (Part(True), True),
-        (Part(False), False),
-        (Part({"ok": False, "error": "x"}), False),
-        (Part({"state": "up"}), True),
-        (Part({"state": "down"}), False),
-        (Part({"status": "degraded"}), False),
-        (Part({"error": "broken"}), False),
-        (Part(Report(healthy=False)), False),
-        (Part({"state": "up"}, is_async=True), True),
-        (Part({"state": "up"}, is_async=True, delay=5), False),
-        (Part(ConnectionError("redis://:pw-123@h:6379 refused")), False),
+        (PartHealth(ok=True), False, {"ok": True}),
+        (PartHealth(ok=False, detail={"error": "x"}), True, {"ok": False, "error": "x"}),
+        (
+            PartHealth(ok=True, degraded=True, detail={"state": "degraded"}),
+            False,
+            {"ok": False, "state": "degraded", "degraded": True},
+        ),
+        (
+            PartHealth(ok=True, degraded=True, detail={"state": "degraded"}),
+            True,
+            {"ok": True, "state": "degraded", "degraded": True},
+        ),
+        (PartHealth(ok=False, detail={"ok": True}), False, {"ok": False}),
+        (
+            PartHealth(ok=True, detail={"n": 1, "at": (1, 2.5), "url": "redis://:pw-123@h:6379"}),
+            False,
+            {"ok": True, "n": 1, "at": [1, 2.5], "url": "redis://:[redacted]@h:6379"},
+        ),
     ],
-    ids=[
-        "no-probe",
-        "none",
-        "true",
-        "false",
-        "ok-false",
-        "state-up",
-        "state-down",
-        "degraded",
-        "error-key",
-        "dataclass",
-        "async",
-        "too-slow",
-        "raises",
-    ],
+    ids=["ok", "not-ok", "degraded", "degraded-ok", "detail-cannot-say-ok", "plain-redacted"],
 )
-async def test_part_answers_are_read_leniently(part: Any, ok: bool) -> None:
-    result = await check_part(part, {}, limit_seconds=0.2)
-    assert result["ok"] is ok
-    assert "pw-123" not in str(result)
+async def test_a_part_is_shown_as_it_reports_itself(
+    answer: PartHealth, degraded_ok: bool, document: dict[str, Any]
+) -> None:
+    assert await check_part(Part(answer), 0.2, degraded_ok) == document
 
 
-async def test_degraded_can_count_as_ready() -> None:
-    result = await check_part(Part({"state": "degraded"}), {}, 0.2, degraded_ok=True)
-    assert result["ok"] is True
+async def test_a_part_that_raises_or_is_too_slow_is_not_ready() -> None:
+    raised = await check_part(Part(ConnectionError("redis://:pw-123@h:6379 refused")), 0.2)
+    slow = await check_part(Part(PartHealth(ok=True), delay=5), 0.05)
+    assert raised == {"ok": False, "error": "ConnectionError: redis://:[redacted]@h:6379 refused"}
+    assert slow == {"ok": False, "error": "no answer within 0.05 s"}
+
+
+async def test_readiness_is_ready_degraded_or_not_from_the_parts_alone() -> None:
+    up, down = Part(PartHealth(ok=True)), Part(PartHealth(ok=False))
+    degraded = Part(PartHealth(ok=True, degraded=True))
+    assert (await readiness({"a": up}, 0.2))[1]["status"] == "ready"
+    assert (await readiness({"a": up, "b": degraded}, 0.2, degraded_ok=True))[1]["status"] == (
+        "degraded"
+    )
+    ready, document = await readiness({"a": up, "b": degraded}, 0.2)
+    assert (ready, document["status"]) == (False, "not_ready")
+    ready, document = await readiness({"b": down, "a": up}, 0.2, degraded_ok=True)
+    assert (ready, list(document["checks"])) == (False, ["b", "a"])
+
+
+async def test_every_part_readiness_asks_implements_the_protocol(protected: Factory) -> None:
+    async with protected() as p:
+        checks = p.gk.observability.parts.readiness_checks()
+        assert list(checks) == ["policy", "subjects", "quotas", "decision_log", "geoip"]
+        assert all(isinstance(part, Health) for part in checks.values())
+
+
+async def test_the_decision_log_reports_its_counts(tmp_path: Path) -> None:
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
+    assert await log.health() == PartHealth(ok=True, detail={"written": 0, "dropped": 0})
+    log.record({"decision_id": "d1"})
+    await log.flush()
+    assert (await log.health()).detail["written"] >= 1
+    await log.aclose()  # a writer ended at shutdown is not one that stopped on its own
+    assert (await log.health()).ok
+
+
+async def test_a_redis_subject_store_that_does_not_answer_is_degraded(redis_url: str) -> None:
+    store = RedisSubjectStore(redis_url)
+    dead = RedisSubjectStore(f"redis://:pw-123@127.0.0.1:{free_port()}/0")
+    try:
+        assert await store.health() == PartHealth(ok=True, detail={"status": "ok"})
+        health = await dead.health()
+        assert health.ok and health.degraded and health.detail["status"] == "degraded"
+        document = check_document(health, degraded_ok=True)
+        assert document["ok"] and "pw-123" not in str(document)
+    finally:
+        await store.aclose()
+        await dead.aclose()
 
 
 async def test_by_default_a_degraded_quota_store_stays_ready(protected: Factory) -> None:

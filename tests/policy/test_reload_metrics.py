@@ -14,8 +14,8 @@ from tests.policy.test_reload import restrict_fr
 
 
 def reload_samples(engine: ReloadingEngine) -> dict[str, float]:
-    gk = SimpleNamespace(engine=engine, quotas=None)
-    families = {f.name: f for f in _part_counters(gk)}  # type: ignore[arg-type]
+    parts = SimpleNamespace(engine=engine, quotas=None, geo=None)  # what the counters read
+    families = {f.name: f for f in _part_counters(parts)}  # type: ignore[arg-type]
     family = families["gatekeeper_policy_reloads"]
     return {s.labels["outcome"]: s.value for s in family.samples if s.name.endswith("_total")}
 

@@ -21,7 +21,7 @@ async def test_quotas_of_many_owners_on_every_node_are_all_or_nothing(cluster_ur
     assert isinstance(client, RedisCluster)
     specs = [bucket(f"{owner}:requests", capacity=3) for owner in OWNERS]
     specs.append(window("org:o0:tokens_month", capacity=1000, cost=10))
-    assert (await store.health())["state"] == "up"  # the client has read the slot map
+    assert (await store.health()).detail["state"] == "up"  # the client has read the slot map
     nodes = {client.get_node_from_key(storage_key(prefix, s.key)).name for s in specs}
     assert len(nodes) == 3  # the request really spans the cluster
     try:
@@ -42,7 +42,7 @@ async def test_quotas_of_many_owners_on_every_node_are_all_or_nothing(cluster_ur
         assert (await store.acquire(roomy)).allowed
         await store.adjust([QuotaAdjustment(s, -5) for s in roomy])
         assert [await level(store, s) for s in roomy] == pytest.approx([95] * len(roomy))
-        assert (await store.health())["state"] == "up"
+        assert (await store.health()).detail["state"] == "up"
         assert store.counters["store_errors"] == 0  # not one CROSSSLOT (or other) error
     finally:
         await store.aclose()

@@ -89,7 +89,9 @@ async def test_recovery_is_automatic_after_a_restart(redis_process: RedisProcess
     redis_process.kill()
     assert (await store.acquire([spec])).unchecked
     health = await store.health()
-    assert (health["state"], health["store"]) == ("degraded", "down") and health["last_error"]
+    assert health.ok and health.degraded  # served by on_store_error: degraded, not down
+    assert (health.detail["state"], health.detail["store"]) == ("degraded", "down")
+    assert health.detail["last_error"]
     redis_process.start()  # an empty Redis on the same port
 
     async def back() -> bool:
@@ -97,7 +99,8 @@ async def test_recovery_is_automatic_after_a_restart(redis_process: RedisProcess
         return result.allowed and not result.unchecked
 
     assert await eventually(back)
-    assert (await store.health())["store"] == "up"
+    recovered = await store.health()
+    assert recovered.detail["store"] == "up" and not recovered.degraded
     assert store.counters["recoveries"] == 1
     # Shared counting resumed: the new Redis holds the debits made since it came back.
     assert await level(store, spec) < 10
@@ -112,7 +115,7 @@ async def test_a_slow_redis_times_out_into_the_fallback(redis_process: RedisProc
     redis_process.cli("CLIENT", "PAUSE", "600", "ALL")
     result = await store.acquire([spec])
     assert result.allowed and result.unchecked == ("requests",)
-    health = await store.health()
+    health = (await store.health()).detail
     assert "no answer within 50 ms" in health["last_error"]
     assert health["counters"]["store_timeouts"] >= 1
     await asyncio.sleep(0.7)

@@ -145,5 +145,6 @@ async def test_buckets_refill_over_time(new_store: StoreFactory) -> None:
 
 async def test_health_reports_up(new_store: StoreFactory) -> None:
     report = await new_store().health()
-    assert report["state"] == "up"
-    assert report["backend"]
+    assert report.ok and not report.degraded
+    assert report.detail["state"] == "up"
+    assert report.detail["backend"]

@@ -179,7 +179,7 @@ async def test_a_flush_while_redis_is_down_counts_the_lost_settlements(
         return store.counters["adjustments_lost"] == 3
 
     assert await eventually(lost)
-    report = await store.health()
+    report = (await store.health()).detail
     assert (report["state"], report["store"]) == ("degraded", "down")
     assert report["counters"]["adjustments_lost"] == 3
     # Known down: the next settlement is lost at once, as an immediate one would be.

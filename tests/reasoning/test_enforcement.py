@@ -4,7 +4,6 @@ that is down)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from gatekeeper.contract import QuotaSpec, ReasoningPolicy
 from gatekeeper.dialects import OpenAIChat
 from gatekeeper.quota import MemoryQuotaStore, QuotaStore, TokenReservation, open_quota_store
 from gatekeeper.reasoning.continuity import MemoryVault
-from gatekeeper.reasoning.enforcement import ReasoningEnforcement
+from gatekeeper.reasoning.enforcement import ReasoningEnforcement, ReasoningSetup
 from gatekeeper.reasoning.summarize import ExtractiveSummariser
 from gatekeeper.settings import Settings
 from tests.reasoning.recorded import CHAT_JSON, respond
@@ -38,11 +37,11 @@ def budget(capacity: int = 100, on_store_error: str = "deny") -> QuotaSpec:
 
 
 def enforcement(mode: str = "full", **policy: Any) -> ReasoningEnforcement:
-    gk: Any = SimpleNamespace(
-        settings=Settings(), summariser=ExtractiveSummariser(), vault=MemoryVault()
+    setup = ReasoningSetup.of(
+        Settings().shaping, summariser=ExtractiveSummariser(), vault=MemoryVault(), key_prefix="gk"
     )
     return ReasoningEnforcement(
-        gk, OpenAIChat(), "s", ReasoningPolicy.model_validate({"mode": mode, **policy})
+        setup, OpenAIChat(), "s", ReasoningPolicy.model_validate({"mode": mode, **policy})
     )
 
 
