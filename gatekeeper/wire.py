@@ -38,18 +38,11 @@ _OPENAI_ERROR_TYPES = {
 }
 
 # Anthropic's documented error types per status (docs.claude.com/en/api/errors); other 4xx use
-# invalid_request_error, as the docs say, and other 5xx api_error.
+# invalid_request_error, as the docs say, and other 5xx api_error. Every status OpenAI names,
+# Anthropic names alike.
 _ANTHROPIC_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
+    **_OPENAI_ERROR_TYPES,
     402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    451: "permission_error",
     500: "api_error",
     504: "timeout_error",
     529: "overloaded_error",

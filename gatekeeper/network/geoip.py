@@ -22,7 +22,6 @@ Data files are validated, never trusted:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
@@ -31,6 +30,8 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from gatekeeper._tasks import cancel_and_wait, poll
 
 from .address import IPAddress, parse_ip
 from .database import (
@@ -177,15 +178,8 @@ class GeoLocator:
         except RuntimeError:
             return  # not on an event loop (the CLI): nothing to watch with
         if self._task is None or self._task.done():
-            self._task = loop.create_task(self._watch(), name="gatekeeper-geoip-reload")
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.reload_interval)
-            try:
-                await self.check()
-            except Exception:  # never let the watcher die; the error is in the log
-                log.exception("GeoIP reload check failed")
+            watcher = poll(self.reload_interval, self.check, log, "GeoIP reload check failed")
+            self._task = loop.create_task(watcher, name="gatekeeper-geoip-reload")
 
     async def check(self) -> bool:
         """Look at the file once: ``True`` if a changed, verified database now serves.
@@ -283,10 +277,7 @@ class GeoLocator:
     async def aclose(self) -> None:
         """Stop watching (waiting for the watcher to end) and release the database."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self.close()
 
     def __enter__(self) -> GeoLocator:
