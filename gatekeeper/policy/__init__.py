@@ -1,6 +1,8 @@
 """Policy engines and policy repos: loading, checking, engines, hot reload, replay."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gatekeeper._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gatekeeper.policy.check import CheckReport, check_source
@@ -43,16 +45,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gatekeeper.policy' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "Case",
