@@ -3,6 +3,7 @@ response fields, and the two error-body families (OpenAI's and Anthropic's)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -11,6 +12,20 @@ import orjson
 def dumps(value: Any) -> str:
     """Compact JSON text (orjson), for re-encoded SSE data."""
     return orjson.dumps(value).decode("utf-8")
+
+
+def text_leaves(value: Any, skip: frozenset[str]) -> Iterator[str]:
+    """Every string inside a JSON value, depth first, except under the object keys in
+    ``skip`` (identifiers, enums, binary payloads: whatever is not prompt text)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from text_leaves(item, skip)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in skip:
+                yield from text_leaves(item, skip)
 
 
 def nested_int(document: Any, *path: str) -> int | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from gatekeeper.contract import PromptFeatures
 from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
+from gatekeeper.wire import text_leaves
 
 # Keys whose string values are not prompt text: identifiers, enums, opaque or binary payloads.
 # Base64 images or signatures would otherwise dominate the character count.
@@ -89,13 +90,7 @@ def object_items(items: list[Any], key: str) -> list[dict[str, Any]]:
 def text_chars(value: Any) -> int:
     """Characters of prompt text in a JSON value: the sum of its string leaves, skipping
     identifier, enum and binary keys (see ``_NON_TEXT_KEYS``)."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(text_chars(item) for item in value)
-    if isinstance(value, dict):
-        return sum(text_chars(v) for k, v in value.items() if k not in _NON_TEXT_KEYS)
-    return 0
+    return sum(map(len, text_leaves(value, _NON_TEXT_KEYS)))
 
 
 def request_facts(
