@@ -5,8 +5,9 @@ every request is identified, located, inspected, decided by a Rego policy, held 
 shaped (reasoning exposure) and written to the decision log.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from gatekeeper._lazy import lazy_exports
 from gatekeeper._version import __version__
 
 if TYPE_CHECKING:
@@ -48,16 +49,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gatekeeper' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "CONTRACT_VERSION",

@@ -3,6 +3,7 @@ response fields, and the two error-body families (OpenAI's and Anthropic's)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -11,6 +12,20 @@ import orjson
 def dumps(value: Any) -> str:
     """Compact JSON text (orjson), for re-encoded SSE data."""
     return orjson.dumps(value).decode("utf-8")
+
+
+def text_leaves(value: Any, skip: frozenset[str]) -> Iterator[str]:
+    """Every string inside a JSON value, depth first, except under the object keys in
+    ``skip`` (identifiers, enums, binary payloads: whatever is not prompt text)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from text_leaves(item, skip)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in skip:
+                yield from text_leaves(item, skip)
 
 
 def nested_int(document: Any, *path: str) -> int | None:
@@ -38,18 +53,11 @@ _OPENAI_ERROR_TYPES = {
 }
 
 # Anthropic's documented error types per status (docs.claude.com/en/api/errors); other 4xx use
-# invalid_request_error, as the docs say, and other 5xx api_error.
+# invalid_request_error, as the docs say, and other 5xx api_error. Every status OpenAI names,
+# Anthropic names alike.
 _ANTHROPIC_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
+    **_OPENAI_ERROR_TYPES,
     402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    451: "permission_error",
     500: "api_error",
     504: "timeout_error",
     529: "overloaded_error",

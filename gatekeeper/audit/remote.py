@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from gatekeeper._tasks import cancel_and_wait
+
 log = logging.getLogger("gatekeeper.audit")
 
 Item = tuple[int, bytes]  # (seq, canonical JSON line without "\n")
@@ -143,11 +145,8 @@ class RemoteSink:
                 self.name,
                 len(self._buffer),
             )
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         await self._close_client()
 
     async def _close_client(self) -> None:

@@ -259,15 +259,10 @@ def _cut_torn_tail(path: Path) -> dict[str, Any] | None:
 
     Returns its description (size, SHA-256, file), for the restart entry, or ``None``.
     """
-    if not path.exists():
+    found = _read_last_line(path)
+    if found is None:
         return None
-    with path.open("rb") as file:
-        size = file.seek(0, os.SEEK_END)
-        if size == 0:
-            return None
-        end = _last_line_start(file, size)
-        file.seek(end)
-        tail = file.read()
+    end, tail = found
     complete = tail.endswith(b"\n")
     if complete:
         try:
@@ -283,6 +278,20 @@ def _cut_torn_tail(path: Path) -> dict[str, Any] | None:
         "sha256": hashlib.sha256(tail).hexdigest(),
         "complete_line": complete,
     }
+
+
+def _read_last_line(path: Path) -> tuple[int, bytes] | None:
+    """The offset and bytes (with any final ``\\n``) of the file's last line; ``None`` for a
+    missing or empty file."""
+    if not path.exists():
+        return None
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        start = _last_line_start(file, size)
+        file.seek(start)
+        return start, file.read()
 
 
 def _last_line_start(file: BinaryIO, size: int) -> int:
@@ -322,14 +331,8 @@ def _reverse_lines(path: Path, step: int = 256 << 10) -> Iterator[bytes]:
 
 
 def _last_line(path: Path) -> bytes | None:
-    if not path.exists():
-        return None
-    with path.open("rb") as file:
-        size = file.seek(0, os.SEEK_END)
-        if size == 0:
-            return None
-        file.seek(_last_line_start(file, size))
-        return file.read().rstrip(b"\n") or None
+    found = _read_last_line(path)
+    return (found[1].rstrip(b"\n") or None) if found is not None else None
 
 
 def _fsync_dir(directory: Path) -> None:

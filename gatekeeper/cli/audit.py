@@ -13,6 +13,7 @@ import click
 import orjson
 
 from gatekeeper.audit.keys import Keyring
+from gatekeeper.cli._options import config_option, json_option
 from gatekeeper.cli.progress import ProgressLine, megabytes
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.offline.audit.chains import ChainsReport, default_keys, verify_chains
@@ -50,35 +51,31 @@ _PROGRESS = click.option(
 )
 
 _TIME_FORMS = "2026-05-01, 2026-05-01T10:00:00Z (RFC 3339), or a duration ago: 90s, 15m, 24h, 7d."
-#: The filters ``query``, ``stats`` and ``report`` share (``Filters``), in --help order.
-_FILTER_OPTIONS = (
-    click.option("--since", default=None, help="From this time: " + _TIME_FORMS),
-    click.option("--until", default=None, help="Up to this time; same forms as --since."),
-    click.option("--subject", default=None, help="Subject id or org."),
-    click.option("--org", default=None, help="Organisation (the subject's org) only."),
-    click.option("--cluster", default=None, help="Account cluster id (input.signals.cluster)."),
-    click.option(
-        "--decision",
-        type=click.Choice(["allow", "deny"]),
-        default=None,
-        help="allow: the request went through; deny: it was refused, by the policy, a quota or "
-        "gatekeeper itself (shadow refusals were not enforced: they count as allow).",
+#: The filters ``query``, ``stats`` and ``report`` share (``Filters``), in --help order: each
+#: one's name and what its ``--name`` option takes besides ``default=None``.
+_FILTERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("since", {"help": "From this time: " + _TIME_FORMS}),
+    ("until", {"help": "Up to this time; same forms as --since."}),
+    ("subject", {"help": "Subject id or org."}),
+    ("org", {"help": "Organisation (the subject's org) only."}),
+    ("cluster", {"help": "Account cluster id (input.signals.cluster)."}),
+    (
+        "decision",
+        {
+            "type": click.Choice(["allow", "deny"]),
+            "help": "allow: the request went through; deny: it was refused, by the policy, a "
+            "quota or gatekeeper itself (shadow refusals were not enforced: they count as allow).",
+        },
     ),
-    click.option("--reason", default=None, help="A reason code, e.g. kyc_insufficient."),
-    click.option("--tier", default=None, help="The subject's tier, e.g. free."),
-    click.option("--country", default=None, help="ISO country code of the client (any case)."),
-    click.option("--tag", default=None, help="A jurisdiction tag of the client, e.g. EU."),
-    click.option(
-        "--level",
-        default=None,
-        help="Anti-extraction grade the policy noted: watch, suspect, strong, or any.",
-    ),
-    click.option("--evidence", default=None, help="Anti-extraction evidence, e.g. cot_high."),
+    ("reason", {"help": "A reason code, e.g. kyc_insufficient."}),
+    ("tier", {"help": "The subject's tier, e.g. free."}),
+    ("country", {"help": "ISO country code of the client (any case)."}),
+    ("tag", {"help": "A jurisdiction tag of the client, e.g. EU."}),
+    ("level", {"help": "Anti-extraction grade the policy noted: watch, suspect, strong, or any."}),
+    ("evidence", {"help": "Anti-extraction evidence, e.g. cot_high."}),
 )
-_FILTER_NAMES = (
-    "since", "until", "subject", "org", "cluster", "decision", "reason", "tier", "country", "tag",
-    "level", "evidence",
-)  # fmt: skip
+_FILTER_OPTIONS = tuple(click.option(f"--{name}", default=None, **kw) for name, kw in _FILTERS)
+_FILTER_NAMES = tuple(name for name, _ in _FILTERS)
 
 
 def _filter_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -126,19 +123,14 @@ def audit() -> None:
     "https:// URL, or a file path): the log must reach every checkpoint it holds. Default: "
     "audit.witness of --config.",
 )
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="gatekeeper's TOML configuration: its audit.witness is the default --witness.",
-)
+@config_option("gatekeeper's TOML configuration: its audit.witness is the default --witness.")
 @click.option(
     "--allow-open-tail",
     is_flag=True,
     help="The log is live: accept that it does not end with a shutdown checkpoint, as long as "
     "its unsigned tail is no longer and no older than its writer lets one be.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@json_option("Print the result as one JSON object.")
 @_PROGRESS
 def verify(
     paths: tuple[Path, ...],
@@ -182,7 +174,7 @@ def verify(
     "event whole, from whichever chain holds it.",
 )
 @_filter_options
-@click.option("--json", "as_json", is_flag=True, help="Print whole events as JSON lines.")
+@json_option("Print whole events as JSON lines.")
 @click.option("--limit", type=int, default=None, help="Stop after this many matches.")
 @_PROGRESS
 def query(
@@ -227,7 +219,7 @@ def query(
 @audit.command()
 @_PATHS
 @_filter_options
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+@json_option("Print the counts as one JSON object.")
 @_PROGRESS
 def stats(paths: tuple[Path, ...], filters: Filters, as_json: bool, progress: bool | None) -> None:
     """Count decisions: allowed and refused, by reason, status, tier and country; subjects and

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from gatekeeper.cli._options import json_option
 from gatekeeper.network.geoip import GeoDatabaseError, GeoLocator
 
 
@@ -39,7 +40,7 @@ def build_command(source: Path, output: Path | None) -> None:
 @geoip_cli.command("lookup")
 @click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("ip")
-@click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object.")
+@json_option("Print the facts as one JSON object.")
 def lookup_command(database: Path, ip: str, as_json: bool) -> None:
     """Print what DATABASE says about the address IP."""
     try:

@@ -13,6 +13,7 @@ from typing import IO
 
 import click
 
+from gatekeeper.cli._options import json_option
 from gatekeeper.errors import PolicyError
 from gatekeeper.policy.compile import compile_source, first_lines
 from gatekeeper.policy.coverage import coverage_json, coverage_report, format_coverage
@@ -102,7 +103,14 @@ def test_cmd(
     paths = paths or (Path("policies"),)
     coverage = coverage or threshold is not None
     if engine == "opa":
-        _opa_test(paths, verbose, pattern, output_format, coverage, threshold, bench, skipped_ok)
+        args = [*map(str, paths)] + (["-v"] if verbose else [])
+        args += ["-r", pattern] if pattern else []
+        args += ["--format", output_format] if output_format else []
+        args += ["--coverage"] if coverage else []
+        args += ["--threshold", str(threshold)] if threshold is not None else []
+        args += ["--bench"] if bench else []
+        args += ["-z"] if skipped_ok else []
+        _opa_test(args)
     try:
         source = load_policies(paths, require_modules=False)
         compiled = compile_source(source, coverage=coverage)
@@ -136,28 +144,13 @@ def test_cmd(
         sys.exit(1 if coverage else 2)
 
 
-def _opa_test(
-    paths: tuple[Path, ...],
-    verbose: bool,
-    pattern: str | None,
-    output_format: str | None,
-    coverage: bool,
-    threshold: float | None,
-    bench: bool,
-    skipped_ok: bool,
-) -> None:
+def _opa_test(args: list[str]) -> None:
+    """Run ``opa test`` with ``args`` and exit with its status."""
     opa = shutil.which("opa")
     if opa is None:
         _fail("opa is not on PATH (`make tools` builds it into .tools/bin)")
     assert opa is not None
-    args = [opa, "test", *map(str, paths)] + (["-v"] if verbose else [])
-    args += ["-r", pattern] if pattern else []
-    args += ["--format", output_format] if output_format else []
-    args += ["--coverage"] if coverage else []
-    args += ["--threshold", str(threshold)] if threshold is not None else []
-    args += ["--bench"] if bench else []
-    args += ["-z"] if skipped_ok else []
-    sys.exit(subprocess.run(args, check=False).returncode)
+    sys.exit(subprocess.run([opa, "test", *args], check=False).returncode)
 
 
 @policy.command("check")
@@ -329,7 +322,7 @@ def build_cmd(path: Path, output: Path, revision: str | None) -> None:
 )
 @_DECISION
 @click.option("--examples", default=3, show_default=True, help="Examples shown per change.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 def replay_cmd(
     logs: tuple[Path, ...], policy_path: Path, decision: str, examples: int, as_json: bool
 ) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from gatekeeper.cli._options import config_option
+
 
 @click.command("proxy")
 @click.option(
@@ -16,11 +18,8 @@ import click
     help="Base URL requests are forwarded to, e.g. http://127.0.0.1:9000 "
     "(default: proxy.upstream from the configuration).",
 )
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML configuration (default: $GATEKEEPER_CONFIG). GATEKEEPER_* variables override it.",
+@config_option(
+    "TOML configuration (default: $GATEKEEPER_CONFIG). GATEKEEPER_* variables override it."
 )
 @click.option("--host", default=None, help="Listen address (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (default: server.port, 8000).")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
+from gatekeeper.cli._options import config_option, json_option
 from gatekeeper.contract import KycLevel
 from gatekeeper.errors import ConfigurationError
 from gatekeeper.identity.stores import SubjectRecord, hash_api_key
@@ -32,11 +33,8 @@ T = TypeVar("T")
 
 
 def _store_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option(
-        "--config",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        default=None,
-        help="TOML configuration whose [identity] names the store (default: GATEKEEPER_CONFIG).",
+    command = config_option(
+        "TOML configuration whose [identity] names the store (default: GATEKEEPER_CONFIG)."
     )(command)
     command = click.option(
         "--file",
@@ -153,7 +151,7 @@ def add_cmd(
 
 
 @subjects.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@json_option("One JSON object per line.")
 @_store_options
 def list_cmd(as_json: bool, **store: Any) -> None:
     """List subjects (never their keys)."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatekeeper.dialects.base import RequestBodyError
+from gatekeeper.contract import PromptFeatures
+from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
+from gatekeeper.wire import text_leaves
 
 # Keys whose string values are not prompt text: identifiers, enums, opaque or binary payloads.
 # Base64 images or signatures would otherwise dominate the character count.
@@ -88,13 +90,37 @@ def object_items(items: list[Any], key: str) -> list[dict[str, Any]]:
 def text_chars(value: Any) -> int:
     """Characters of prompt text in a JSON value: the sum of its string leaves, skipping
     identifier, enum and binary keys (see ``_NON_TEXT_KEYS``)."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(text_chars(item) for item in value)
-    if isinstance(value, dict):
-        return sum(text_chars(v) for k, v in value.items() if k not in _NON_TEXT_KEYS)
-    return 0
+    return sum(map(len, text_leaves(value, _NON_TEXT_KEYS)))
+
+
+def request_facts(
+    dialect: Dialect,
+    body: dict[str, Any],
+    *,
+    messages: int,
+    prompt: list[Any],
+    max_tokens: int | None,
+    has_tools: bool,
+    has_tool_results: bool,
+    reasoning_requested: bool,
+) -> RequestFacts:
+    """The facts every dialect reports alike: ``model`` and ``stream`` from the body, the
+    prompt's features, and the cost estimate from its characters (``text_chars`` of ``prompt``,
+    the parts of the body that hold prompt text) and output limit."""
+    chars = text_chars(prompt)
+    return RequestFacts(
+        model=opt_str(body, "model"),
+        stream=bool(opt_bool(body, "stream")),
+        reasoning_requested=reasoning_requested,
+        max_tokens=max_tokens,
+        estimated_tokens=dialect.estimated_tokens(chars, max_tokens),
+        prompt_features=PromptFeatures(
+            messages=messages,
+            chars=chars,
+            has_tools=has_tools,
+            has_tool_results=has_tool_results,
+        ),
+    )
 
 
 def _kind(value: Any) -> str:

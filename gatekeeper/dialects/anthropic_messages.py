@@ -15,23 +15,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from gatekeeper.contract import PromptFeatures, ReasoningPolicy
 from gatekeeper.dialects._common import (
     object_items,
-    opt_bool,
     opt_int,
     opt_list,
     opt_object,
-    opt_str,
+    request_facts,
     require_object,
-    text_chars,
 )
 from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
-from gatekeeper.reasoning.messages import (
-    REASONING_BLOCK_TYPES,
-    MessagesShaper,
-)
-from gatekeeper.reasoning.trace import HANDLE_PREFIX, ShapingOptions
+from gatekeeper.reasoning.messages import REASONING_BLOCK_TYPES, MessagesShaper
+from gatekeeper.reasoning.trace import HANDLE_PREFIX
 from gatekeeper.wire import anthropic_error
 
 __all__ = ["AnthropicMessages"]
@@ -43,6 +37,7 @@ class AnthropicMessages(Dialect):
     name: ClassVar[str] = "anthropic_messages"
     paths: ClassVar[tuple[str, ...]] = ("/v1/messages",)
     history_markers: ClassVar[tuple[bytes, ...]] = (b'"tool_use"', HANDLE_PREFIX.encode())
+    shaper = MessagesShaper
 
     def read_request(self, body: Any) -> RequestFacts:
         body = require_object(body)
@@ -52,31 +47,21 @@ class AnthropicMessages(Dialect):
             raise RequestBodyError("'system' must be a string or an array of text blocks")
         max_tokens = opt_int(body, "max_tokens")
         thinking = opt_object(body, "thinking")
-        chars = text_chars(messages) + text_chars(system)
-        features = PromptFeatures(
+        return request_facts(
+            self,
+            body,
             messages=len(messages),
-            chars=chars,
+            prompt=[messages, system],
+            max_tokens=max_tokens,
             has_tools=bool(opt_list(body, "tools")),
             has_tool_results=any(_has_tool_result(m.get("content")) for m in messages),
-        )
-        return RequestFacts(
-            model=opt_str(body, "model"),
-            stream=bool(opt_bool(body, "stream")),
             reasoning_requested=thinking is not None and thinking.get("type") != "disabled",
-            max_tokens=max_tokens,
-            estimated_tokens=self.estimated_tokens(chars, max_tokens),
-            prompt_features=features,
         )
 
     def error_body(
         self, status: int, code: str, message: str, *, request_id: str | None = None
     ) -> dict[str, Any]:
         return anthropic_error(status, code, message, request_id)
-
-    def new_shaper(
-        self, policy: ReasoningPolicy, options: ShapingOptions | None = None
-    ) -> MessagesShaper:
-        return MessagesShaper(policy, options)
 
     def history_keys(self, body: Any) -> list[str]:
         messages = body.get("messages") if isinstance(body, dict) else None

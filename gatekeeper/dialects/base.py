@@ -44,6 +44,8 @@ class Dialect(ABC):
 
     name: ClassVar[str]
     paths: ClassVar[tuple[str, ...]]
+    #: The ``ResponseShaper`` class that enforces a reasoning policy on this dialect's responses.
+    shaper: ClassVar[type[ResponseShaper]]
     #: Output tokens assumed by ``estimated_tokens`` when the request sets no maximum.
     default_output_tokens: ClassVar[int] = 4096
 
@@ -74,11 +76,11 @@ class Dialect(ABC):
         without breaking the official SDKs' error parsing.
         """
 
-    @abstractmethod
     def new_shaper(
         self, policy: ReasoningPolicy, options: ShapingOptions | None = None
     ) -> ResponseShaper:
         """A shaper that enforces ``policy`` on one response of this dialect."""
+        return self.shaper(policy, options)
 
     def history_keys(self, body: Any) -> list[str]:
         """Keys of kept reasoning a request's history may need back (none by default)."""

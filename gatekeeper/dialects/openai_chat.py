@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from gatekeeper.contract import PromptFeatures, ReasoningPolicy
 from gatekeeper.dialects._common import (
     object_items,
     opt_bool,
@@ -20,12 +19,11 @@ from gatekeeper.dialects._common import (
     opt_list,
     opt_object,
     opt_str,
+    request_facts,
     require_object,
-    text_chars,
 )
 from gatekeeper.dialects.base import Dialect, RequestFacts
 from gatekeeper.reasoning.chat import ChatShaper
-from gatekeeper.reasoning.trace import ShapingOptions
 from gatekeeper.wire import openai_error
 
 __all__ = ["OpenAIChat"]
@@ -37,6 +35,7 @@ class OpenAIChat(Dialect):
     name: ClassVar[str] = "openai_chat"
     paths: ClassVar[tuple[str, ...]] = ("/v1/chat/completions",)
     history_markers: ClassVar[tuple[bytes, ...]] = (b'"tool_calls"',)
+    shaper = ChatShaper
 
     def read_request(self, body: Any) -> RequestFacts:
         body = require_object(body)
@@ -45,31 +44,21 @@ class OpenAIChat(Dialect):
         if max_tokens is None:
             max_tokens = opt_int(body, "max_tokens")
         tools = opt_list(body, "tools") or opt_list(body, "functions") or []
-        chars = text_chars(messages)
-        features = PromptFeatures(
+        return request_facts(
+            self,
+            body,
             messages=len(messages),
-            chars=chars,
+            prompt=messages,
+            max_tokens=max_tokens,
             has_tools=bool(tools),
             has_tool_results=any(m.get("role") in ("tool", "function") for m in messages),
-        )
-        return RequestFacts(
-            model=opt_str(body, "model"),
-            stream=bool(opt_bool(body, "stream")),
             reasoning_requested=_reasoning_requested(body),
-            max_tokens=max_tokens,
-            estimated_tokens=self.estimated_tokens(chars, max_tokens),
-            prompt_features=features,
         )
 
     def error_body(
         self, status: int, code: str, message: str, *, request_id: str | None = None
     ) -> dict[str, Any]:
         return openai_error(status, code, message)
-
-    def new_shaper(
-        self, policy: ReasoningPolicy, options: ShapingOptions | None = None
-    ) -> ChatShaper:
-        return ChatShaper(policy, options)
 
     def history_keys(self, body: Any) -> list[str]:
         messages = body.get("messages") if isinstance(body, dict) else None

@@ -12,24 +12,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from gatekeeper.contract import PromptFeatures, ReasoningPolicy
 from gatekeeper.dialects._common import (
     object_items,
-    opt_bool,
     opt_int,
     opt_list,
     opt_object,
     opt_str,
+    request_facts,
     require_object,
-    text_chars,
 )
 from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
 from gatekeeper.reasoning.responses import ResponsesShaper
-from gatekeeper.reasoning.responses_items import (
-    input_keys,
-    restore_input,
-)
-from gatekeeper.reasoning.trace import ShapingOptions
+from gatekeeper.reasoning.responses_items import input_keys, restore_input
 from gatekeeper.wire import openai_error
 
 __all__ = ["OpenAIResponses"]
@@ -41,6 +35,7 @@ class OpenAIResponses(Dialect):
     name: ClassVar[str] = "openai_responses"
     paths: ClassVar[tuple[str, ...]] = ("/v1/responses",)
     history_markers: ClassVar[tuple[bytes, ...]] = (b'"id"', b'"call_id"')
+    shaper = ResponsesShaper
 
     def read_request(self, body: Any) -> RequestFacts:
         body = require_object(body)
@@ -53,37 +48,26 @@ class OpenAIResponses(Dialect):
             count = len(items)
         else:
             raise RequestBodyError("'input' must be a string or an array of items")
-        max_tokens = opt_int(body, "max_output_tokens")
-        chars = text_chars(raw_input) + len(opt_str(body, "instructions") or "")
-        features = PromptFeatures(
-            messages=count,
-            chars=chars,
-            has_tools=bool(opt_list(body, "tools")),
-            has_tool_results=any(str(i.get("type", "")).endswith("_output") for i in items),
-        )
         reasoning = opt_object(body, "reasoning")
         include = opt_list(body, "include") or []
-        return RequestFacts(
-            model=opt_str(body, "model"),
-            stream=bool(opt_bool(body, "stream")),
+        return request_facts(
+            self,
+            body,
+            messages=count,
+            prompt=[raw_input, opt_str(body, "instructions")],
+            max_tokens=opt_int(body, "max_output_tokens"),
+            has_tools=bool(opt_list(body, "tools")),
+            has_tool_results=any(str(i.get("type", "")).endswith("_output") for i in items),
             reasoning_requested=(
                 (reasoning is not None and reasoning.get("effort") != "none")
                 or "reasoning.encrypted_content" in include
             ),
-            max_tokens=max_tokens,
-            estimated_tokens=self.estimated_tokens(chars, max_tokens),
-            prompt_features=features,
         )
 
     def error_body(
         self, status: int, code: str, message: str, *, request_id: str | None = None
     ) -> dict[str, Any]:
         return openai_error(status, code, message)
-
-    def new_shaper(
-        self, policy: ReasoningPolicy, options: ShapingOptions | None = None
-    ) -> ResponsesShaper:
-        return ResponsesShaper(policy, options)
 
     def history_keys(self, body: Any) -> list[str]:
         return input_keys(body)

@@ -29,7 +29,7 @@ record), which is not the same as an address the database does not list.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from gatekeeper.errors import ConfigurationError
@@ -72,6 +72,10 @@ class GeoFacts:
     is_proxy: bool = False
     lookup_error: bool = False
 
+    def as_dict(self) -> dict[str, Any]:
+        """The facts by name (the names ``contract.Network`` gives them)."""
+        return {name: getattr(self, name) for name in _FACT_NAMES}
+
     @classmethod
     def from_record(cls, record: object) -> GeoFacts:
         """Read the GeoIP2 fields listed in this module's docstring out of a database record."""
@@ -92,6 +96,8 @@ class GeoFacts:
             is_proxy=any(traits.get(f) is True or record.get(f) is True for f in _PROXY_FLAGS),
         )
 
+
+_FACT_NAMES = tuple(f.name for f in fields(GeoFacts))
 
 #: No record for the address: every fact unknown.
 EMPTY_FACTS = GeoFacts()

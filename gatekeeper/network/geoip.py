@@ -22,7 +22,6 @@ Data files are validated, never trusted:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
@@ -32,6 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from gatekeeper._tasks import cancel_and_wait, poll
 from gatekeeper.health import PartHealth
 
 from .address import IPAddress, parse_ip
@@ -179,15 +179,8 @@ class GeoLocator:
         except RuntimeError:
             return  # not on an event loop (the CLI): nothing to watch with
         if self._task is None or self._task.done():
-            self._task = loop.create_task(self._watch(), name="gatekeeper-geoip-reload")
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.reload_interval)
-            try:
-                await self.check()
-            except Exception:  # never let the watcher die; the error is in the log
-                log.exception("GeoIP reload check failed")
+            watcher = poll(self.reload_interval, self.check, log, "GeoIP reload check failed")
+            self._task = loop.create_task(watcher, name="gatekeeper-geoip-reload")
 
     async def check(self) -> bool:
         """Look at the file once: ``True`` if a changed, verified database now serves.
@@ -290,10 +283,7 @@ class GeoLocator:
     async def aclose(self) -> None:
         """Stop watching (waiting for the watcher to end) and release the database."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self.close()
 
     def __enter__(self) -> GeoLocator:

@@ -38,12 +38,6 @@ def locate(
         client_ip=address.ip if address.ip is not None else UNKNOWN_CLIENT_IP,
         peer_ip=address.peer_ip,
         forwarded=address.forwarded,
-        country=facts.country,
-        registered_country=facts.registered_country,
-        asn=facts.asn,
-        as_org=facts.as_org,
-        is_hosting=facts.is_hosting,
-        is_proxy=facts.is_proxy,
         jurisdiction_tags=tags,
-        lookup_error=facts.lookup_error,
+        **facts.as_dict(),
     )

@@ -3,7 +3,9 @@
 Replaying a decision log against a policy is offline: ``gatekeeper.offline.policy.replay``.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gatekeeper._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gatekeeper.policy.check import CheckReport, check_source
@@ -42,16 +44,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gatekeeper.policy' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "Case",

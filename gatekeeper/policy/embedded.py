@@ -29,14 +29,13 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
 
 from gatekeeper.contract import Decision
 from gatekeeper.errors import (
-    InvalidDecisionError,
-    PolicyError,
     PolicyEvaluationError,
     PolicyLoadError,
 )
@@ -383,14 +382,8 @@ class EmbeddedEngine:
             raise self.counters.failed(
                 "undefined", PolicyEvaluationError("the decision rule is undefined for this input")
             )
-        try:
-            decision = decision_from_json(raw, input_doc)
-        except InvalidDecisionError as exc:
-            raise self.counters.failed("invalid", exc) from exc
-        except PolicyError as exc:
-            raise self.counters.failed("evaluation", exc) from exc
-        self.counters.decisions += 1
-        return Verdict(decision, active.revision)
+        validate = partial(decision_from_json, raw, input_doc)
+        return self.counters.verdict(validate, active.revision, "evaluation")
 
     async def decide(self, input_doc: dict[str, Any]) -> Decision:
         return (await self.verdict(input_doc)).decision

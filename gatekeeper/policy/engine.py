@@ -9,6 +9,7 @@ does not validate against ``Decision`` raises a ``PolicyError`` (the middleware 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -96,6 +97,18 @@ class EngineCounters:
         """Count a failure of ``kind`` and hand the error back for raising."""
         self.errors[kind] = self.errors.get(kind, 0) + 1
         return error
+
+    def verdict(self, validate: Callable[[], Decision], revision: str, other: str) -> Verdict:
+        """The verdict of ``validate()`` under ``revision``, counted: a decision that does not
+        validate fails as ``invalid``, any other ``PolicyError`` as ``other``."""
+        try:
+            decision = validate()
+        except InvalidDecisionError as exc:
+            raise self.failed("invalid", exc) from exc
+        except PolicyError as exc:
+            raise self.failed(other, exc) from exc
+        self.decisions += 1
+        return Verdict(decision, revision)
 
     def as_dict(self) -> dict[str, Any]:
         return {"decisions": self.decisions, "errors": dict(self.errors)}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +34,6 @@ from opa_client.errors import RegoParseError
 from gatekeeper.contract import Decision
 from gatekeeper.errors import (
     ConfigurationError,
-    InvalidDecisionError,
     PolicyError,
     PolicyEvaluationError,
     PolicyLoadError,
@@ -160,14 +160,8 @@ class OpaEngine:
     async def verdict(self, input_doc: dict[str, Any]) -> Verdict:
         await self._ensure_started()
         value, revision = await self._query(input_doc, counted=True)
-        try:
-            decision = decision_from_value(value, input_doc)
-        except InvalidDecisionError as exc:
-            raise self.counters.failed("invalid", exc) from exc
-        except PolicyEvaluationError as exc:
-            raise self.counters.failed("undefined", exc) from exc
-        self.counters.decisions += 1
-        return Verdict(decision, revision)
+        validate = partial(decision_from_value, value, input_doc)
+        return self.counters.verdict(validate, revision, "undefined")
 
     async def decide(self, input_doc: dict[str, Any]) -> Decision:
         return (await self.verdict(input_doc)).decision

@@ -19,12 +19,12 @@ included), so fixing only ``conformance/cases.yaml`` retries a rejected revision
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from gatekeeper._tasks import cancel_and_wait, poll
 from gatekeeper.contract import Decision
 from gatekeeper.errors import PolicyError
 from gatekeeper.health import PartHealth
@@ -91,17 +91,10 @@ class ReloadingEngine:
 
     def _start_watching(self) -> None:
         if self._task is None or self._task.done():
+            watcher = poll(self.interval, self.check, log, "policy reload check failed")
             self._task = asyncio.get_running_loop().create_task(
-                self._watch(), name="gatekeeper-policy-reload"
+                watcher, name="gatekeeper-policy-reload"
             )
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except Exception:  # never let the watcher die; the error is in the log
-                log.exception("policy reload check failed")
 
     async def check(self) -> bool:
         """Poll once: ``True`` if a new revision was activated. Never raises for a bad policy."""
@@ -191,9 +184,6 @@ class ReloadingEngine:
         }
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         await self.engine.aclose()

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from gatekeeper.audit.keys import Keyring
 from gatekeeper.offline.audit.reader import LogFiles, Progress, chain_names
@@ -70,15 +70,20 @@ class ChainsReport:
         return "\n".join(lines)
 
 
+class VerifyOptions(TypedDict, total=False):
+    """``verify_log``'s options, which ``verify_chains`` applies to every chain."""
+
+    progress: Progress | None
+    partial_start: bool
+    allow_open_tail: bool
+    witness: tuple[str, list[dict[str, Any]]] | None
+    now_ns: int | None
+
+
 def verify_chains(
     chains: Sequence[LogFiles],
     keyring: Callable[[LogFiles], Keyring],
-    *,
-    progress: Progress | None = None,
-    partial_start: bool = False,
-    allow_open_tail: bool = False,
-    witness: tuple[str, list[dict[str, Any]]] | None = None,
-    now_ns: int | None = None,
+    **options: Unpack[VerifyOptions],
 ) -> ChainsReport:
     """Verify each chain with the trusted keys ``keyring`` gives for it; with a ``witness``,
     a chain the witness holds checkpoints of, named like one of these chains' family
@@ -86,20 +91,10 @@ def verify_chains(
     worker's chain was deleted."""
     names = chain_names(chains)
     reports = [
-        (
-            name,
-            verify_log(
-                chain,
-                keyring(chain),
-                progress=progress,
-                partial_start=partial_start,
-                allow_open_tail=allow_open_tail,
-                witness=witness,
-                now_ns=now_ns,
-            ),
-        )
+        (name, verify_log(chain, keyring(chain), **options))
         for name, chain in zip(names, chains, strict=True)
     ]
+    witness = options.get("witness")
     if witness is not None:
         reports += _unclaimed_chains(chains, reports, witness)
     return ChainsReport(reports)

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from gatekeeper.wire import text_leaves
+
 # Not a secret: it only lets the demo server recognise thinking blocks it signed itself, the way
 # a real provider rejects edited or foreign thinking blocks.
 DEMO_SIGNING_KEY = b"gatekeeper-demo-reasoner/v1"
@@ -159,13 +161,7 @@ def count_tokens(text: str) -> int:
 
 def count_prompt_tokens(value: Any) -> int:
     """Tokens in every piece of text inside a request structure (messages, system, input)."""
-    if isinstance(value, str):
-        return count_tokens(value)
-    if isinstance(value, list):
-        return sum(count_prompt_tokens(item) for item in value)
-    if isinstance(value, dict):
-        return sum(count_prompt_tokens(v) for k, v in value.items() if k not in _NOT_TEXT)
-    return 0
+    return sum(map(count_tokens, text_leaves(value, _NOT_TEXT)))
 
 
 def split_deltas(text: str, words: int = 3) -> list[str]:

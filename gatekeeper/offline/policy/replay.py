@@ -62,14 +62,10 @@ class ReplayReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
+        counts = ("events", "replayed", "skipped", "masked", "unreadable", "changed")
         return {
             "revision": self.revision,
-            "events": self.events,
-            "replayed": self.replayed,
-            "skipped": self.skipped,
-            "masked": self.masked,
-            "unreadable": self.unreadable,
-            "changed": self.changed,
+            **{name: getattr(self, name) for name in counts},
             "old_revisions": dict(self.old_revisions),
             "outcomes": {"before": dict(self.before), "after": dict(self.after)},
             "reasons": {"before": dict(self.reasons_before), "after": dict(self.reasons_after)},
