@@ -1,0 +1,1 @@
+"""Offline tooling: never imported per request."""
