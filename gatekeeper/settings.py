@@ -927,6 +927,7 @@ class Settings(BaseSettings):
             self.policy,
             self.audit,
             self.observability,
+            self.signals,
         ):
             for name, value in section:
                 if isinstance(value, Path) and not value.is_absolute():

@@ -51,6 +51,9 @@ async def readiness(
     if gk.geo is not None:
         # degraded while a changed database stands refused (the last good one serves).
         parts["geoip"] = (gk.geo, {})
+    if gk.signals is not None and gk.signals.intel is not None:
+        # degraded likewise while changed shared-intelligence files stand refused.
+        parts["intel"] = (gk.signals.intel, {})
     names = list(parts)
     results = await asyncio.gather(
         *(check_part(part, base, limit_seconds, degraded_ok) for part, base in parts.values())

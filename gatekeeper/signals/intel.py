@@ -282,6 +282,8 @@ class IntelSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.counters = {"reloads": 0, "reload_errors": 0}
+        #: The files changed and were refused at the last reload (the last good index serves).
+        self.refused = False
         try:
             self._signature = _signature(path)
             self.index = load_index(path)
@@ -304,12 +306,19 @@ class IntelSource:
             if signature is not None:
                 self._signature = signature  # reported once, retried when it changes again
             self.counters["reload_errors"] += 1
+            self.refused = True
             log.warning("signals.intel_path not reloaded, the last good one is kept: %s", exc)
             return False
         self.index, self._signature = index, signature
+        self.refused = False
         self.counters["reloads"] += 1
         log.info("shared intelligence reloaded: %d indicators", index.size)
         return True
 
-    def health(self) -> dict[str, int]:
-        return {**self.index.stats(), **{f"intel_{k}": v for k, v in self.counters.items()}}
+    def health(self) -> dict[str, Any]:
+        """For readiness: ``degraded`` while changed files stand refused."""
+        return {
+            "status": "degraded" if self.refused else "ok",
+            **self.index.stats(),
+            **{f"intel_{k}": v for k, v in self.counters.items()},
+        }

@@ -318,7 +318,7 @@ class SignalStage:
             log.debug("signals maintenance took %.1f ms", (time.perf_counter() - started) * 1e3)
 
     async def health(self) -> dict[str, Any]:
-        intel = self.intel.health() if self.intel is not None else {}
+        intel = {"intel": self.intel.health()} if self.intel is not None else {}
         return {**await self.store.health(), "stage_errors": self.counters["errors"], **intel}
 
     async def aclose(self) -> None:

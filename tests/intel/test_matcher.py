@@ -118,12 +118,19 @@ def test_a_damaged_file_refuses_start_and_a_damaged_reload_keeps_the_last_good(
     assert asyncio.run(reload()) is False
     assert source.index.size == 7
     assert source.counters["reload_errors"] == 1
+    assert source.health()["status"] == "degraded"
     intel_file.write_text(
         json.dumps({"version": 1, "indicators": [{"id": "indicator--z", "match": {"asn": [1]}}]})
     )
     assert asyncio.run(reload()) is True
     assert source.index.size == 1
-    assert source.health()["intel_indicators"] == 1
+    assert source.health() == {
+        "status": "ok",
+        "intel_indicators": 1,
+        "intel_prefix_lengths": 0,
+        "intel_reloads": 1,
+        "intel_reload_errors": 1,
+    }
 
 
 def test_a_directory_loads_every_document(intel_file: Path, tmp_path: Path) -> None:

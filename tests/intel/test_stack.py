@@ -237,3 +237,33 @@ async def test_export_from_one_run_is_matched_by_the_next(gateway: Gateway, tmp_
         }
         assert "shared_intel" in event["result"]["obligations"]["notes"][1]
     assert "indicators" not in events[benign.headers["x-gatekeeper-decision-id"]]["gatekeeper"]
+
+
+async def test_readiness_is_degraded_while_a_changed_intel_file_stands_refused(
+    tmp_path: Path,
+) -> None:
+    from gatekeeper.observability.health import readiness
+
+    intel = tmp_path / "intel.json"
+    CliRunner().invoke(cli, ["intel", "import", str(BUNDLE), "--out", str(intel)])
+    base = Settings.load(DEMO_CONFIG)
+    settings = Settings.load(
+        DEMO_CONFIG,
+        network=base.network.model_dump(),
+        policy=base.policy.model_dump(),
+        audit={"path": tmp_path / "decisions.jsonl"},
+        signals={"intel_path": intel},
+    )
+    gk = Gatekeeper.from_settings(settings)
+    try:
+        ready, document = await readiness(gk, 5.0)
+        assert ready and document["checks"]["intel"]["intel_indicators"] == 7
+        intel.write_text("{ damaged")
+        assert gk.signals is not None and gk.signals.intel is not None
+        assert await gk.signals.intel.refresh() is False
+        ready, document = await readiness(gk, 5.0)
+        assert not ready and document["checks"]["intel"]["degraded"] is True
+        ready, document = await readiness(gk, 5.0, degraded_ok=True)
+        assert ready and document["status"] == "degraded"
+    finally:
+        await gk.aclose()
