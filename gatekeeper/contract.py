@@ -199,6 +199,25 @@ class BehaviourSignals(_Model):
     )
 
 
+IndicatorKind = Literal["network", "asn", "user_agent", "payment", "prompt_family"]
+
+
+class IndicatorMatch(_Model):
+    """A shared-intelligence indicator (docs/intel.md) that matched this request."""
+
+    id: str = Field(description="The STIX indicator id (indicator--<uuid>).")
+    kind: IndicatorKind = Field(
+        description="What matched: network (client address in a prefix), asn, user_agent, "
+        "payment (SHA-256 of the payment fingerprint) or prompt_family (a sketch band)."
+    )
+    source: str | None = Field(
+        default=None, description="Who shared it: the name of its created_by_ref identity."
+    )
+    confidence: int | None = Field(
+        default=None, description="The indicator's STIX confidence (0-100; null: not given)."
+    )
+
+
 class Signals(_Model):
     """Distillation signals computed before the policy (``available`` once the stage ran)."""
 
@@ -211,6 +230,11 @@ class Signals(_Model):
     template_repetition: float = 0.0
     family: FamilySignals = Field(default_factory=FamilySignals)
     behaviour: BehaviourSignals = Field(default_factory=BehaviourSignals)
+    indicators: list[IndicatorMatch] = Field(
+        default_factory=list,
+        description="Valid shared-intelligence indicators matching the request (setting "
+        "signals.intel_path); empty without any.",
+    )
 
 
 class TimeInfo(_Model):

@@ -187,6 +187,7 @@ def signals_document(
     template_repetition: float = 0.0,
     family: dict[str, Any] | None = None,
     behaviour: dict[str, Any] | None = None,
+    indicators: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``input.signals`` (``Signals``): the signals stage's reads put together.
 
@@ -207,6 +208,7 @@ def signals_document(
         "template_repetition": template_repetition,
         "family": family if family is not None else family_document(None),
         "behaviour": behaviour if behaviour is not None else behaviour_document(),
+        "indicators": indicators if indicators is not None else [],
     }
 
 

@@ -273,6 +273,11 @@ class Pipeline:
                 estimated_tokens=ctx.facts.estimated_tokens,
                 user_agent=ctx.user_agent,
             )
+            matched = ctx.signals.document.get("indicators")
+            if matched:
+                ctx.record.indicators = [
+                    {"id": m["id"], "kind": m["kind"], "source": m["source"]} for m in matched
+                ]
             ctx.timer.lap("timer_gatekeeper_signals_ns")
 
     async def decide(self, ctx: RequestContext) -> None:

@@ -72,6 +72,7 @@ class Gatekeeper:
                 quotas=self.quotas,
                 decision_log=self.decision_log,
                 geo=self.geo,
+                intel=self.signals.intel if self.signals is not None else None,
                 counters=self.counters,
             ),
         )

@@ -456,6 +456,11 @@ class SignalSettings(_Section):
         description="'module:factory' returning a Scorer (e.g. a model-backed classifier); "
         "unset: the built-in pattern scorer.",
     )
+    intel_path: Path | None = Field(
+        default=None,
+        description="Shared-intelligence indicators (docs/intel.md): a JSON file written by "
+        "`gatekeeper intel import`, or a directory of them; reloaded when they change.",
+    )
 
     @field_validator("windows")
     @classmethod
@@ -922,6 +927,7 @@ class Settings(BaseSettings):
             self.policy,
             self.audit,
             self.observability,
+            self.signals,
         ):
             for name, value in section:
                 if isinstance(value, Path) and not value.is_absolute():

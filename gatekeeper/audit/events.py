@@ -64,6 +64,9 @@ class DecisionRecord:
     #: Forwarding headers that were not honoured: ``{"spoofed": …, "malformed": …, "peer": …}``
     #: (docs/security.md, "The client's address"); None when there was nothing to flag.
     forwarding: dict[str, Any] | None = None
+    #: Shared-intelligence indicators that matched the request (``input.signals.indicators``):
+    #: ``[{"id", "kind", "source"}]``; named in the event even where the input is masked.
+    indicators: list[dict[str, Any]] = field(default_factory=list)
 
     def to_event(self, labels: dict[str, str]) -> dict[str, Any]:
         """The decision event (a plain JSON-serialisable dict)."""
@@ -100,6 +103,8 @@ class DecisionRecord:
         }
         if self.forwarding is not None:
             event["gatekeeper"]["request"]["forwarding"] = self.forwarding
+        if self.indicators:
+            event["gatekeeper"]["indicators"] = self.indicators
         enforcement = event["gatekeeper"]["enforcement"]
         if self.upstream_status is not None or self.upstream_error is not None:
             enforcement["upstream_status"] = self.upstream_status

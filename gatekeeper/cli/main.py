@@ -1,4 +1,4 @@
-"""``gatekeeper``: run the demo, work with policies and GeoIP databases."""
+"""``gatekeeper``: run the demo, work with policies, GeoIP databases and shared intelligence."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from gatekeeper.errors import ConfigurationError
 _LAZY = {
     "audit": "gatekeeper.cli.audit:audit",
     "geoip": "gatekeeper.cli.geoip:geoip_cli",
+    "intel": "gatekeeper.cli.intel:intel",
     "policy": "gatekeeper.cli.policy:policy",
     "proxy": "gatekeeper.cli.proxy:proxy_command",
     "simulate": "gatekeeper.cli.simulate:simulate_command",

@@ -59,14 +59,17 @@ access_log = logging.getLogger("gatekeeper.access")
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class ObservedParts:
-    """The runtime's parts observability reads: readiness asks the first five for their
-    health; the metrics read their counters, and the runtime's own ``counters``."""
+    """The runtime's parts observability reads: readiness asks the engine, identity, quotas,
+    log, GeoIP database and intel for their health; the metrics read their counters, and the
+    runtime's own ``counters``."""
 
     engine: PolicyEngine
     identity: Identifier
     quotas: QuotaStore
     decision_log: DecisionLog
     geo: GeoLocator | None = None
+    #: The shared-intelligence indicators (``signals.intel_path``), when configured.
+    intel: Health | None = None
     #: Events the runtime counts by name (``Gatekeeper.counters``), read at scrape.
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -81,6 +84,9 @@ class ObservedParts:
         if self.geo is not None:
             # degraded while a changed database stands refused (the last good one serves).
             checks["geoip"] = self.geo
+        if self.intel is not None:
+            # degraded likewise while changed shared-intelligence files stand refused.
+            checks["intel"] = self.intel
         return checks
 
 

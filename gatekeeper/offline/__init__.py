@@ -11,5 +11,6 @@ here mirror the request-path packages they read the output of, or administer:
 - ``offline/policy/replay.py``: ``gatekeeper policy replay``, a decision log against a policy.
 - ``offline/identity/admin.py``: ``gatekeeper subjects …``, managing the subject stores.
 - ``offline/simulate/``: ``gatekeeper simulate``, distillation scenarios against the signals.
+- ``offline/intel.py``: ``gatekeeper intel import | export``, STIX 2.1 bundles in and out.
 - ``offline/demo/``: ``gatekeeper demo`` and the demo model server (demo-reasoner).
 """

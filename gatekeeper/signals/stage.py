@@ -29,6 +29,7 @@ from gatekeeper.quota.reservation import usage_total_tokens
 from gatekeeper.signals.clusters import link_key
 from gatekeeper.signals.families import FamilyIndex
 from gatekeeper.signals.fingerprint import RequestFeatures, request_features
+from gatekeeper.signals.intel import IntelSource
 from gatekeeper.signals.prompt import prompt_text
 from gatekeeper.signals.scorer import ElicitationScore, PatternScorer, Scorer
 from gatekeeper.signals.skeleton import skeleton, skeleton_hash
@@ -86,8 +87,10 @@ class SignalStage:
         link_by: list[str] | None = None,
         max_prompt_chars: int = 2000,
         clock: Callable[[], float] | None = None,
+        intel: IntelSource | None = None,
     ) -> None:
         self.store = store
+        self.intel = intel
         self.state = store.state
         self.scorer: Scorer = scorer or PatternScorer()
         self.link_by = [combo.split("+") for combo in (link_by or ["payment", "org"])]
@@ -131,12 +134,14 @@ class SignalStage:
                 f"unsupported signals storage {uri.split('://')[0]!r}:// (memory:// or redis)"
             )
         scorer = load_scorer(settings.scorer) if settings.scorer else None
+        intel = IntelSource(settings.intel_path) if settings.intel_path else None
         return cls(
             store,
             scorer=scorer,
             link_by=settings.link_by,
             max_prompt_chars=settings.max_prompt_chars,
             clock=clock,
+            intel=intel,
         )
 
     async def inspect(
@@ -176,6 +181,18 @@ class SignalStage:
                 subject.id, template, links, now, family
             )
             score, patterns = _checked_score(scored)
+            indicators = (
+                self.intel.match(
+                    now,
+                    client_ip=network.client_ip,
+                    asn=network.asn,
+                    user_agent=user_agent,
+                    payment_fingerprint=subject.payment_fingerprint,
+                    bands=bands,
+                )
+                if self.intel is not None
+                else []
+            )
             document = signals_document(
                 own,
                 cluster,
@@ -187,6 +204,7 @@ class SignalStage:
                 template_repetition=repetition,
                 family=self.state.read_family(family),
                 behaviour=self.state.read_behaviour(subject.id),
+                indicators=indicators,
             )
         except Exception:
             self.counters["errors"] += 1
@@ -283,10 +301,13 @@ class SignalStage:
             await asyncio.sleep(self.state.maintenance_interval)
             started = time.perf_counter()
             self.state.maintain(self._clock())
+            if self.intel is not None:
+                await self.intel.refresh()
             log.debug("signals maintenance took %.1f ms", (time.perf_counter() - started) * 1e3)
 
     async def health(self) -> dict[str, Any]:
-        return {**await self.store.health(), "stage_errors": self.counters["errors"]}
+        intel = {"intel": self.intel.health()} if self.intel is not None else {}
+        return {**await self.store.health(), "stage_errors": self.counters["errors"], **intel}
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -60,6 +60,10 @@ evidence := {name |
 			object.get(input.signals, ["behaviour", "subjects_by_age", object.get(c, ["behaviour", "age_band"], "30")], 0) >= object.get(c, ["behaviour", "min_young_subjects"], 1e12),
 			object.get(input.signals, ["subject", "exposed_share"], 0) >= object.get(c, ["behaviour", "min_exposed_share"], 0),
 		] == [true, true],
+		# A shared-intelligence indicator matched (input.signals.indicators, docs/intel.md),
+		# one with a confidence of `intel.min_confidence` or more, or with none given. The list
+		# is empty for almost every request, so the comprehension costs nothing.
+		"shared_intel": count([i | some i in object.get(input.signals, "indicators", []); intel_confident(i, c)]) > 0,
 		"cluster_large": size >= c.cluster.large,
 		"cluster_huge": size >= c.cluster.huge,
 		"cluster_heavy": object.get(input.signals, ["cluster", "requests", c.window], 0) >= c.cluster.heavy_requests,
@@ -73,6 +77,11 @@ evidence := {name |
 	}
 	present == true
 }
+
+# An indicator without a confidence counts; one with a confidence counts from `min_confidence`.
+intel_confident(i, c) if not is_number(object.get(i, "confidence", null))
+
+intel_confident(i, c) if i.confidence >= object.get(c, ["intel", "min_confidence"], 0)
 
 # The weights are looked up once, not once per piece of evidence.
 score := sum([object.get(weights, e, 0) | weights := data.gatekeeper.config.distillation.weights; some e in evidence])
