@@ -252,7 +252,7 @@ async def _stack(storage: str, directory: Path, rounds: int, per_round: int) -> 
             write_batch(lines)
 
         log.sink.write_batch = counted
-        thread = getattr(log, "_thread", None)  # the writer thread, where the log has one
+        thread = getattr(getattr(log, "writer", None), "_thread", None)  # its writer thread
         clock = time.pthread_getcpuclockid(thread.ident) if thread and thread.ident else None
         cpu: dict[str, list[float]] = {"log": [], "no log": []}
         writer: list[float] = []

@@ -300,7 +300,7 @@ async def test_the_linger_setting_reaches_the_writer(tmp_path: Path, linger: flo
     settings = Settings(audit={"path": tmp_path / "d.jsonl", "linger_seconds": linger})
     log = build_decision_log(settings.audit)
     try:
-        assert log._linger == linger
+        assert log.linger_seconds == linger
     finally:
         await log.aclose()
 
