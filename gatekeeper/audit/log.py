@@ -223,6 +223,12 @@ class DecisionLog:
             _RUNNING_LOGS.add(self)
         return self._state is _RUNNING
 
+    async def prepare(self) -> None:
+        """Ahead of the first event (at start-up): have the sealer ready, so that the first
+        events do not wait for it (the writer process boots). Writes nothing."""
+        if self._state is _NEW:
+            await asyncio.to_thread(self.writer.sealer.prepare)
+
     async def flush(self) -> None:
         """Wait until every event recorded so far is written (and offered to remote sinks)."""
         if self._state is not _RUNNING or self.writer.dead:

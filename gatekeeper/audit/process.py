@@ -110,8 +110,11 @@ class ProcessSealer:
         self._answers: IO[bytes] | None = None
         self._stopped: Callable[[], None] | None = None
         self._stopping = False
-        #: Batches the process wrote (its answers), for benchmarks and tests.
+        #: One exchange on the pipe at a time (``prepare`` runs beside the writer thread).
+        self._lock = threading.Lock()
+        #: Batches the process wrote (its answers), and the fsyncs it made so far.
         self.batches = 0
+        self.syncs = 0
 
     @property
     def head(self) -> ChainHead:
@@ -130,11 +133,27 @@ class ProcessSealer:
             return None
         return max(0.0, self._checkpoint_due - time.monotonic())
 
+    def prepare(self) -> None:
+        """Start the writer process and wait until it answers (it has imported what it
+        needs), so that the first events do not wait for it to boot."""
+        with self._lock:
+            if self._proc is None and not self._stopping:
+                self._spawn()
+                self._call({"op": "ping"})
+
     def start(self) -> list[Item]:
-        self._spawn()
-        return self._call({"op": "start"})
+        with self._lock:
+            if self._proc is None:
+                self._spawn()
+            return self._call({"op": "start"})
 
     def write(
+        self, entries: list[dict[str, Any]], sync: bool, checkpoint: str | None
+    ) -> list[Item]:
+        with self._lock:
+            return self._write(entries, sync, checkpoint)
+
+    def _write(
         self, entries: list[dict[str, Any]], sync: bool, checkpoint: str | None
     ) -> list[Item]:
         head = b'{"op":"write","sync":%s,"checkpoint":%s' % (
@@ -219,6 +238,7 @@ class ProcessSealer:
         self.batches += 1
         seq, hash_, last, since = answer["head"]
         self._head = ChainHead(seq, hash_, last, since)
+        self.syncs = answer["syncs"]
         until = answer["until"]
         self._checkpoint_due = None if until is None else time.monotonic() + until
         if self.publish is not None:
@@ -302,7 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         while (frame := _read_frame(inbox)) is not None:
             answer: dict[str, Any] = {"ok": True, "items": []}
             try:
-                if frame["op"] == "start":
+                if frame["op"] == "ping":
+                    items = []
+                elif frame["op"] == "start":
                     items = sealer.start()
                 else:
                     if "policy" in frame:
@@ -316,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             head = sealer.head
             answer["head"] = (head.seq, head.hash, head.last_checkpoint, head.since_checkpoint)
             answer["until"] = sealer.until_checkpoint()
+            answer["syncs"] = sealer.syncs
             answer["checkpoints"] = [line.rstrip(b"\n").decode() for line in checkpoints]
             checkpoints.clear()
             body = orjson.dumps(answer)

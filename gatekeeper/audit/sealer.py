@@ -46,6 +46,10 @@ class Sealer(Protocol):
     @property
     def head(self) -> ChainHead: ...
 
+    def prepare(self) -> None:
+        """Get ready to start without writing anything (the writer process boots)."""
+        ...
+
     def start(self) -> list[Item]:
         """Recover the chain from the sink and write its ``start`` or ``restart`` entry."""
         ...
@@ -100,6 +104,8 @@ class ChainSealer:
         self.publish = publish
         self._chain = Chain()
         self._last_checkpoint_at = time.monotonic()
+        #: fsyncs of the chain's file so far (a durable event or a checkpoint asked for one).
+        self.syncs = 0
 
     @property
     def head(self) -> ChainHead:
@@ -108,6 +114,9 @@ class ChainSealer:
 
     def watch(self, stopped: Callable[[], None]) -> None:
         return None  # it runs in the caller's thread: it ends with it
+
+    def prepare(self) -> None:
+        return None
 
     def stop(self) -> None:
         return None
@@ -184,6 +193,7 @@ class ChainSealer:
         store = self.sink if isinstance(self.sink, ChainStore) else None
         if store is not None and (sync or checkpoints):
             store.sync()
+            self.syncs += 1
             for line in checkpoints:
                 store.write_checkpoint(line)
         if self.publish is not None:
