@@ -22,12 +22,15 @@ import pytest
 
 from gatekeeper import Gatekeeper, GatekeeperMiddleware, Settings
 from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, Signer, parse_rules
+from gatekeeper.audit.canonical import digest
 from gatekeeper.audit.keys import Keyring
 from gatekeeper.audit.lock import ChainLocked
 from gatekeeper.audit.process import ProcessSealer
 from gatekeeper.audit.reader import find_log_files
 from gatekeeper.audit.setup import build_decision_log
+from gatekeeper.audit.sinks import checkpoint_sidecar
 from gatekeeper.audit.verify import verify_log
+from gatekeeper.audit.witness import WitnessPublisher, open_witness, read_witness
 from gatekeeper.demo.model_server import create_model_app
 from gatekeeper.observability.health import readiness
 from tests.audit.conftest import complete_lines, decision_event
@@ -285,3 +288,32 @@ def test_sinks_the_process_cannot_open_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="stdout"):
         DecisionLog(sink, sinks=[Custom()], sealer="process")
     sink.close()
+
+
+async def test_the_witness_gets_every_checkpoint_the_writer_process_signs(
+    tmp_path: Path, signer: Signer, keyring: Keyring
+) -> None:
+    path, witness_path = tmp_path / "log" / "d.jsonl", tmp_path / "elsewhere" / "witness.jsonl"
+    for run in range(2):  # the restart publishes the last checkpoint again
+        log = DecisionLog(
+            JsonlFileSink(path),
+            signer=signer,
+            checkpoint_every=10,
+            sealer="process",
+            witness=WitnessPublisher(open_witness(str(witness_path))),
+        )
+        for i in range(run * 30, run * 30 + 30):
+            log.record(decision_event(i))
+        await log.aclose()
+    witness = open_witness(str(witness_path))
+    try:
+        records = read_witness(witness)
+    finally:
+        witness.close()
+    published = {r["seq"]: r["hash"] for r in records}
+    sidecar = {
+        json.loads(line)["gatekeeper"]["seq"]: digest(line.rstrip(b"\n"))
+        for line in checkpoint_sidecar(path).read_bytes().splitlines(keepends=True)
+    }
+    assert published == sidecar and len(records) == len(published) + 1
+    assert verify_log(find_log_files([path]), keyring).exit_code == 0
