@@ -112,7 +112,7 @@ class ProcessSealer:
         self._stopping = False
         #: One exchange on the pipe at a time (``prepare`` runs beside the writer thread).
         self._lock = threading.Lock()
-        #: Batches the process wrote (its answers), and the fsyncs it made so far.
+        #: Batches sent to the process to write, and the fsyncs it made so far.
         self.batches = 0
         self.syncs = 0
 
@@ -145,6 +145,7 @@ class ProcessSealer:
         with self._lock:
             if self._proc is None:
                 self._spawn()
+            self.batches += 1
             return self._call({"op": "start"})
 
     def write(
@@ -168,6 +169,7 @@ class ProcessSealer:
                     self._policy = policy
                 except (TypeError, orjson.JSONEncodeError):
                     log.error("the policy's mask rules are not JSON; the writer keeps the last")
+        self.batches += 1
         return self._call(head + b',"entries":[' + b",".join(map(_encode, entries)) + b"]}")
 
     def stop(self) -> None:
@@ -235,7 +237,6 @@ class ProcessSealer:
         answer = _read_frame(self._answers) if self._answers is not None else None
         if answer is None:
             raise SealerStopped("the decision log writer process has ended")
-        self.batches += 1
         seq, hash_, last, since = answer["head"]
         self._head = ChainHead(seq, hash_, last, since)
         self.syncs = answer["syncs"]
