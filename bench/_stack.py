@@ -116,9 +116,14 @@ def bench_pack(directory: Path, quota_scale: int = QUOTA_SCALE) -> Path:
 
 
 def bench_settings(
-    directory: Path, storage: str = "memory://", quota_scale: int = QUOTA_SCALE, **overrides: Any
+    directory: Path,
+    storage: str = "memory://",
+    quota_scale: int = QUOTA_SCALE,
+    audit: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> Any:
-    """gatekeeper's settings for the benchmark, everything kept under ``directory``."""
+    """gatekeeper's settings for the benchmark, everything kept under ``directory``;
+    ``audit``: more settings of the decision log (e.g. ``{"sealer": "process"}``)."""
     from gatekeeper import Settings
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -139,7 +144,11 @@ def bench_settings(
         # contender would only make the benchmark slower to start.
         policy={"path": pack, "check": False},
         quota={"storage": storage, "timeout": 0.5},
-        audit={"path": directory / "log" / "decisions.jsonl", "labels": {"app": "bench"}},
+        audit={
+            "path": directory / "log" / "decisions.jsonl",
+            "labels": {"app": "bench"},
+            **(audit or {}),
+        },
         **overrides,
     )
 

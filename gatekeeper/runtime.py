@@ -116,11 +116,13 @@ class Gatekeeper:
 
     async def start(self) -> None:
         """Start background work ahead of the first request: the policy engine's connection
-        and first upload (OPA), the policy and GeoIP reload watchers, and the signals' stream
-        reader and maintenance; then, with ``runtime.gc_freeze``, freeze the start-up heap, and
-        set the interpreter's thread switch interval (``runtime.switch_interval``). Called at
-        ASGI lifespan start-up; without a lifespan, each part starts on first use."""
+        and first upload (OPA), the decision log's writer process (if it has one), the policy
+        and GeoIP reload watchers, and the signals' stream reader and maintenance; then, with
+        ``runtime.gc_freeze``, freeze the start-up heap, and set the interpreter's thread switch
+        interval (``runtime.switch_interval``). Called at ASGI lifespan start-up; without a
+        lifespan, each part starts on first use."""
         await self.engine.start()
+        await self.decision_log.prepare()  # with audit.sealer = "process": its writer boots
         if self.geo is not None:
             await self.geo.start()  # the GeoIP reload watcher (network.geoip_reload_interval)
         await self.identity.start()

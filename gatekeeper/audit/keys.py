@@ -125,6 +125,22 @@ class Signer:
         except OSError as exc:
             raise ConfigurationError(f"checkpoint keys ({key_path}, {keyring_dir}): {exc}") from exc
 
+    def private_pem(self) -> bytes:
+        """The private key (PKCS #8 PEM), for the log's own writer process only."""
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> Signer:
+        """The signer of a private key given by ``private_pem``."""
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("the checkpoint signing key is not an Ed25519 key")
+        return cls(key)
+
     def sign(self, message: bytes) -> str:
         """The base64 Ed25519 signature of ``message``."""
         return base64.b64encode(self._key.sign(message)).decode("ascii")

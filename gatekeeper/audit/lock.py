@@ -98,6 +98,23 @@ class ChainLock:
         # A sink dropped without close (start-up failed further on) must not keep the lock.
         self._release = weakref.finalize(self, _close, fd)
 
+    @classmethod
+    def inherited(cls, path: Path, fd: int) -> ChainLock:
+        """The lock held through ``fd``, a descriptor of the lock file this process was given
+        by the process that took it (the log's writer process): an ``flock`` belongs to the
+        open file, which both share, so it holds while either keeps it open."""
+        lock = cls.__new__(cls)
+        lock.path = lock_path(path)
+        lock._release = weakref.finalize(lock, _close, fd)
+        return lock
+
+    def fileno(self) -> int:
+        """The descriptor through which the lock is held (to hand to a writer process)."""
+        fd = self._release.peek()
+        if fd is None:
+            raise ValueError("the chain lock has been released")
+        return int(fd[2][0])
+
     @property
     def held(self) -> bool:
         return self._release.alive

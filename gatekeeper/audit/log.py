@@ -7,14 +7,16 @@ the chain as a ``gap`` entry, so a reader can see that events are missing and wh
 ``record_durable`` is the ``durable`` mode: it returns once the event is written and fsynced,
 or raises ``DecisionLogUnavailable``; events waiting together share one fsync (group commit).
 
-One long-lived writer thread (``gatekeeper.audit.writer``) owns the chain: it takes everything
-queued as one batch, masks each event, seals it (seq + previous hash), writes the batch to the
-local sinks, fsyncs when a durable event or a checkpoint needs it, signs a checkpoint every
-``checkpoint_every`` entries, every ``checkpoint_seconds``, on rotation and on shutdown, hands
-each checkpoint to the witness publisher (``gatekeeper.audit.witness``, a thread of its own),
-then hands the sealed entries to the remote sinks. On start it continues the chain from the last
-entry on disk and writes a ``restart`` entry (a fresh log starts with ``start``). The thread
-starts with the first event; a log that never recorded one writes nothing, even at close. A
+One long-lived writer thread (``gatekeeper.audit.writer``) takes everything queued as one batch
+and hands it to the sealer that owns the chain (``gatekeeper.audit.sealer``: in that thread, or
+in a writer process of the log's own, ``gatekeeper.audit.process``), which masks each event,
+seals it (seq + previous hash), writes the batch to the local sinks, fsyncs when a durable
+event or a checkpoint needs it, signs a checkpoint every ``checkpoint_every`` entries, every
+``checkpoint_seconds``, on rotation and on shutdown, hands each checkpoint to the witness
+publisher (``gatekeeper.audit.witness``, a thread of its own); the writer thread then hands the
+sealed entries to the remote sinks. On start the sealer continues the chain from the last entry
+on disk and writes a ``restart`` entry (a fresh log starts with ``start``). The thread starts
+with the first event; a log that never recorded one writes nothing, even at close. A
 log still running when the interpreter exits (``aclose`` was never awaited) is closed then:
 what it holds is written, with its shutdown checkpoint.
 """
@@ -23,20 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
-import threading
-import time
-import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from gatekeeper.audit.events import rfc3339_ns
+from gatekeeper.audit.chain import ChainHead
 from gatekeeper.audit.keys import Signer
 from gatekeeper.audit.masking import Masker
-from gatekeeper.audit.remote import RemoteSink
+from gatekeeper.audit.remote import Item, RemoteSink
+from gatekeeper.audit.sealer import ChainSealer, Publish, Sealer, chain_name
 from gatekeeper.audit.sinks import JsonlFileSink, Sink, StdoutSink
-from gatekeeper.audit.witness import WitnessPublisher
-from gatekeeper.audit.writer import CLOSE, FLUSH, ChainWriter
+from gatekeeper.audit.witness import WitnessPublisher, witness_record
+from gatekeeper.audit.writer import CLOSE, FLUSH, ChainWriter, WriterStopped
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.health import PartHealth
 
@@ -44,12 +45,8 @@ log = logging.getLogger("gatekeeper.audit")
 
 __all__ = ["DecisionLog", "DecisionLogUnavailable", "JsonlFileSink", "Sink", "StdoutSink"]
 
-_MAX_GAP_IDS = 100
-#: A full queue: ``record`` waits for room at most this long, in steps of this length, and gives
-#: up (drops the event) after this many steps in a row in which the writer took nothing.
-_FULL_WAIT_SECONDS = 0.05
-_FULL_WAIT_STEP_SECONDS = 0.0005
-_FULL_WAIT_IDLE_STEPS = 10
+#: Where the log seals: in its writer thread, or in a writer process of its own.
+SealerKind = Literal["thread", "process"]
 #: How often a durable request looks for room in a full queue (rare: the writer is far behind).
 _ROOM_POLL_SECONDS = 0.005
 
@@ -70,7 +67,7 @@ class DecisionLogUnavailable(GatekeeperError):
         self.pending = pending
 
 
-class DecisionLog(ChainWriter):
+class DecisionLog:
     """Buffers events and writes them, chained, to its sinks from a writer thread.
 
     ``record`` and ``record_durable`` are called from the event loop's thread (the request
@@ -79,6 +76,13 @@ class DecisionLog(ChainWriter):
     how long it waits to group events that trickle in one at a time (0: never waits; the wait
     ends early when a durable event, ``flush`` or ``aclose`` is waiting, or when a full batch
     or half the queue is waiting).
+
+    The log is made of parts it owns: a ``ChainWriter`` (the queue and the writer thread,
+    ``gatekeeper.audit.writer``) and the ``Sealer`` it writes through
+    (``gatekeeper.audit.sealer``): a ``ChainSealer`` in the writer thread (``sealer="thread"``)
+    or a ``ProcessSealer``, a writer process of the log's own (``sealer="process"``,
+    ``gatekeeper.audit.process``). The log itself keeps the lifecycle, the durable mode, the
+    remote sinks (fed on the event loop with what the writer sealed) and the witness.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class DecisionLog(ChainWriter):
         remote_drain_seconds: float = 5.0,
         linger_seconds: float = 0.05,
         witness: WitnessPublisher | None = None,
+        sealer: SealerKind = "thread",
     ) -> None:
         self.sink = sink
         self.sinks = [sink, *sinks]
@@ -107,21 +112,56 @@ class DecisionLog(ChainWriter):
         self.checkpoint_seconds = checkpoint_seconds
         self.labels = dict(labels or {})
         self.remote_drain_seconds = remote_drain_seconds
+        self.linger_seconds = linger_seconds
         self.witness = witness
+        self.sealer_kind = sealer
+        publish = _publisher(witness, chain_name(sink)) if witness is not None else None
+        options: dict[str, Any] = {
+            "masker": masker,
+            "signer": signer,
+            "checkpoint_every": checkpoint_every,
+            "checkpoint_seconds": checkpoint_seconds,
+            "labels": self.labels,
+            "publish": publish,
+        }
+        part: Sealer
+        if sealer == "process":
+            from gatekeeper.audit.process import ProcessSealer
+
+            part = ProcessSealer(sink, sinks=sinks, remote=bool(self.remote), **options)
+        elif sealer == "thread":
+            part = ChainSealer(sink, sinks=sinks, **options)
+        else:
+            raise ValueError(f"unknown sealer {sealer!r} (thread or process)")
         self._queue_size = queue_size
-        self._init_writer(queue_size, batch_size, linger_seconds)
+        self.writer = ChainWriter(
+            part,
+            queue_size=queue_size,
+            batch_size=batch_size,
+            linger_seconds=linger_seconds,
+            labels=self.labels,
+            on_sealed=self._offer_remote if self.remote else None,
+        )
         self._state = _NEW
-        self._thread: threading.Thread | None = None
         #: Ends when the writer thread does (the health check looks at it).
         self._task: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
-        self._dropped_full = 0
         self.durable_failures = 0
+
+    @property
+    def head(self) -> ChainHead:
+        """The chain head: the last written entry's seq and hash."""
+        return self.writer.head
+
+    @property
+    def written(self) -> int:
+        """Events written to the chain."""
+        return self.writer.written
 
     @property
     def dropped(self) -> int:
         """Events lost: dropped because the queue was full, or lost by a failed write."""
-        return self._dropped_full + self._dropped_write
+        return self.writer.dropped
 
     async def health(self) -> PartHealth:
         """For /readyz: written and dropped counts; not ok once the writer stopped on its own."""
@@ -134,57 +174,14 @@ class DecisionLog(ChainWriter):
 
     def queue_depth(self) -> int:
         """Events recorded and not yet taken by the writer."""
-        return max(0, self._enqueued - self._taken)
+        return self.writer.depth()
 
     def record(self, event: dict[str, Any]) -> None:
         """Queue one event (the log takes ownership of it); drop and count it if full."""
         if self._state is not _RUNNING and not self._start():
-            self._dropped_full += 1  # recorded after aclose: there is no chain to report it in
+            self.writer.drop(None)  # recorded after aclose: there is no chain to report it in
             return
-        depth = self._enqueued - self._taken
-        if depth >= self._queue_size // 2:
-            depth = self._make_room()
-        if depth >= self._queue_size:
-            self._drop(event)
-            return
-        self._enqueued += 1
-        self._queue.put((event, None))
-        if depth == self._wake_depth:  # a lingering writer must not let the queue fill up
-            self._urgent.set()
-
-    def _make_room(self) -> int:
-        """Backpressure, when the writer falls behind (the request path, on the event loop's
-        thread, outpaces it for the interpreter lock): let the lock go once; and if the queue
-        is full, wait for room while the writer drains it, at most ``_FULL_WAIT_SECONDS`` and
-        only while it makes progress, before the event is dropped. The queue depth after."""
-        time.sleep(0)
-        depth = self._enqueued - self._taken
-        if depth < self._queue_size:
-            return depth
-        deadline = time.monotonic() + _FULL_WAIT_SECONDS
-        idle = 0
-        while depth >= self._queue_size and not self._dead and idle < _FULL_WAIT_IDLE_STEPS:
-            taken = self._taken
-            time.sleep(_FULL_WAIT_STEP_SECONDS)
-            idle = 0 if self._taken != taken else idle + 1
-            depth = self._enqueued - self._taken
-            if time.monotonic() >= deadline:
-                break
-        return depth
-
-    def _drop(self, event: dict[str, Any]) -> None:
-        self._dropped_full += 1
-        now = rfc3339_ns(time.time_ns())
-        with self._lock:  # the writer thread takes (and adds write errors to) the same record
-            if self._drops is None:
-                self._drops = {"reason": "queue_full", "dropped": 0, "since": now}
-            drops = self._drops
-            drops["dropped"] += 1
-            drops.setdefault("since", now)
-            drops["until"] = now
-            ids = drops.setdefault("decision_ids", [])
-            if len(ids) < _MAX_GAP_IDS and "decision_id" in event:
-                ids.append(event["decision_id"])
+        self.writer.offer(event)
 
     async def record_durable(self, event: dict[str, Any], seconds: float) -> None:
         """Write ``event`` and fsync it before returning (group commit with other waiters).
@@ -196,13 +193,14 @@ class DecisionLog(ChainWriter):
             raise DecisionLogUnavailable("the decision log is closed")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while self._enqueued - self._taken >= self._queue_size:
+        writer = self.writer
+        while writer.depth() >= self._queue_size and not writer.dead:
             if loop.time() >= deadline:
                 self.durable_failures += 1
                 raise DecisionLogUnavailable("the decision log queue stayed full")
             await asyncio.sleep(min(_ROOM_POLL_SECONDS, deadline - loop.time()))
         future: asyncio.Future[None] = loop.create_future()
-        if not self._put_waiter(event, future):
+        if not writer.put_waiter(event, future):
             self.durable_failures += 1
             raise DecisionLogUnavailable("the decision log writer has stopped")
         try:
@@ -222,38 +220,33 @@ class DecisionLog(ChainWriter):
     def _start(self) -> bool:
         """Start the writer thread on first use; False once the log is closed."""
         if self._state is _NEW:
-            try:
-                self._loop = asyncio.get_running_loop()
-            except RuntimeError:  # recorded outside a loop: remote sinks cannot be fed
-                self._loop = None
             ended: asyncio.Future[None] | None = None
-            if self._loop is not None:
-                ended = self._loop.create_future()
-                self._task = self._loop.create_task(_watch(ended), name="decision-log")
-            self._thread = threading.Thread(
-                target=self._run_writer, args=(ended,), name="decision-log", daemon=True
-            )
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # recorded outside a loop: remote sinks cannot be fed
+                loop = None
+            if loop is not None:
+                ended = loop.create_future()
+                self._task = loop.create_task(_watch(ended), name="decision-log")
             self._state = _RUNNING
-            self._thread.start()
+            self.writer.start(ended)
             _RUNNING_LOGS.add(self)
         return self._state is _RUNNING
 
-    def _put_waiter(self, item: dict[str, Any], future: asyncio.Future[None] | None) -> bool:
-        """Queue an item whose future the writer completes; False if the writer has ended
-        (after it has answered the waiters it found, it answers nothing more)."""
-        self._enqueued += 1
-        self._waiters_put += 1
-        self._queue.put((item, future))
-        self._urgent.set()  # ends the writer's linger, if it is waiting for more events
-        return not self._dead
+    async def prepare(self) -> None:
+        """Ahead of the first event (at start-up): have the sealer ready, so that the first
+        events do not wait for it (the writer process boots). Writes nothing."""
+        if self._state is _NEW:
+            await asyncio.to_thread(self.writer.sealer.prepare)
 
     async def flush(self) -> None:
         """Wait until every event recorded so far is written (and offered to remote sinks)."""
-        if self._state is not _RUNNING or self._dead:
+        if self._state is not _RUNNING or self.writer.dead:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._put_waiter(FLUSH, future):
-            await future
+        if self.writer.put_waiter(FLUSH, future):
+            with contextlib.suppress(WriterStopped):  # it ended: nothing more can be written
+                await future
 
     async def aclose(self) -> None:
         """Write what is queued, sign a shutdown checkpoint, stop the writer, close the sinks.
@@ -267,6 +260,8 @@ class DecisionLog(ChainWriter):
         try:
             if self._state is _RUNNING:
                 await self._stop_writer()
+            else:
+                await asyncio.to_thread(self.writer.sealer.stop)
             self._state = _CLOSED
             if self.witness is not None:  # the shutdown checkpoint is among what it publishes
                 await asyncio.to_thread(self.witness.close, self.remote_drain_seconds)
@@ -283,40 +278,47 @@ class DecisionLog(ChainWriter):
             await sink.drain(self.remote_drain_seconds)
         self._take_remote_gaps()  # what the sinks dropped is in the final entries
         self._state = _CLOSED  # from here on, record() drops: nothing would write it
-        self._put_waiter(CLOSE, None)
+        self.writer.put_waiter(CLOSE, None)
         _RUNNING_LOGS.discard(self)
-        if self._thread is not None:  # it writes the shutdown checkpoint, then ends
-            await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self.writer.join)  # it writes the shutdown checkpoint, ends
         task, self._task = self._task, None
         if task is not None and task.get_loop() is asyncio.get_running_loop():
             await task  # the thread told it so just before it ended
 
-    def _offer_remote(self) -> None:
+    def _offer_remote(self, items: list[Item]) -> None:
         """On the event loop: offer what the writer sealed to the remote sinks."""
-        self._remote_pending = False  # before taking: a later hand-over schedules a new hop
-        pending = self._to_remote
-        items = [pending.popleft() for _ in range(len(pending))]
         for sink in self.remote:
             sink.offer(items)
         self._take_remote_gaps()
 
     def _take_remote_gaps(self) -> None:
         """What the remote sinks dropped, for the writer's next ``gap`` entries."""
-        gaps = [gap for sink in self.remote if (gap := sink.take_gap()) is not None]
-        if gaps:
-            with self._lock:
-                self._remote_gaps.extend(gaps)
+        self.writer.add_gaps([gap for sink in self.remote if (gap := sink.take_gap()) is not None])
 
     def _stop_at_exit(self) -> None:
-        if self._state is _RUNNING and self._thread is not None:
+        if self._state is _RUNNING:
             self._state = _CLOSED
-            self._put_waiter(CLOSE, None)
-            self._thread.join(_EXIT_SECONDS)
+            self.writer.put_waiter(CLOSE, None)
+            self.writer.join(_EXIT_SECONDS)
             if self.witness is not None:
                 self.witness.close(_EXIT_SECONDS)
 
 
-_RUNNING_LOGS: weakref.WeakSet[DecisionLog] = weakref.WeakSet()
+def _publisher(witness: WitnessPublisher, name: str) -> Publish:
+    """Hands each checkpoint line to the witness publisher (it never blocks)."""
+
+    def publish(checkpoint_line: bytes) -> None:
+        try:
+            witness.submit(witness_record(name, checkpoint_line))
+        except Exception:
+            log.exception("decision log witness: could not build a checkpoint record")
+
+    return publish
+
+
+#: Logs started and not yet closed: held here (as their writer thread held them before the log
+#: was split into parts), so that one an app forgot to close is still closed at exit.
+_RUNNING_LOGS: set[DecisionLog] = set()
 
 
 @atexit.register

@@ -167,6 +167,34 @@ class Masker:
         self._policy_raw: Any = None
         self._policy_parsed: list[MaskRule] = []
 
+    def describe(self) -> dict[str, Any]:
+        """Everything but the policy's rules, as JSON (a writer process builds its own masker
+        from it: ``Masker.described``); its ``hmac_key`` is the key itself, in hex."""
+        return {
+            "rules": [_raw_rule(rule) for rule in self.rules],
+            "secret_fields": sorted(self.secret_fields),
+            "hmac_key": self.hmac_key.hex() if self.hmac_key is not None else None,
+            "max_field_chars": self.max_field_chars,
+            "policy": self._policy_rules is not None,
+        }
+
+    @classmethod
+    def described(cls, spec: dict[str, Any], policy_rules: Callable[[], Any] | None) -> Masker:
+        """The masker ``describe`` gave ``spec`` of; ``policy_rules`` returns the raw rules of
+        the policy (as ``policy_source`` does in the process that describes it)."""
+        key = spec.get("hmac_key")
+        return cls(
+            parse_rules(spec.get("rules")),
+            secret_fields=spec.get("secret_fields") or (),
+            hmac_key=bytes.fromhex(key) if isinstance(key, str) else None,
+            policy_rules=policy_rules if spec.get("policy") else None,
+            max_field_chars=spec.get("max_field_chars"),
+        )
+
+    def policy_source(self) -> Any:
+        """The policy's raw mask rules now (the same object until a new policy revision)."""
+        return self._policy_rules() if self._policy_rules is not None else None
+
     def _current_policy_rules(self) -> list[MaskRule]:
         if self._policy_rules is None:
             return []
@@ -275,6 +303,14 @@ class Masker:
 
 
 _MISSING = object()
+
+
+def _raw_rule(rule: MaskRule) -> dict[str, Any]:
+    """A rule as ``parse_rule`` reads it."""
+    raw: dict[str, Any] = {"op": rule.op, "path": rule.path}
+    if rule.op == "upsert":
+        raw["value"] = rule.value
+    return raw
 
 
 def _alternation(words: list[bytes]) -> bytes:

@@ -90,6 +90,7 @@ def build_decision_log(
         checkpoint_seconds=audit.checkpoint_seconds,
         labels=audit.labels,
         witness=witness,
+        sealer=audit.sealer,
     )
 
 

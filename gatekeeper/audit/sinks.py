@@ -89,13 +89,22 @@ def rotated_files(path: Path) -> list[Path]:
 class JsonlFileSink:
     """Appends lines to a JSONL file, rotating it by size (bytes) or age (seconds); 0 = never.
 
-    Opening it takes the chain's lock: raises ``ChainLocked`` when another writer holds it."""
+    Opening it takes the chain's lock: raises ``ChainLocked`` when another writer holds it
+    (``lock``: the lock is already held, and given; the log's writer process is given the lock
+    its parent took)."""
 
-    def __init__(self, path: Path, *, rotate_bytes: int = 0, rotate_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        rotate_bytes: int = 0,
+        rotate_seconds: float = 0.0,
+        lock: ChainLock | None = None,
+    ) -> None:
         self.path = path
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
-        self._lock = ChainLock(path)
+        self._lock = lock if lock is not None else ChainLock(path)
         try:
             self._file: BinaryIO = path.open("ab")
         except BaseException:
@@ -104,6 +113,11 @@ class JsonlFileSink:
         self._size = self._file.tell()
         self._opened = time.monotonic()
         self._sidecar: BinaryIO | None = None
+
+    @property
+    def lock(self) -> ChainLock:
+        """The chain's lock, held while the sink is open."""
+        return self._lock
 
     def write_batch(self, lines: list[bytes]) -> None:
         data = b"".join(lines)
@@ -226,6 +240,11 @@ class StdoutSink:
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream
+
+    @property
+    def stream(self) -> BinaryIO | None:
+        """The stream written to (``None``: standard output, whatever it is at the time)."""
+        return self._stream
 
     def write_batch(self, lines: list[bytes]) -> None:
         stream = self._stream or sys.stdout.buffer

@@ -1,22 +1,27 @@
-"""The decision log's writer thread: it owns the chain, seals each batch and writes it.
+"""The decision log's queue and writer thread: batches go from the queue to the ``Sealer``.
 
-One long-lived thread per ``DecisionLog`` blocks on a ``queue.SimpleQueue`` (so ``record`` costs
+``ChainWriter`` is the part of ``DecisionLog`` that owns the queue and the thread that drains
+it; the chain itself belongs to the ``Sealer`` it is given (``gatekeeper.audit.sealer``: in
+this thread, or in a writer process of its own).
+
+One long-lived thread per writer blocks on a ``queue.SimpleQueue`` (so recording an event costs
 one ``put``, and the thread is woken once per batch), drains everything queued (up to
-``batch_size``) into one batch — group commit —, masks each event, seals it (seq + previous
-hash), writes the batch to the local sinks, fsyncs when a durable event or a checkpoint needs it,
-and signs a checkpoint every ``checkpoint_every`` entries, ``checkpoint_seconds`` after the first
-unsigned entry (the wait for the next batch times out, so an idle log is signed too), on
-rotation and at shutdown. When events trickle in one at a time but more than one per
-``linger_seconds``, the thread waits that long before taking the next batch, so that a few are
-written together (one wake-up and one write each, instead of one per event); a durable event,
-``flush`` or ``aclose`` ends the wait at once, and so does a full batch (or half the queue)
-waiting, so the wait never makes the queue overflow.
+``batch_size``) into one batch — group commit — and hands it to the sealer, which masks and
+seals each event (seq + previous hash), writes the batch to the local sinks, fsyncs when a
+durable event or a checkpoint needs it, and signs a checkpoint every ``checkpoint_every``
+entries. The thread also asks for a checkpoint ``checkpoint_seconds`` after the first unsigned
+entry (the wait for the next batch times out, so an idle log is signed too), and at shutdown.
+When events trickle in one at a time but more than one per ``linger_seconds``, the thread waits
+that long before taking the next batch, so that a few are written together (one wake-up and one
+write each, instead of one per event); a durable event, ``flush`` or ``aclose`` ends the wait at
+once, and so does a full batch (or half the queue) waiting, so the wait never makes the queue
+overflow.
 
 Nothing goes back to the event loop for an ordinary event: only the results of durable waiters
-and of ``flush``/``aclose`` markers, and, when remote sinks are configured, the sealed entries
-they deliver — each at most once per batch, through ``call_soon_threadsafe``. Drops counted on
-the event loop's side (queue full) and on the thread's side (write errors) meet in one dict
-under a lock, taken only on those rare paths.
+and of ``flush``/``aclose`` markers, and, when the owner asked for them (``on_sealed``: the
+remote sinks), the sealed entries — each at most once per batch, through
+``call_soon_threadsafe``. Drops counted on the event loop's side (queue full) and on the
+thread's side (write errors) meet in one dict under a lock, taken only on those rare paths.
 """
 
 from __future__ import annotations
@@ -28,25 +33,30 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-from gatekeeper.audit.canonical import FORMAT
-from gatekeeper.audit.chain import Chain, ChainHead, checkpoint_entry, log_entry
+from gatekeeper.audit.chain import ChainHead, log_entry
 from gatekeeper.audit.events import rfc3339_ns
-from gatekeeper.audit.keys import Signer
-from gatekeeper.audit.masking import Masker
-from gatekeeper.audit.remote import Item, RemoteSink
-from gatekeeper.audit.sinks import ChainStore, JsonlFileSink, Recovered, Sink
-from gatekeeper.audit.witness import WitnessPublisher, witness_record
+from gatekeeper.audit.remote import Item
+from gatekeeper.audit.sealer import Sealer, SealerStopped
 
 log = logging.getLogger("gatekeeper.audit")
 
 #: Queue markers (compared by identity): complete the future once everything before is written;
-#: write the final entries and stop.
+#: write the final entries and stop; the sealer has ended on its own (stop at once).
 FLUSH: dict[str, Any] = {}
 CLOSE: dict[str, Any] = {}
+STOPPED: dict[str, Any] = {}
 
 QueueItem = tuple[dict[str, Any], "asyncio.Future[None] | None"]
+
+_MAX_GAP_IDS = 100
+#: A full queue: ``offer`` waits for room at most this long, in steps of this length, and gives
+#: up (drops the event) after this many steps in a row in which the writer took nothing.
+_FULL_WAIT_SECONDS = 0.05
+_FULL_WAIT_STEP_SECONDS = 0.0005
+_FULL_WAIT_IDLE_STEPS = 10
 
 
 class WriterStopped(RuntimeError):
@@ -54,27 +64,33 @@ class WriterStopped(RuntimeError):
 
 
 class ChainWriter:
-    """The writer-thread half of ``DecisionLog`` (see the module docstring).
+    """The queue and the writer thread of a ``DecisionLog`` (see the module docstring).
 
-    Thread ownership: ``_enqueued``, ``_waiters_put`` and ``_dropped_full`` are written by the
-    event loop's thread only; ``_taken``, ``_waiters_taken``, ``written``, ``_dropped_write`` and
-    the chain by the writer thread only (each counter has one writer, so no update is lost);
-    ``_drops`` and ``_remote_gaps`` by both, under ``_lock``.
+    ``offer`` and ``put_waiter`` are called from the event loop's thread. Thread ownership:
+    ``_enqueued``, ``_waiters_put`` and ``_dropped_full`` are written by the event loop's
+    thread only; ``_taken``, ``_waiters_taken``, ``written`` and ``_dropped_write`` by the
+    writer thread only (each counter has one writer, so no update is lost); ``_drops`` and
+    ``_remote_gaps`` by both, under ``_lock``. The sealer is only ever called from the writer
+    thread.
     """
 
-    sink: Sink
-    sinks: list[Sink]
-    remote: list[RemoteSink]
-    masker: Masker | None
-    signer: Signer | None
-    checkpoint_every: int
-    checkpoint_seconds: float
-    labels: dict[str, str]
-    witness: WitnessPublisher | None
-
-    def _init_writer(self, queue_size: int, batch_size: int, linger_seconds: float) -> None:
+    def __init__(
+        self,
+        sealer: Sealer,
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 512,
+        linger_seconds: float = 0.05,
+        labels: dict[str, str] | None = None,
+        on_sealed: Callable[[list[Item]], None] | None = None,
+    ) -> None:
+        self.sealer = sealer
+        self.queue_size = queue_size
+        self.labels = dict(labels or {})
+        #: Called on the event loop with the entries each batch sealed (the remote sinks).
+        self.on_sealed = on_sealed
         self._batch_size = batch_size
-        #: ``record`` ends a linger when the queue reaches this depth: a full batch, or half
+        #: ``offer`` ends a linger when the queue reaches this depth: a full batch, or half
         #: the queue, whichever comes first.
         self._wake_depth = max(0, min(batch_size, queue_size // 2) - 1)
         self._linger = linger_seconds
@@ -93,24 +109,133 @@ class ChainWriter:
         self._remote_gaps: list[dict[str, Any]] = []
         self._enqueued = 0
         self._taken = 0
+        self._dropped_full = 0
         self._dropped_write = 0
-        self._chain = Chain()
-        self._last_checkpoint_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._to_remote: deque[Item] = deque()
         self._remote_pending = False
+        self._thread: threading.Thread | None = None
         self._dead = False
         self.written = 0
 
+    # -- the event loop's side -------------------------------------------------------------
+
+    @property
+    def head(self) -> ChainHead:
+        """The chain head: the last written entry's seq and hash."""
+        return self.sealer.head
+
+    @property
+    def dead(self) -> bool:
+        """The writer thread has ended: nothing more is written."""
+        return self._dead
+
+    @property
+    def dropped(self) -> int:
+        """Events lost: dropped because the queue was full, or lost by a failed write."""
+        return self._dropped_full + self._dropped_write
+
+    def depth(self) -> int:
+        """Events queued and not yet taken by the writer."""
+        return max(0, self._enqueued - self._taken)
+
+    def offer(self, event: dict[str, Any]) -> None:
+        """Queue one event; drop it (counted, and named in a ``gap`` entry) if the queue stays
+        full or the writer has ended."""
+        depth = self._enqueued - self._taken
+        if depth >= self.queue_size // 2:
+            depth = self._make_room()
+        if depth >= self.queue_size or self._dead:
+            self.drop(event)
+            return
+        self._enqueued += 1
+        self._queue.put((event, None))
+        if depth == self._wake_depth:  # a lingering writer must not let the queue fill up
+            self._urgent.set()
+
+    def _make_room(self) -> int:
+        """Backpressure, when the writer falls behind (the request path, on the event loop's
+        thread, outpaces it for the interpreter lock): let the lock go once; and if the queue
+        is full, wait for room while the writer drains it, at most ``_FULL_WAIT_SECONDS`` and
+        only while it makes progress, before the event is dropped. The queue depth after."""
+        time.sleep(0)
+        depth = self._enqueued - self._taken
+        if depth < self.queue_size:
+            return depth
+        deadline = time.monotonic() + _FULL_WAIT_SECONDS
+        idle = 0
+        while depth >= self.queue_size and not self._dead and idle < _FULL_WAIT_IDLE_STEPS:
+            taken = self._taken
+            time.sleep(_FULL_WAIT_STEP_SECONDS)
+            idle = 0 if self._taken != taken else idle + 1
+            depth = self._enqueued - self._taken
+            if time.monotonic() >= deadline:
+                break
+        return depth
+
+    def drop(self, event: dict[str, Any] | None) -> None:
+        """Count an event that will not be written (named in the next ``gap`` entry)."""
+        self._dropped_full += 1
+        if event is None:  # recorded after close: there is no chain to report it in
+            return
+        now = rfc3339_ns(time.time_ns())
+        with self._lock:  # the writer thread takes (and adds write errors to) the same record
+            if self._drops is None:
+                self._drops = {"reason": "queue_full", "dropped": 0, "since": now}
+            drops = self._drops
+            drops["dropped"] += 1
+            drops.setdefault("since", now)
+            drops["until"] = now
+            ids = drops.setdefault("decision_ids", [])
+            if len(ids) < _MAX_GAP_IDS and "decision_id" in event:
+                ids.append(event["decision_id"])
+
+    def put_waiter(self, item: dict[str, Any], future: asyncio.Future[None] | None) -> bool:
+        """Queue an item whose future the writer completes; False if the writer has ended
+        (after it has answered the waiters it found, it answers nothing more)."""
+        self._enqueued += 1
+        self._waiters_put += 1
+        self._queue.put((item, future))
+        self._urgent.set()  # ends the writer's linger, if it is waiting for more events
+        return not self._dead
+
+    def add_gaps(self, gaps: list[dict[str, Any]]) -> None:
+        """Losses reported elsewhere (the remote sinks), for the writer's next ``gap`` entries."""
+        if gaps:
+            with self._lock:
+                self._remote_gaps.extend(gaps)
+
+    def start(self, ended: asyncio.Future[None] | None) -> None:
+        """Start the writer thread; ``ended`` (if given) completes when it ends."""
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # recorded outside a loop: remote sinks cannot be fed
+            self._loop = None
+        self.sealer.watch(self._sealer_stopped)
+        self._thread = threading.Thread(
+            target=self._run, args=(ended,), name="decision-log", daemon=True
+        )
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the writer thread (after ``CLOSE`` is queued)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _sealer_stopped(self) -> None:
+        """From any thread: the sealer ended on its own; the writer ends too."""
+        self._queue.put((STOPPED, None))
+        self._urgent.set()
+
     # -- the thread -----------------------------------------------------------------------
 
-    def _run_writer(self, ended: asyncio.Future[None] | None) -> None:
+    def _run(self, ended: asyncio.Future[None] | None) -> None:
         """The writer thread's body: write each batch as it comes, until the close marker."""
         get = self._queue.get
         get_nowait = self._queue.get_nowait
         closing = False
         try:
-            self._commit(self._opening_entries(), [], 0)
+            self._commit(self.sealer.start, [], 0)
             while not closing:
                 if self._busy:
                     self._linger_wait()
@@ -118,9 +243,9 @@ class ChainWriter:
                 self._drain(batch)
                 if not batch:
                     try:
-                        batch.append(get(timeout=self._until_checkpoint()))
+                        batch.append(get(timeout=self.sealer.until_checkpoint()))
                     except queue.Empty:
-                        self._commit(self._gap_entries(), [], 0, checkpoint="timer")
+                        self._commit_entries(self._gap_entries(), [], 0, "timer")
                         continue
                     self._drain(batch)
                 self._taken += len(batch)
@@ -147,6 +272,8 @@ class ChainWriter:
                 if future is not None:
                     leftover.append(future)
             self._settle(leftover, WriterStopped("the decision log writer has stopped"), [])
+            with contextlib.suppress(Exception):
+                self.sealer.stop()
             if ended is not None:
                 self._settle([], None, [ended])
 
@@ -172,8 +299,11 @@ class ChainWriter:
         events: list[dict[str, Any]] = []
         durable: list[asyncio.Future[None]] = []
         waiters: list[asyncio.Future[None]] = []
-        closing = False
+        closing = stopped = False
         for event, future in batch:
+            if event is STOPPED:
+                stopped = True
+                continue
             if event is FLUSH or event is CLOSE:
                 closing = closing or event is CLOSE
                 self._waiters_taken += 1
@@ -187,32 +317,25 @@ class ChainWriter:
         # Until the write has returned, a waiter would be told of a failure, never of success.
         error: BaseException | None = WriterStopped("the decision log writer has stopped")
         try:
+            if stopped:
+                raise SealerStopped("the decision log's sealer has stopped")
             entries = self._gap_entries() + events
             # Under a steady trickle the wait for the next batch never times out: sign here
             # too once the interval is over, so no entry stays unsigned much longer than it.
-            due = self._until_checkpoint() == 0.0 and not closing
+            due = self.sealer.until_checkpoint() == 0.0 and not closing
             if entries:
-                error = self._commit(entries, durable, len(events), "timer" if due else None)
+                checkpoint = "timer" if due else None
+                error = self._commit_entries(entries, durable, len(events), checkpoint)
             elif due:
-                self._commit([], [], 0, checkpoint="timer")
+                self._commit_entries([], [], 0, "timer")
                 error = None
             else:
                 error = None
             if closing:
-                self._commit(self._gap_entries(), [], 0, checkpoint="shutdown")
+                self._commit_entries(self._gap_entries(), [], 0, "shutdown")
         finally:
             self._settle(durable, error, waiters)
         return closing
-
-    @property
-    def head(self) -> ChainHead:
-        """The chain head: the last written entry's seq and hash."""
-        return self._chain.head
-
-    def _until_checkpoint(self) -> float | None:
-        if self.signer is None or not self.checkpoint_seconds or not self.head.since_checkpoint:
-            return None
-        return max(0.0, self._last_checkpoint_at + self.checkpoint_seconds - time.monotonic())
 
     def _gap_entries(self) -> list[dict[str, Any]]:
         if self._drops is None and not self._remote_gaps:
@@ -223,7 +346,7 @@ class ChainWriter:
         gaps = [log_entry("gap", self.labels, **drops)] if drops is not None else []
         return gaps + [log_entry("gap", self.labels, **gap) for gap in remote]
 
-    def _commit(
+    def _commit_entries(
         self,
         entries: list[dict[str, Any]],
         durable: list[asyncio.Future[None]],
@@ -231,8 +354,21 @@ class ChainWriter:
         checkpoint: str | None = None,
     ) -> Exception | None:
         """Write ``entries`` (``count`` of them events); the error that lost them, if any."""
+        sync = bool(durable)
+        return self._commit(lambda: self.sealer.write(entries, sync, checkpoint), durable, count)
+
+    def _commit(
+        self,
+        write: Callable[[], list[Item]],
+        durable: list[asyncio.Future[None]],
+        count: int,
+    ) -> Exception | None:
+        """Run ``write`` (it writes ``count`` events); the error that lost them, if any.
+        ``SealerStopped`` ends the thread (nothing will be written any more)."""
         try:
-            items = self._write_sync(entries, bool(durable), checkpoint)
+            items = write()
+        except SealerStopped:
+            raise
         except Exception as exc:
             log.exception("decision log write failed; %d events lost", count)
             self._dropped_write += count
@@ -242,8 +378,8 @@ class ChainWriter:
                 self._drops["dropped"] = self._drops.get("dropped", 0) + count
             return exc
         self.written += count
-        if items and self.remote and self._loop is not None:
-            self._hand_to_remote(self._loop, items)
+        if items and self.on_sealed is not None and self._loop is not None:
+            self._hand_over(self._loop, items)
         return None
 
     def _settle(
@@ -259,155 +395,24 @@ class ChainWriter:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, loop, durable, error, waiters)
 
-    # -- remote sinks: they run on the event loop ------------------------------------------
+    # -- sealed entries go to the event loop (the remote sinks run there) ------------------
 
-    def _hand_to_remote(self, loop: asyncio.AbstractEventLoop, items: list[Item]) -> None:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, items: list[Item]) -> None:
         self._to_remote.extend(items)
         if not self._remote_pending:  # one hop carries everything sealed until it runs
             self._remote_pending = True
             try:
-                loop.call_soon_threadsafe(self._offer_remote)
+                loop.call_soon_threadsafe(self._deliver_sealed)
             except RuntimeError:
                 self._remote_pending = False
 
-    def _offer_remote(self) -> None:
-        """On the event loop: offer ``_to_remote`` to the remote sinks (``DecisionLog``)."""
-        raise NotImplementedError
-
-    # -- sealing and writing (the writer thread) -------------------------------------------
-
-    def _write_sync(
-        self, entries: list[dict[str, Any]], sync: bool, checkpoint: str | None
-    ) -> list[Item]:
-        """Mask, seal and write ``entries``; the sealed entries for the remote sinks."""
-        store = self.sink if isinstance(self.sink, ChainStore) else None
-        lines: list[bytes] = []
-        items: list[Item] = []
-        checkpoints: list[bytes] = []
-        if entries and store is not None and store.rotation_due():
-            # Each rotated file ends with a checkpoint: it can be archived as a sealed unit.
-            if self.signer is not None and self.head.since_checkpoint:
-                snapshot = self._chain.head
-                self._seal_checkpoint("rotation", lines, items, checkpoints)
-                self._store_lines(lines, True, checkpoints, snapshot)
-                lines, checkpoints = [], []
-            store.rotate()
-        snapshot = self._chain.head
-        rules = self.masker.batch_rules() if self.masker is not None and entries else []
-        for entry in entries:
-            try:
-                if self.masker is not None:
-                    self.masker.apply(entry, rules)
-                line = self._chain.seal(entry)
-            except Exception as exc:  # never write an event that could not be masked or encoded
-                line = self._chain.seal(_unwritable(entry, exc))
-            lines.append(line + b"\n")
-            items.append((self.head.seq, line))
-            if self.signer is not None and self.head.since_checkpoint >= self.checkpoint_every:
-                self._seal_checkpoint("interval", lines, items, checkpoints)
-        # A shutdown checkpoint is written even right after another one: it marks a clean
-        # close, which the next start and the verifier report.
-        if (
-            checkpoint is not None
-            and self.signer is not None
-            and (self.head.since_checkpoint or checkpoint == "shutdown")
-        ):
-            self._seal_checkpoint(checkpoint, lines, items, checkpoints)
-        self._store_lines(lines, sync, checkpoints, snapshot)
-        return items
-
-    def _seal_checkpoint(
-        self, reason: str, lines: list[bytes], items: list[Item], checkpoints: list[bytes]
-    ) -> None:
-        assert self.signer is not None
-        line = self._chain.seal(
-            checkpoint_entry(self.head, self.signer, reason, self.labels, self._chain.chain_id)
-        )
-        lines.append(line + b"\n")
-        items.append((self.head.seq, line))
-        checkpoints.append(line + b"\n")
-        self._last_checkpoint_at = time.monotonic()
-
-    def _store_lines(
-        self, lines: list[bytes], sync: bool, checkpoints: list[bytes], snapshot: ChainHead
-    ) -> None:
-        if not lines:
-            return
-        try:
-            self.sink.write_batch(lines)
-        except BaseException:
-            self._chain.head = snapshot  # nothing of these lines is in the log
-            raise
-        store = self.sink if isinstance(self.sink, ChainStore) else None
-        if store is not None and (sync or checkpoints):
-            store.sync()
-            for line in checkpoints:
-                store.write_checkpoint(line)
-        if self.witness is not None:
-            for line in checkpoints:
-                self._publish(line.rstrip(b"\n"))
-        for extra in self.sinks[1:]:
-            try:
-                extra.write_batch(lines)
-            except Exception:
-                log.exception("decision log sink %s failed", type(extra).__name__)
-
-    def _publish(self, checkpoint_line: bytes) -> None:
-        """Hand a checkpoint to the witness publisher (it never blocks)."""
-        assert self.witness is not None
-        name = self.sink.path.name if isinstance(self.sink, JsonlFileSink) else "decisions"
-        try:
-            self.witness.submit(witness_record(name, checkpoint_line))
-        except Exception:
-            log.exception("decision log witness: could not build a checkpoint record")
-
-    def _opening_entries(self) -> list[dict[str, Any]]:
-        """Recover the chain from disk; the ``start`` or ``restart`` entry to write first."""
-        key = self.signer.fingerprint if self.signer is not None else None
-        policy = {
-            "chain_id": self._chain.chain_id,
-            "format": FORMAT,
-            "checkpoint_every": self.checkpoint_every if self.signer is not None else None,
-            "checkpoint_seconds": self.checkpoint_seconds if self.signer is not None else None,
-        }
-        try:
-            found = self.sink.recover() if isinstance(self.sink, ChainStore) else Recovered()
-        except Exception as exc:
-            log.exception("could not read the end of the decision log; starting a new chain")
-            return [log_entry("start", self.labels, key=key, recovery_error=str(exc), **policy)]
-        last = found.last_entry
-        gk = last.get("gatekeeper") if last is not None else None
-        if not isinstance(gk, dict) or not isinstance(gk.get("seq"), int):
-            extra = {"unchained_predecessor": True} if last is not None else {}
-            return [
-                log_entry(
-                    "start", self.labels, key=key, torn_tail=found.torn_tail, **extra, **policy
-                )
-            ]
-        assert found.last_hash is not None
-        if found.chain_id is not None:
-            self._chain.chain_id = policy["chain_id"] = found.chain_id
-        if found.checkpoint_line is not None and self.witness is not None:
-            self._publish(found.checkpoint_line)  # again: a crash may have kept it from it
-        clean = gk.get("kind") == "checkpoint" and gk["checkpoint"].get("reason") == "shutdown"
-        self._chain.head = ChainHead(
-            seq=gk["seq"],
-            hash=found.last_hash,
-            last_checkpoint=found.last_checkpoint,
-            since_checkpoint=0 if gk.get("kind") == "checkpoint" else 1,
-        )
-        return [
-            log_entry(
-                "restart",
-                self.labels,
-                previous_seq=gk["seq"],
-                previous_hash=found.last_hash,
-                clean_shutdown=clean,
-                torn_tail=found.torn_tail,
-                key=key,
-                **policy,
-            )
-        ]
+    def _deliver_sealed(self) -> None:
+        """On the event loop: hand what the writer sealed to ``on_sealed``."""
+        self._remote_pending = False  # before taking: a later hand-over schedules a new hop
+        pending = self._to_remote
+        items = [pending.popleft() for _ in range(len(pending))]
+        if self.on_sealed is not None:
+            self.on_sealed(items)
 
 
 def _resolve(
@@ -427,12 +432,3 @@ def _resolve(
     for future in waiters:
         if future.get_loop() is loop and not future.done():
             future.set_result(None)
-
-
-def _unwritable(entry: dict[str, Any], exc: Exception) -> dict[str, Any]:
-    """What is logged in place of an event that cannot be written as JSON."""
-    return {
-        "decision_id": str(entry.get("decision_id", "")),
-        "timestamp": str(entry.get("timestamp", rfc3339_ns(time.time_ns()))),
-        "gatekeeper": {"kind": "decision", "unwritable": str(exc)},
-    }

@@ -122,3 +122,9 @@ def make_log(tmp_path: Path, signer: Signer) -> LogFactory:
         return path
 
     return make
+
+
+@pytest.fixture(params=["thread", "process"])
+def sealer(request: pytest.FixtureRequest) -> str:
+    """Where the log seals (``audit.sealer``): a test taking it runs with each."""
+    return str(request.param)

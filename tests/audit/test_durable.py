@@ -88,7 +88,10 @@ async def test_other_routes_are_not_held(gatekeeper: Gatekeeper) -> None:
 async def test_when_the_log_cannot_write_the_request_is_refused(gatekeeper: Gatekeeper) -> None:
     log = gatekeeper.decision_log
     log.sink.close()  # the full disk's sink takes the chain's lock in its place
-    log.sink = log.sinks[0] = FullDisk(gatekeeper.settings.audit.path)
+    sealer = log.writer.sealer  # the thread sealer: the full disk is in this process
+    log.sink = log.sinks[0] = sealer.sink = sealer.sinks[0] = FullDisk(
+        gatekeeper.settings.audit.path
+    )
     async with client(gatekeeper) as http:
         r = await http.post("/v1/chat/completions", json=CHAT, headers=HEADERS)
     assert r.status_code == 503

@@ -54,8 +54,8 @@ def test_event_layout_is_opa_compatible() -> None:
     assert event["gatekeeper"]["kind"] == "decision"
 
 
-async def test_events_are_written_in_order_and_chained(tmp_path: Path) -> None:
-    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
+async def test_events_are_written_in_order_and_chained(tmp_path: Path, sealer: str) -> None:
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), sealer=sealer)
     for i in range(100):
         log.record({"decision_id": str(i)})
     await log.aclose()
@@ -66,9 +66,9 @@ async def test_events_are_written_in_order_and_chained(tmp_path: Path) -> None:
 
 
 async def test_checkpoints_every_n_entries_and_on_shutdown(
-    make_log: LogFactory, keyring: Keyring
+    make_log: LogFactory, keyring: Keyring, sealer: str
 ) -> None:
-    path = await make_log(25, checkpoint_every=10)
+    path = await make_log(25, checkpoint_every=10, sealer=sealer)
     kinds = [e["gatekeeper"]["kind"] for e in entries(path)]
     # start + 25 decisions: a checkpoint after every 10 entries, and one at shutdown
     assert kinds.count("checkpoint") == 3
@@ -77,8 +77,12 @@ async def test_checkpoints_every_n_entries_and_on_shutdown(
     assert verify_log(find_log_files([path]), keyring).exit_code == 0
 
 
-async def test_timer_checkpoint_signs_an_idle_log(tmp_path: Path, signer: Signer) -> None:
-    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), signer=signer, checkpoint_seconds=0.05)
+async def test_timer_checkpoint_signs_an_idle_log(
+    tmp_path: Path, signer: Signer, sealer: str
+) -> None:
+    log = DecisionLog(
+        JsonlFileSink(tmp_path / "d.jsonl"), signer=signer, checkpoint_seconds=0.05, sealer=sealer
+    )
     log.record(decision_event(1))
     for _ in range(100):
         await asyncio.sleep(0.02)
@@ -94,10 +98,10 @@ async def test_timer_checkpoint_signs_an_idle_log(tmp_path: Path, signer: Signer
 
 
 async def test_a_restart_continues_the_chain(
-    make_log: LogFactory, keyring: Keyring, tmp_path: Path
+    make_log: LogFactory, keyring: Keyring, tmp_path: Path, sealer: str
 ) -> None:
-    path = await make_log(5)
-    await make_log(5, path=path, start=5)
+    path = await make_log(5, sealer=sealer)
+    await make_log(5, path=path, start=5, sealer=sealer)
     written = entries(path)
     restarts = [e for e in written if e["gatekeeper"]["kind"] == "restart"]
     assert len(restarts) == 1
@@ -110,14 +114,14 @@ async def test_a_restart_continues_the_chain(
 
 
 async def test_a_torn_final_line_is_cut_and_described_at_restart(
-    make_log: LogFactory, keyring: Keyring
+    make_log: LogFactory, keyring: Keyring, sealer: str
 ) -> None:
-    path = await make_log(5)
+    path = await make_log(5, sealer=sealer)
     with path.open("ab") as file:
         file.write(b'{"decision_id":"half-writ')  # a crash in the middle of a write
     torn = verify_log(find_log_files([path]), keyring)
     assert torn.problem is None and torn.torn_tail is not None and torn.exit_code == 3
-    await make_log(3, path=path, start=5)
+    await make_log(3, path=path, start=5, sealer=sealer)
     restart = next(e for e in entries(path) if e["gatekeeper"]["kind"] == "restart")
     assert restart["gatekeeper"]["restart"]["torn_tail"]["bytes"] == 25
     assert verify_log(find_log_files([path]), keyring).exit_code == 0
@@ -156,16 +160,16 @@ async def test_durable_write_failure_refuses(tmp_path: Path) -> None:
     assert gap["gatekeeper"]["gap"]["reason"] == "write_error"
 
 
-async def test_an_unserialisable_event_is_still_counted(tmp_path: Path) -> None:
-    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
+async def test_an_unserialisable_event_is_still_counted(tmp_path: Path, sealer: str) -> None:
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), sealer=sealer)
     log.record({"decision_id": "odd", "input": {"n": object()}})
     await log.aclose()
     (event,) = decisions(tmp_path / "d.jsonl")
     assert event["decision_id"] == "odd" and "unwritable" in event["gatekeeper"]
 
 
-async def test_integers_beyond_2_53_are_written_as_strings(tmp_path: Path) -> None:
-    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"))
+async def test_integers_beyond_2_53_are_written_as_strings(tmp_path: Path, sealer: str) -> None:
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), sealer=sealer)
     log.record({"decision_id": "big", "input": {"n": 2**70, "time": {"unix_ns": 2**61}}})
     await log.aclose()
     (event,) = decisions(tmp_path / "d.jsonl")
@@ -181,9 +185,11 @@ async def test_stdout_sink_gets_the_same_entries(tmp_path: Path) -> None:
     assert out.getvalue() == (tmp_path / "d.jsonl").read_bytes()
 
 
-async def test_files_rotate_by_age(tmp_path: Path, signer: Signer, keyring: Keyring) -> None:
+async def test_files_rotate_by_age(
+    tmp_path: Path, signer: Signer, keyring: Keyring, sealer: str
+) -> None:
     path = tmp_path / "d.jsonl"
-    log = DecisionLog(JsonlFileSink(path, rotate_seconds=0.05), signer=signer)
+    log = DecisionLog(JsonlFileSink(path, rotate_seconds=0.05), signer=signer, sealer=sealer)
     for i in range(3):
         log.record(decision_event(i))
         await log.flush()
@@ -212,10 +218,10 @@ async def test_settings_build_every_sink(tmp_path: Path) -> None:
 
 
 async def test_a_checkpoint_the_sidecar_missed_is_copied_into_it_at_the_next_start(
-    tmp_path: Path, signer: Signer, keyring: Keyring
+    tmp_path: Path, signer: Signer, keyring: Keyring, sealer: str
 ) -> None:
     path = tmp_path / "log" / "d.jsonl"
-    log = DecisionLog(JsonlFileSink(path), signer=signer, checkpoint_every=10)
+    log = DecisionLog(JsonlFileSink(path), signer=signer, checkpoint_every=10, sealer=sealer)
     for i in range(25):
         log.record(decision_event(i))
     await log.aclose()
@@ -224,7 +230,7 @@ async def test_a_checkpoint_the_sidecar_missed_is_copied_into_it_at_the_next_sta
     # As if the process had died between the log's write and the sidecar's.
     missed = verify_log(find_log_files([path]), keyring)
     assert missed.problem is not None and missed.problem.kind == "missing_sidecar"
-    again = DecisionLog(JsonlFileSink(path), signer=signer, checkpoint_every=10)
+    again = DecisionLog(JsonlFileSink(path), signer=signer, checkpoint_every=10, sealer=sealer)
     again.record(decision_event(99))
     await again.aclose()
     report = verify_log(find_log_files([path]), keyring)

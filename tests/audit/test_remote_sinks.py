@@ -110,13 +110,16 @@ async def test_http_sink_uploads_opa_batches_and_retries(
     assert verify_log(find_log_files([received]), keyring).exit_code == 0
 
 
-async def test_a_long_http_outage_is_recorded_as_a_gap(tmp_path: Path) -> None:
+async def test_a_long_http_outage_is_recorded_as_a_gap(tmp_path: Path, sealer: str) -> None:
     with Receiver(always_fail=True) as down:
         sink = HttpUploadSink(
             down.url, flush_seconds=0.01, buffer_events=5, max_backoff_seconds=0.05
         )
         log = DecisionLog(
-            JsonlFileSink(tmp_path / "d.jsonl"), remote=[sink], remote_drain_seconds=0.2
+            JsonlFileSink(tmp_path / "d.jsonl"),
+            remote=[sink],
+            remote_drain_seconds=0.2,
+            sealer=sealer,
         )
         for i in range(30):
             log.record(decision_event(i))
@@ -126,16 +129,22 @@ async def test_a_long_http_outage_is_recorded_as_a_gap(tmp_path: Path) -> None:
     gaps = [e["gatekeeper"]["gap"] for e in entries if e["gatekeeper"]["kind"] == "gap"]
     assert gaps and all(g["sink"] == "http" and g["reason"] == "sink_outage" for g in gaps)
     assert sum(g["dropped"] for g in gaps) >= 20
-    assert gaps[0]["first_seq"] == 1  # the oldest entries were dropped first
+    # The oldest entries were dropped (a batch in flight is out of the buffer meanwhile, so a
+    # gap taken during its upload can start after it: the first gap need not hold seq 1).
+    assert min(g["first_seq"] for g in gaps) == 1
 
 
 async def test_redis_stream_sink_receives_the_whole_chain(
-    redis_url: str, tmp_path: Path, signer: Signer, keyring: Keyring
+    redis_url: str, tmp_path: Path, signer: Signer, keyring: Keyring, sealer: str
 ) -> None:
     stream = f"gk:test:{uuid.uuid4().hex}"
     sink = RedisStreamSink(redis_url, stream, maxlen=10_000, flush_seconds=0.05)
     log = DecisionLog(
-        JsonlFileSink(tmp_path / "d.jsonl"), remote=[sink], signer=signer, checkpoint_every=25
+        JsonlFileSink(tmp_path / "d.jsonl"),
+        remote=[sink],
+        signer=signer,
+        checkpoint_every=25,
+        sealer=sealer,
     )
     for i in range(60):
         log.record(decision_event(i))

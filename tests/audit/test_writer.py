@@ -85,10 +85,12 @@ async def flushes_between(i: int) -> bool:
     ids=["all-at-once", "one-per-loop-turn", "with-pauses", "flushes-between"],
 )
 async def test_events_are_in_the_file_in_order_and_chained_after_flush(
-    tmp_path: Path, signer: Signer, pace: Pace, linger: float
+    tmp_path: Path, signer: Signer, pace: Pace, linger: float, sealer: str
 ) -> None:
     path = tmp_path / "d.jsonl"
-    log = DecisionLog(JsonlFileSink(path), signer=signer, checkpoint_every=7, linger_seconds=linger)
+    log = DecisionLog(
+        JsonlFileSink(path), signer=signer, checkpoint_every=7, linger_seconds=linger, sealer=sealer
+    )
     for i in range(40):
         log.record(decision_event(i))
         if await pace(i):
@@ -110,10 +112,10 @@ async def test_events_are_in_the_file_in_order_and_chained_after_flush(
     )
 )
 async def test_any_mix_of_calls_keeps_the_order_of_recording(
-    tmp_path_factory: pytest.TempPathFactory, ops: list[str]
+    tmp_path_factory: pytest.TempPathFactory, ops: list[str], sealer: str
 ) -> None:
     path = tmp_path_factory.mktemp("mix") / "d.jsonl"
-    log = DecisionLog(JsonlFileSink(path), linger_seconds=0.002)
+    log = DecisionLog(JsonlFileSink(path), linger_seconds=0.002, sealer=sealer)
     expected: list[str] = []
     for n, op in enumerate(ops):
         event = {"decision_id": str(n)}
@@ -138,10 +140,10 @@ async def test_any_mix_of_calls_keeps_the_order_of_recording(
 
 
 async def test_a_timer_checkpoint_is_written_while_idle(
-    tmp_path: Path, signer: Signer, keyring: Keyring
+    tmp_path: Path, signer: Signer, keyring: Keyring, sealer: str
 ) -> None:
     path = tmp_path / "d.jsonl"
-    log = DecisionLog(JsonlFileSink(path), signer=signer, checkpoint_seconds=0.05)
+    log = DecisionLog(JsonlFileSink(path), signer=signer, checkpoint_seconds=0.05, sealer=sealer)
     for i in range(3):
         log.record(decision_event(i))
     await log.flush()
@@ -156,9 +158,11 @@ async def test_a_timer_checkpoint_is_written_while_idle(
     assert verify_log(find_log_files([path]), keyring).exit_code == 0
 
 
-async def test_durable_waiters_complete_while_other_events_trickle_in(tmp_path: Path) -> None:
+async def test_durable_waiters_complete_while_other_events_trickle_in(
+    tmp_path: Path, sealer: str
+) -> None:
     path = tmp_path / "d.jsonl"
-    log = DecisionLog(JsonlFileSink(path), linger_seconds=NEVER)
+    log = DecisionLog(JsonlFileSink(path), linger_seconds=NEVER, sealer=sealer)
 
     async def trickle() -> None:
         for i in range(50):
@@ -228,10 +232,11 @@ async def test_closing_more_than_once_is_safe(
     signer: Signer,
     close: Callable[[DecisionLog], Awaitable[None]],
     events: int,
+    sealer: str,
 ) -> None:
     before = writer_threads()
     path = tmp_path / "d.jsonl"
-    log = DecisionLog(JsonlFileSink(path), signer=signer)
+    log = DecisionLog(JsonlFileSink(path), signer=signer, sealer=sealer)
     for i in range(events):
         log.record(decision_event(i))
     await close(log)
@@ -249,9 +254,11 @@ async def test_closing_more_than_once_is_safe(
     assert len(entries(path)) == len(kinds)
 
 
-async def test_events_recorded_outside_the_event_loop_are_written(tmp_path: Path) -> None:
+async def test_events_recorded_outside_the_event_loop_are_written(
+    tmp_path: Path, sealer: str
+) -> None:
     path = tmp_path / "d.jsonl"
-    log = DecisionLog(JsonlFileSink(path))
+    log = DecisionLog(JsonlFileSink(path), sealer=sealer)
     await asyncio.to_thread(lambda: [log.record(decision_event(i)) for i in range(3)])
     await log.aclose()
     assert decision_ids(path) == [f"d-{i:05d}" for i in range(3)]
@@ -265,7 +272,7 @@ from gatekeeper.audit import DecisionLog, JsonlFileSink, Signer
 async def main() -> None:
     keys = Path(sys.argv[2])
     signer = Signer.from_files(keys / "k.pem", keys)
-    log = DecisionLog(JsonlFileSink(Path(sys.argv[1])), signer=signer)
+    log = DecisionLog(JsonlFileSink(Path(sys.argv[1])), signer=signer, sealer=sys.argv[3])
     for i in range(50):
         log.record({"decision_id": str(i)})
 
@@ -274,12 +281,12 @@ asyncio.run(main())  # the app forgets aclose(), and exits
 
 
 def test_a_log_never_closed_is_written_out_when_the_process_exits(
-    tmp_path: Path, keys_dir: Path
+    tmp_path: Path, keys_dir: Path, sealer: str
 ) -> None:
     path = tmp_path / "d.jsonl"
     Signer.from_files(keys_dir / "k.pem", keys_dir)
     done = subprocess.run(
-        [sys.executable, "-c", EXIT_WITHOUT_CLOSE, str(path), str(keys_dir)],
+        [sys.executable, "-c", EXIT_WITHOUT_CLOSE, str(path), str(keys_dir), sealer],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
@@ -300,16 +307,19 @@ async def test_the_linger_setting_reaches_the_writer(tmp_path: Path, linger: flo
     settings = Settings(audit={"path": tmp_path / "d.jsonl", "linger_seconds": linger})
     log = build_decision_log(settings.audit)
     try:
-        assert log._linger == linger
+        assert log.linger_seconds == linger
     finally:
         await log.aclose()
 
 
-async def test_a_writer_falling_behind_runs_before_events_are_dropped(tmp_path: Path) -> None:
+async def test_a_writer_falling_behind_runs_before_events_are_dropped(
+    tmp_path: Path, sealer: str
+) -> None:
     """Recording back to back on the event loop's thread outpaces the writer thread; once the
     queue is half full, ``record`` lets the interpreter lock go so the writer catches up."""
     path = tmp_path / "d.jsonl"
-    log = DecisionLog(JsonlFileSink(path), queue_size=64)
+    log = DecisionLog(JsonlFileSink(path), queue_size=64, sealer=sealer)
+    await log.prepare()  # as at start-up: a writer process has booted before the first event
     for i in range(3000):
         log.record(decision_event(i))
     await log.flush()

@@ -60,8 +60,14 @@ RUNS = {
     ),
     "switch": (["--quick", "--stack", "memory"], ["Switch interval, medians", "0.0005"]),
     "decision_log": (
-        ["--event", "stack", "--events", "300", "--durable-events", "30", "--rounds", "1"],
-        ["event size:", "chained JSONL (end to end)", "durable, 256 tasks"],
+        [
+            *["--event", "stack", "--events", "300", "--durable-events", "30"],
+            *["--busy-events", "50", "--rounds", "1"],
+        ],
+        [
+            *["event size:", "| thread", "| process", "burst (all recorded", "durable, 256 tasks"],
+            *["the interpreter lock's effect", "sealer process  p50"],
+        ],
     ),
     "streaming": (["--quick"], ["Time to first byte", "Per event", "summary"]),
     "quotas": (

@@ -14,10 +14,10 @@ import httpx
 import pytest
 import stix2
 from click.testing import CliRunner
-from gatekeeper.offline.demo.model_server import create_model_app
 
 from gatekeeper.cli.main import cli
 from gatekeeper.middleware import GatekeeperMiddleware
+from gatekeeper.offline.demo.model_server import create_model_app
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings
 from tests.servers import DEMO_CONFIG
