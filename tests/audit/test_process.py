@@ -112,7 +112,7 @@ async def test_a_killed_writer_process_refuses_durable_requests_and_readiness(
     async with client(gatekeeper) as http:
         first = await http.post("/v1/chat/completions", json=CHAT, headers=HEADERS)
         assert first.status_code == 200
-        ready, _ = await readiness(gatekeeper, 5.0)
+        ready, _ = await readiness(gatekeeper.observability.parts.readiness_checks(), 5.0)
         assert ready
         pid = sealer_of(log).pid
         assert pid is not None
@@ -122,7 +122,7 @@ async def test_a_killed_writer_process_refuses_durable_requests_and_readiness(
         await asyncio.wait_for(asyncio.shield(task), 10)  # the writer thread ends with it
         refused = await http.post("/v1/chat/completions", json=CHAT, headers=HEADERS)
         other = await http.post("/v1/messages", json={**CHAT, "max_tokens": 64}, headers=HEADERS)
-        ready, document = await readiness(gatekeeper, 5.0)
+        ready, document = await readiness(gatekeeper.observability.parts.readiness_checks(), 5.0)
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "decision_log_unavailable"
     assert "choices" not in refused.json()  # the model's answer never left
