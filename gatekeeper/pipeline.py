@@ -39,6 +39,7 @@ from gatekeeper.errors import (
     BodyTimeoutError,
     BodyTooLargeError,
     ClientInputError,
+    GatekeeperError,
     IdentityError,
     MalformedBodyError,
     PolicyError,
@@ -430,18 +431,18 @@ async def refuse_unenforced(
     send: Send,
     dialect: Dialect | None,
     rec: DecisionRecord,
-    status: int,
-    code: str,
-    message: str,
+    error: GatekeeperError,
     headers: list[tuple[bytes, bytes]],
 ) -> None:
-    """Refuse before (or without) a valid policy decision: gatekeeper decides, fail closed.
+    """Refuse with ``error``'s status and code before (or without) a valid policy decision:
+    gatekeeper decides, fail closed.
 
-    ``message`` may be an exception's text naming addresses, URLs or paths: for a failure of
-    gatekeeper's own parts (``CLIENT_MESSAGES``) the client gets a fixed message, and the
-    detail goes to the log and, credentials masked, to the record's ``error``."""
+    The error's text may name addresses, URLs or paths: for a failure of gatekeeper's own
+    parts (``CLIENT_MESSAGES``) the client gets a fixed message, and the detail goes to the
+    log and, credentials masked, to the record's ``error``."""
     rec.decided_by = "gatekeeper"
-    message = public_message(rec, code, message)
+    status, code = error.status, error.code
+    message = public_message(rec, code, str(error))
     if rec.result is None:
         rec.result = {
             "allow": False,
