@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatekeeper.audit import DecisionRecord, DurableResponse
 from gatekeeper.contract import Decision, Network, Subject
-from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path
+from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path, send_error_response
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.errors import (
     CLIENT_MESSAGES,
@@ -463,22 +463,9 @@ async def send_error(
 ) -> None:
     """An error response in ``dialect``'s format (OpenAI chat's without one), with the
     decision id; sets the record's status."""
-    document = (dialect or _default_dialect()).error_body(status, code, message)
-    body = orjson.dumps(document)
     rec.status = status
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (DECISION_ID_HEADER, rec.decision_id.encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    decision_id = (DECISION_ID_HEADER, rec.decision_id.encode())
+    await send_error_response(send, dialect, status, code, message, [decision_id, *headers])
 
 
 def public_message(rec: DecisionRecord, code: str, message: str) -> str:
@@ -496,12 +483,6 @@ def log_internal(rec: DecisionRecord, code: str, detail: str) -> None:
     masked = redact(detail)
     rec.error = {"code": code, "message": masked}
     log.warning("request %s refused (%s): %s", rec.decision_id, code, masked)
-
-
-def _default_dialect() -> Dialect:
-    dialect = dialect_for_path("/v1/chat/completions")
-    assert dialect is not None
-    return dialect
 
 
 async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
