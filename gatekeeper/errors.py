@@ -126,10 +126,8 @@ class BodyTimeoutError(ClientInputError):
 
 
 class MalformedBodyError(ClientInputError):
-    """The request body is not valid JSON or not of the dialect's shape."""
-
-    status = 400
-    code = "invalid_request"
+    """The request body is not valid JSON or not of the dialect's shape (400
+    ``invalid_request``, like every ``ClientInputError`` that says no more)."""
 
 
 #: Fixed client-facing messages for refusals caused by gatekeeper's own parts failing. The

@@ -184,7 +184,7 @@ class GatekeeperMiddleware:
             f"gatekeeper is admitting {self._max_admitting} requests already; retry shortly"
         )
         headers = [(b"retry-after", b"1")]
-        await refuse_unenforced(send, dialect, rec, error.status, error.code, str(error), headers)
+        await refuse_unenforced(send, dialect, rec, error, headers)
 
 
 class _Admission:

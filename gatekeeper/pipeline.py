@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatekeeper.audit import DecisionRecord, DurableResponse
 from gatekeeper.contract import Decision, Network, Subject
-from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path
+from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path, send_error_response
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.errors import (
     CLIENT_MESSAGES,
@@ -39,6 +39,7 @@ from gatekeeper.errors import (
     BodyTimeoutError,
     BodyTooLargeError,
     ClientInputError,
+    GatekeeperError,
     IdentityError,
     MalformedBodyError,
     PolicyError,
@@ -430,18 +431,18 @@ async def refuse_unenforced(
     send: Send,
     dialect: Dialect | None,
     rec: DecisionRecord,
-    status: int,
-    code: str,
-    message: str,
+    error: GatekeeperError,
     headers: list[tuple[bytes, bytes]],
 ) -> None:
-    """Refuse before (or without) a valid policy decision: gatekeeper decides, fail closed.
+    """Refuse with ``error``'s status and code before (or without) a valid policy decision:
+    gatekeeper decides, fail closed.
 
-    ``message`` may be an exception's text naming addresses, URLs or paths: for a failure of
-    gatekeeper's own parts (``CLIENT_MESSAGES``) the client gets a fixed message, and the
-    detail goes to the log and, credentials masked, to the record's ``error``."""
+    The error's text may name addresses, URLs or paths: for a failure of gatekeeper's own
+    parts (``CLIENT_MESSAGES``) the client gets a fixed message, and the detail goes to the
+    log and, credentials masked, to the record's ``error``."""
     rec.decided_by = "gatekeeper"
-    message = public_message(rec, code, message)
+    status, code = error.status, error.code
+    message = public_message(rec, code, str(error))
     if rec.result is None:
         rec.result = {
             "allow": False,
@@ -462,22 +463,9 @@ async def send_error(
 ) -> None:
     """An error response in ``dialect``'s format (OpenAI chat's without one), with the
     decision id; sets the record's status."""
-    document = (dialect or _default_dialect()).error_body(status, code, message)
-    body = orjson.dumps(document)
     rec.status = status
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (DECISION_ID_HEADER, rec.decision_id.encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    decision_id = (DECISION_ID_HEADER, rec.decision_id.encode())
+    await send_error_response(send, dialect, status, code, message, [decision_id, *headers])
 
 
 def public_message(rec: DecisionRecord, code: str, message: str) -> str:
@@ -495,12 +483,6 @@ def log_internal(rec: DecisionRecord, code: str, detail: str) -> None:
     masked = redact(detail)
     rec.error = {"code": code, "message": masked}
     log.warning("request %s refused (%s): %s", rec.decision_id, code, masked)
-
-
-def _default_dialect() -> Dialect:
-    dialect = dialect_for_path("/v1/chat/completions")
-    assert dialect is not None
-    return dialect
 
 
 async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:

@@ -9,6 +9,11 @@ never treated as model traffic by accident.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import orjson
+from starlette.types import Send
+
 from gatekeeper.dialects.anthropic_messages import AnthropicMessages
 from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
 from gatekeeper.dialects.openai_chat import OpenAIChat
@@ -16,6 +21,8 @@ from gatekeeper.dialects.openai_responses import OpenAIResponses
 
 #: Every dialect gatekeeper knows, one instance each (dialects are stateless).
 DIALECTS: tuple[Dialect, ...] = (OpenAIChat(), OpenAIResponses(), AnthropicMessages())
+#: The dialect whose error format answers a request of no dialect: OpenAI chat completions'.
+DEFAULT_DIALECT: Dialect = DIALECTS[0]
 
 _BY_PATH: dict[str, Dialect] = {path: d for d in DIALECTS for path in d.paths}
 _BY_NAME: dict[str, Dialect] = {d.name: d for d in DIALECTS}
@@ -40,7 +47,33 @@ def dialect_named(name: str) -> Dialect | None:
     return _BY_NAME.get(name)
 
 
+async def send_error_response(
+    send: Send,
+    dialect: Dialect | None,
+    status: int,
+    code: str,
+    message: str,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Send a whole JSON error response in ``dialect``'s format (``DEFAULT_DIALECT``'s for a
+    request of none), with ``headers`` after its content type and length."""
+    body = orjson.dumps((dialect or DEFAULT_DIALECT).error_body(status, code, message))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 __all__ = [
+    "DEFAULT_DIALECT",
     "DIALECTS",
     "AnthropicMessages",
     "Dialect",
@@ -50,4 +83,5 @@ __all__ = [
     "RequestFacts",
     "dialect_for_path",
     "dialect_named",
+    "send_error_response",
 ]

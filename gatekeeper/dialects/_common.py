@@ -1,5 +1,6 @@
 """Helpers shared by the dialects for reading requests: typed access to request fields and
-prompt measurement. JSON and the error bodies are in ``gatekeeper.wire``."""
+prompt measurement; and what OpenAI's two dialects share. JSON and the error bodies are in
+``gatekeeper.wire``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from gatekeeper.contract import PromptFeatures
 from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
-from gatekeeper.wire import text_leaves
+from gatekeeper.wire import openai_error, text_leaves
 
 # Keys whose string values are not prompt text: identifiers, enums, opaque or binary payloads.
 # Base64 images or signatures would otherwise dominate the character count.
@@ -32,6 +33,15 @@ _NON_TEXT_KEYS = frozenset(
         "status",
     }
 )
+
+
+class OpenAIDialect(Dialect):
+    """An OpenAI API dialect (chat completions, responses): errors in OpenAI's format."""
+
+    def error_body(
+        self, status: int, code: str, message: str, *, request_id: str | None = None
+    ) -> dict[str, Any]:
+        return openai_error(status, code, message)
 
 
 def require_object(body: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from gatekeeper.dialects._common import (
+    OpenAIDialect,
     object_items,
     opt_bool,
     opt_int,
@@ -22,14 +23,13 @@ from gatekeeper.dialects._common import (
     request_facts,
     require_object,
 )
-from gatekeeper.dialects.base import Dialect, RequestFacts
+from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.reasoning.chat import ChatShaper
-from gatekeeper.wire import openai_error
 
 __all__ = ["OpenAIChat"]
 
 
-class OpenAIChat(Dialect):
+class OpenAIChat(OpenAIDialect):
     """The Chat Completions dialect."""
 
     name: ClassVar[str] = "openai_chat"
@@ -54,11 +54,6 @@ class OpenAIChat(Dialect):
             has_tool_results=any(m.get("role") in ("tool", "function") for m in messages),
             reasoning_requested=_reasoning_requested(body),
         )
-
-    def error_body(
-        self, status: int, code: str, message: str, *, request_id: str | None = None
-    ) -> dict[str, Any]:
-        return openai_error(status, code, message)
 
     def history_keys(self, body: Any) -> list[str]:
         messages = body.get("messages") if isinstance(body, dict) else None

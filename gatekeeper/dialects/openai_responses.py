@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from gatekeeper.dialects._common import (
+    OpenAIDialect,
     object_items,
     opt_int,
     opt_list,
@@ -21,15 +22,14 @@ from gatekeeper.dialects._common import (
     request_facts,
     require_object,
 )
-from gatekeeper.dialects.base import Dialect, RequestBodyError, RequestFacts
+from gatekeeper.dialects.base import RequestBodyError, RequestFacts
 from gatekeeper.reasoning.responses import ResponsesShaper
 from gatekeeper.reasoning.responses_items import input_keys, restore_input
-from gatekeeper.wire import openai_error
 
 __all__ = ["OpenAIResponses"]
 
 
-class OpenAIResponses(Dialect):
+class OpenAIResponses(OpenAIDialect):
     """The Responses dialect."""
 
     name: ClassVar[str] = "openai_responses"
@@ -63,11 +63,6 @@ class OpenAIResponses(Dialect):
                 or "reasoning.encrypted_content" in include
             ),
         )
-
-    def error_body(
-        self, status: int, code: str, message: str, *, request_id: str | None = None
-    ) -> dict[str, Any]:
-        return openai_error(status, code, message)
 
     def history_keys(self, body: Any) -> list[str]:
         return input_keys(body)

@@ -50,14 +50,12 @@ class RuntimeCollector(Collector):
         yield policy
         yield from _decision_log_metrics(parts.decision_log)
         yield from _part_counters(parts)
-        events = CounterMetricFamily(
+        yield _counters(
             "gatekeeper_runtime_events",
             "Events the runtime counts (e.g. policy_errors), by name.",
-            labels=["event"],
+            "event",
+            sorted(parts.counters.items()),
         )
-        for name, value in sorted(parts.counters.items()):
-            events.add_metric([name], value)
-        yield events
 
 
 def _part_counters(parts: ObservedParts) -> Iterator[Metric]:
@@ -71,37 +69,41 @@ def _part_counters(parts: ObservedParts) -> Iterator[Metric]:
     yield from _evaluator_metrics(state)
     yield from _reload_metrics(state)
     if isinstance(errors, dict):
-        family = CounterMetricFamily(
+        yield _counters(
             "gatekeeper_policy_engine_errors",
             "Policy engine failures by kind (each one refused a request).",
-            labels=["kind"],
+            "kind",
+            sorted(errors.items()),
         )
-        for kind, value in sorted(errors.items()):
-            if isinstance(value, int):
-                family.add_metric([str(kind)], value)
-        yield family
     geo = parts.geo
     if geo is not None:
-        family = CounterMetricFamily(
+        yield _counters(
             "gatekeeper_geoip_events",
             "GeoIP database events: lookup_errors (each address treated as unknown), reloads, "
             "reload_failures (a changed file refused, the last good one kept).",
-            labels=["event"],
+            "event",
+            sorted(geo.counters.items()),
         )
-        for name, value in sorted(geo.counters.items()):
-            family.add_metric([str(name)], value)
-        yield family
     counters = getattr(parts.quotas, "counters", None)
     if isinstance(counters, dict):
-        family = CounterMetricFamily(
+        yield _counters(
             "gatekeeper_quota_store_events",
             "What the quota store counted (store errors, fallbacks), by event.",
-            labels=["event"],
+            "event",
+            sorted(counters.items()),
         )
-        for name, value in sorted(counters.items()):
-            if isinstance(value, int | float):
-                family.add_metric([str(name)], value)
-        yield family
+
+
+def _counters(
+    name: str, documentation: str, label: str, samples: Iterable[tuple[object, object]]
+) -> CounterMetricFamily:
+    """A counter family labelled ``label``, one sample per ``(label value, count)`` pair whose
+    count is a number (a part's status may hold anything)."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, value in samples:
+        if isinstance(value, int | float):
+            family.add_metric([str(key)], value)
+    return family
 
 
 def _reload_metrics(state: dict[str, Any]) -> Iterator[Metric]:
@@ -109,17 +111,14 @@ def _reload_metrics(state: dict[str, Any]) -> Iterator[Metric]:
     reload = state.get("reload")
     if not isinstance(reload, dict):
         return
-    family = CounterMetricFamily(
+    outcomes = (("activated", "reloads"), ("rejected", "reload_failures"))
+    yield _counters(
         "gatekeeper_policy_reloads",
         "New policy revisions found by hot reload: activated, or rejected (the last good "
         "revision kept serving).",
-        labels=["outcome"],
+        "outcome",
+        [(outcome, reload.get(key)) for outcome, key in outcomes],
     )
-    for outcome, key in (("activated", "reloads"), ("rejected", "reload_failures")):
-        value = reload.get(key)
-        if isinstance(value, int):
-            family.add_metric([outcome], value)
-    yield family
 
 
 def _evaluator_metrics(state: dict[str, Any]) -> Iterator[Metric]:
@@ -135,17 +134,13 @@ def _evaluator_metrics(state: dict[str, Any]) -> Iterator[Metric]:
     )
     info.add_metric([evaluator], 1)
     yield info
-    events = CounterMetricFamily(
+    yield _counters(
         "gatekeeper_policy_vm_events",
         "The compiled VM's decisions cross-checked by the interpreter, the mismatches found "
         "(each switches the revision to the interpreter) and the decisions it failed to make.",
-        labels=["event"],
+        "event",
+        [(name, vm.get(name)) for name in ("checked", "mismatches", "errors")],
     )
-    for name in ("checked", "mismatches", "errors"):
-        value = vm.get(name)
-        if isinstance(value, int):
-            events.add_metric([name], value)
-    yield events
 
 
 def _safe_revision(parts: ObservedParts) -> str:

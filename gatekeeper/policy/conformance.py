@@ -149,13 +149,21 @@ def match_expected(expected: Any, actual: Any, path: str = "decision") -> list[s
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{path}: expected {_show(expected)}, got {_show(actual)}"]
-        out = []
-        for i, (want, got) in enumerate(zip(expected, actual, strict=True)):
-            out.extend(match_expected(want, got, f"{path}[{i}]"))
-        return out
+        return _itemwise(match_expected, expected, actual, path)
     if not _same_scalar(expected, actual):
         return [f"{path}: expected {_show(expected)}, got {_show(actual)}"]
     return []
+
+
+def _itemwise(
+    compare: Callable[[Any, Any, str], list[str]], a: list[Any], b: list[Any], path: str
+) -> list[str]:
+    """``compare`` run on the items of two lists of one length, each at ``path[index]``."""
+    return [
+        line
+        for i, (x, y) in enumerate(zip(a, b, strict=True))
+        for line in compare(x, y, f"{path}[{i}]")
+    ]
 
 
 def _same_scalar(a: Any, b: Any) -> bool:
@@ -181,10 +189,7 @@ def diff_values(a: Any, b: Any, path: str = "decision") -> list[str]:
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return [f"{path}: {len(a)} items != {len(b)} items ({_show(a)} != {_show(b)})"]
-        out = []
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            out.extend(diff_values(x, y, f"{path}[{i}]"))
-        return out
+        return _itemwise(diff_values, a, b, path)
     if not _same_scalar(a, b):
         return [f"{path}: {_show(a)} != {_show(b)}"]
     return []

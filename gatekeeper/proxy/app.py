@@ -20,10 +20,9 @@ from urllib.parse import quote_from_bytes
 
 import anyio
 import httpx
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gatekeeper.dialects import dialect_for_path
+from gatekeeper.dialects import DEFAULT_DIALECT, dialect_for_path, send_error_response
 from gatekeeper.errors import ConfigurationError
 from gatekeeper.middleware import DECISION_ID_SCOPE_KEY, UPSTREAM_SCOPE_KEY, GatekeeperMiddleware
 from gatekeeper.network import ClientAddressResolver
@@ -248,20 +247,7 @@ class ProxyApp:
             scope["path"],
             redact(str(exc)),
         )
-        dialect = dialect_for_path(scope["path"]) or dialect_for_path("/v1/chat/completions")
-        assert dialect is not None
-        body = orjson.dumps(dialect.error_body(status, code, message))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send_error_response(send, dialect_for_path(scope["path"]), status, code, message)
 
     async def _stream_body(
         self, first: bytes, receive: Receive, exchange: _Exchange
@@ -350,8 +336,7 @@ def _stream_error(scope: Scope, code: str) -> bytes:
     from gatekeeper.contract import ReasoningPolicy
     from gatekeeper.reasoning.sse import encode_event
 
-    dialect = dialect_for_path(scope["path"]) or dialect_for_path("/v1/chat/completions")
-    assert dialect is not None
+    dialect = dialect_for_path(scope["path"]) or DEFAULT_DIALECT
     shaper = dialect.new_shaper(ReasoningPolicy(mode="full"))
     message = "the upstream broke off the stream"
     return b"".join(encode_event(e) for e in shaper.abort_events(code, message))

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import Response
 
 from gatekeeper.offline.demo._reasoner import (
@@ -23,19 +22,16 @@ from gatekeeper.offline.demo._reasoner import (
     count_prompt_tokens,
     split_deltas,
     split_text,
-    think,
 )
 from gatekeeper.offline.demo._wire import (
     DEMO_CREATED,
     InvalidRequest,
+    Vendor,
+    endpoint,
     json_response,
     positive_int,
-    raw_request_id,
-    read_object,
     request_key,
     sse_frame,
-    sse_response,
-    stream_delay,
     text_of,
 )
 
@@ -52,29 +48,26 @@ class _Reply:
     id: str
     model: str
     completion: Completion
+    # ``stream_options.include_usage``: OpenAI streams usage only when it was asked for.
+    usage: bool
 
-    def chunk(self, choices: list[dict[str, Any]], usage: bool) -> dict[str, Any]:
+    def chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         head = {"id": self.id, "object": "chat.completion.chunk", "created": DEMO_CREATED}
         body = {**head, "model": self.model, "system_fingerprint": "fp_demo", "choices": choices}
         # OpenAI sends ``usage: null`` on every chunk only when usage was asked for.
-        return {**body, "usage": None} if usage else body
+        return {**body, "usage": None} if self.usage else body
 
-
-async def chat_completions(request: Request) -> Response:
-    """Answer a chat completion, as JSON or (with ``stream: true``) as SSE chunks."""
-    try:
-        body = await read_object(request, NOT_JSON)
-        prompt = _prompt(body)
-    except InvalidRequest as exc:
-        return openai_error(exc, raw_request_id(await request.body()))
-    reply = _Reply(f"chatcmpl-{prompt.key[:29]}", str(body["model"]), think(prompt))
-    headers = {"x-request-id": f"req_{prompt.key[:24]}"}
-    if body.get("stream") is True:
+    @classmethod
+    def of(cls, body: dict[str, Any], prompt: Prompt, completion: Completion) -> _Reply:
         options = body.get("stream_options")
         usage = isinstance(options, dict) and options.get("include_usage") is True
-        frames = [*_chunks(reply, usage), b"data: [DONE]\n\n"]
-        return sse_response(frames, delay=stream_delay(request), headers=headers)
-    return json_response(_completion(reply), headers=headers)
+        return cls(f"chatcmpl-{prompt.key[:29]}", str(body["model"]), completion, usage)
+
+    def document(self) -> dict[str, Any]:
+        return _completion(self)
+
+    def frames(self) -> Iterator[bytes]:
+        return _chunks(self)
 
 
 def openai_error(exc: InvalidRequest, request_id: str, status: int = 400) -> Response:
@@ -213,12 +206,13 @@ def _completion(reply: _Reply) -> dict[str, Any]:
     }
 
 
-def _chunks(reply: _Reply, usage: bool) -> Iterator[bytes]:
+def _chunks(reply: _Reply) -> Iterator[bytes]:
     for delta, finish in _deltas(reply.completion):
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        yield sse_frame(reply.chunk([choice], usage))
-    if usage:
-        yield sse_frame({**reply.chunk([], usage), "usage": _usage(reply.completion)})
+        yield sse_frame(reply.chunk([choice]))
+    if reply.usage:
+        yield sse_frame({**reply.chunk([]), "usage": _usage(reply.completion)})
+    yield b"data: [DONE]\n\n"
 
 
 def _deltas(c: Completion) -> Iterator[tuple[dict[str, Any], str | None]]:
@@ -238,3 +232,9 @@ def _deltas(c: Completion) -> Iterator[tuple[dict[str, Any], str | None]]:
         for piece in split_text(call.arguments_json):
             yield {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None
     yield {}, _finish_reason(c)
+
+
+OPENAI = Vendor(NOT_JSON, "x-request-id", openai_error)
+
+# Answer a chat completion, as JSON or (with ``stream: true``) as SSE chunks.
+chat_completions = endpoint(OPENAI, _prompt, _Reply.of)

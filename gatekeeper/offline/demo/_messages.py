@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
 
 from gatekeeper.offline.demo._reasoner import (
@@ -25,19 +24,16 @@ from gatekeeper.offline.demo._reasoner import (
     sign,
     split_deltas,
     split_text,
-    think,
     verify,
 )
 from gatekeeper.offline.demo._wire import (
     InvalidRequest,
+    Vendor,
+    endpoint,
     json_response,
     positive_int,
-    raw_request_id,
-    read_object,
     request_key,
     sse_frame,
-    sse_response,
-    stream_delay,
     text_of,
 )
 
@@ -65,24 +61,20 @@ class _Reply:
             return "max_tokens"
         return "tool_use" if self.completion.tool_call is not None else "end_turn"
 
+    @classmethod
+    def of(cls, body: dict[str, Any], prompt: Prompt, completion: Completion) -> _Reply:
+        return cls(f"msg_{prompt.key[:24]}", str(body["model"]), completion)
 
-async def messages(request: Request) -> Response:
-    """Answer a messages request, as JSON or (with ``stream: true``) as SSE events."""
-    try:
-        body = await read_object(request, "The request body is not valid JSON: {detail}")
-        prompt = _prompt(body)
-    except InvalidRequest as exc:
-        return anthropic_error(
-            400, "invalid_request_error", exc.message, raw_request_id(await request.body())
-        )
-    reply = _Reply(f"msg_{prompt.key[:24]}", str(body["model"]), think(prompt))
-    headers = {"request-id": f"req_{prompt.key[:24]}"}
-    if body.get("stream") is True:
-        frames = [
-            sse_frame({"type": kind, **fields}, event=kind) for kind, fields in _events(reply)
-        ]
-        return sse_response(frames, delay=stream_delay(request), headers=headers)
-    return json_response(_message(reply, _content(reply)), headers=headers)
+    def document(self) -> dict[str, Any]:
+        return _message(self, _content(self))
+
+    def frames(self) -> Iterator[bytes]:
+        for kind, fields in _events(self):
+            yield sse_frame({"type": kind, **fields}, event=kind)
+
+
+def _invalid(exc: InvalidRequest, request_id: str) -> Response:
+    return anthropic_error(400, "invalid_request_error", exc.message, request_id)
 
 
 def anthropic_error(status: int, kind: str, message: str, request_id: str) -> Response:
@@ -295,3 +287,9 @@ def _block_deltas(block: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+ANTHROPIC = Vendor("The request body is not valid JSON: {detail}", "request-id", _invalid)
+
+# Answer a messages request, as JSON or (with ``stream: true``) as SSE events.
+messages = endpoint(ANTHROPIC, _prompt, _Reply.of)

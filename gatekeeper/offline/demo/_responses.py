@@ -15,10 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from gatekeeper.offline.demo._chat import NOT_JSON, openai_error
+from gatekeeper.offline.demo._chat import OPENAI
 from gatekeeper.offline.demo._reasoner import (
     Completion,
     Prompt,
@@ -30,20 +27,15 @@ from gatekeeper.offline.demo._reasoner import (
     split_text,
     stable_id,
     summary_parts,
-    think,
 )
 from gatekeeper.offline.demo._responses_replay import check_replay, follower_id, reasoning_id
 from gatekeeper.offline.demo._wire import (
     DEMO_CREATED,
     InvalidRequest,
-    json_response,
+    endpoint,
     positive_int,
-    raw_request_id,
-    read_object,
     request_key,
     sse_frame,
-    sse_response,
-    stream_delay,
     text_of,
 )
 
@@ -60,6 +52,17 @@ class _Reply:
     def status(self) -> str:
         return "incomplete" if self.completion.truncated else "completed"
 
+    @classmethod
+    def of(cls, body: dict[str, Any], prompt: Prompt, completion: Completion) -> _Reply:
+        return cls(body, prompt.key, completion)
+
+    def document(self) -> dict[str, Any]:
+        return _response(self, _output(self), final=True)
+
+    def frames(self) -> Iterator[bytes]:
+        for n, (kind, fields) in enumerate(_events(self)):
+            yield sse_frame({"type": kind, "sequence_number": n, **fields}, event=kind)
+
     def item_id(self, prefix: str) -> str:
         if prefix in ("msg_", "fc_"):
             # Linked to the reasoning item before it, so a replay without it can be refused.
@@ -68,24 +71,6 @@ class _Reply:
             follower = "fc_" if self.completion.tool_call is not None else "msg_"
             return reasoning_id(self.item_id(follower))
         return stable_id(prefix, self.key, prefix)
-
-
-async def responses(request: Request) -> Response:
-    """Answer a responses request, as JSON or (with ``stream: true``) as SSE events."""
-    try:
-        body = await read_object(request, NOT_JSON)
-        prompt = _prompt(body)
-    except InvalidRequest as exc:
-        return openai_error(exc, raw_request_id(await request.body()))
-    reply = _Reply(body, prompt.key, think(prompt))
-    headers = {"x-request-id": f"req_{prompt.key[:24]}"}
-    if body.get("stream") is True:
-        frames = [
-            sse_frame({"type": kind, "sequence_number": n, **fields}, event=kind)
-            for n, (kind, fields) in enumerate(_events(reply))
-        ]
-        return sse_response(frames, delay=stream_delay(request), headers=headers)
-    return json_response(_response(reply, _output(reply), final=True), headers=headers)
 
 
 def _prompt(body: dict[str, Any]) -> Prompt:
@@ -290,3 +275,7 @@ def _function_call_events(reply: _Reply, index: int, item: dict[str, Any]) -> It
     done = {**at, "arguments": item["arguments"], "name": item["name"]}
     yield "response.function_call_arguments.done", done
     yield "response.output_item.done", {"output_index": index, "item": item}
+
+
+# Answer a responses request, as JSON or (with ``stream: true``) as SSE events.
+responses = endpoint(OPENAI, _prompt, _Reply.of)

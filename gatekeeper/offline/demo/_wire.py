@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+
+from gatekeeper.offline.demo._reasoner import Completion, Prompt, think
 
 # Fixed, so identical requests give byte-identical responses (real servers put "now" here).
 DEMO_CREATED = 1767225600  # 2026-01-01T00:00:00Z
@@ -29,6 +32,58 @@ class InvalidRequest(Exception):
         self.message = message
         self.param = param
         self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Vendor:
+    """What the dialects of one vendor's API share: how they refuse a request body that is not
+    JSON (``not_json``, which may hold a ``{detail}`` field) or is otherwise unusable
+    (``invalid``, given the exception and the request id), and the response header that
+    carries the request id."""
+
+    not_json: str
+    id_header: str
+    invalid: Callable[[InvalidRequest, str], Response]
+
+
+class Reply(Protocol):
+    """A dialect's answer to one request, whole or streamed."""
+
+    def document(self) -> Any:
+        """The response body, for a request without ``stream: true``."""
+        ...
+
+    def frames(self) -> Iterable[bytes]:
+        """The SSE frames, for a request with ``stream: true``."""
+        ...
+
+
+def endpoint(
+    vendor: Vendor,
+    parse: Callable[[dict[str, Any]], Prompt],
+    reply: Callable[[dict[str, Any], Prompt, Completion], Reply],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The request handler of one dialect, which says only what differs.
+
+    The handler reads the JSON body, ``parse``s it into a prompt (refusals in the ``vendor``'s
+    format), thinks, wraps body, prompt and completion in a :class:`Reply`, and answers with
+    its document as JSON or, when the body says ``stream: true``, its SSE frames. The request
+    id (``req_`` and the start of the request key) goes in the vendor's id header.
+    """
+
+    async def handle(request: Request) -> Response:
+        try:
+            body = await read_object(request, vendor.not_json)
+            prompt = parse(body)
+        except InvalidRequest as exc:
+            return vendor.invalid(exc, raw_request_id(await request.body()))
+        answer = reply(body, prompt, think(prompt))
+        headers = {vendor.id_header: f"req_{prompt.key[:24]}"}
+        if body.get("stream") is True:
+            return sse_response(answer.frames(), delay=stream_delay(request), headers=headers)
+        return json_response(answer.document(), headers=headers)
+
+    return handle
 
 
 async def read_object(request: Request, not_json: str) -> dict[str, Any]:
