@@ -28,7 +28,7 @@ from gatekeeper.contract import Decision, Network, Signals, Subject
 from gatekeeper.errors import ConfigurationError
 from gatekeeper.quota.reservation import usage_total_tokens
 from gatekeeper.signals.clusters import link_key
-from gatekeeper.signals.families import FamilyIndex
+from gatekeeper.signals.families import skeleton_bands
 from gatekeeper.signals.fingerprint import RequestFeatures, request_features
 from gatekeeper.signals.prompt import prompt_text
 from gatekeeper.signals.scorer import ElicitationScore, PatternScorer, Scorer
@@ -120,7 +120,13 @@ class SignalStage:
         clock: Callable[[], float] | None = None,
     ) -> SignalStage:
         """The stage ``settings`` describe; raises ``ConfigurationError``."""
-        state = SignalState(settings.windows, settings.window, settings.buckets)
+        state = SignalState(
+            settings.windows,
+            settings.window,
+            settings.buckets,
+            max_subjects=settings.max_subjects,
+            max_family_bands=settings.max_family_bands,
+        )
         uri = (settings.storage or default_storage).strip().removeprefix("async+")
         store: SignalStore
         if uri.startswith("memory://"):
@@ -170,7 +176,7 @@ class SignalStage:
             if text:
                 skeletal = skeleton(text)
                 template = skeleton_hash(skeletal)
-                bands = tuple(FamilyIndex.keys(skeletal))
+                bands = skeleton_bands(skeletal)
             features = request_features(
                 document, len(text), reasoning=reasoning_requested, user_agent=user_agent
             )
