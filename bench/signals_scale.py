@@ -1,24 +1,36 @@
-"""The signals stage at scale: `python -m bench.signals_scale [SUBJECTS]` (default 100,000).
+"""The signals stage at scale: ``python -m bench.signals_scale [SUBJECTS] [--per-subject N]``.
 
-Warms a ``SignalState`` with SUBJECTS active subjects (20 requests each over the main window:
-links, prompt families, behavioural fingerprints, account and behavioural clusters), then
-times ``SignalStage.inspect`` + ``observe`` + ``settle`` of one request of a random subject
-(CPU time, ``time.process_time``, median of rounds) and one ``maintain``. Prints the state's
-sizes and the process's peak RSS. No HTTP request is sent.
+Warms a ``SignalState`` with SUBJECTS active subjects (``--per-subject`` requests each, 20 by
+default, spread over one main window: links, prompt families, behavioural fingerprints,
+account and behavioural clusters), then times requests of random subjects through the stage:
+``inspect`` and ``observe`` + ``settle`` separately and together (wall time per request,
+``perf_counter_ns``, p50 and p99; and CPU time per round, ``process_time``, median of rounds),
+and one ``maintain``. Prints the state's sizes, the process's RSS before and after warming and
+the bytes per subject that difference gives. No HTTP request is sent.
+
+Warming is fast: the request bodies come from a pool of 512 drawn once, and each body's prompt
+work (scoring, skeleton, family sketch, features) is done once per body, then every warm-up
+request goes through ``SignalState.apply`` as ``observe`` and ``settle`` would publish it; the
+timed requests go through the whole stage. ``--profile`` prints a cProfile of the timed part.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import cProfile
+import gc
+import os
+import pstats
 import random
-import resource
 import statistics
-import sys
 import time
+from typing import Any
 
 from gatekeeper.contract import Decision, Network, Subject
 from gatekeeper.reasoning.shaper import ReasoningStats
 from gatekeeper.signals import MemorySignalStore, SignalStage, SignalState
+from gatekeeper.signals.state import Observation
 
 PROMPTS = (
     "a shop sells {w} in boxes of {n}. if a customer needs {m} {w}, how many boxes must be "
@@ -28,6 +40,8 @@ PROMPTS = (
     "write a short story about a {w} who wants to {v} the {x}.",
 )
 WORDS = ("kite", "queue", "lantern", "socket", "parser", "garden", "ticket", "rocket")
+UA = "OpenAI/Python 1.54.4"
+POOL = 512
 
 
 class Clock:
@@ -51,7 +65,18 @@ def body(rng: random.Random) -> dict[str, object]:
     }
 
 
-async def main(subjects: int) -> None:
+def rss_bytes() -> int:
+    """The process's resident set now (not the peak)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def percentile(values: list[int], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] / 1000
+
+
+async def main(subjects: int, per_subject: int, rounds: int, profile: bool) -> None:
     rng = random.Random(7)
     clock = Clock()
     state = SignalState({"10m": 600, "1h": 3600, "24h": 86400}, "1h")
@@ -71,40 +96,99 @@ async def main(subjects: int) -> None:
         )
         for i in range(subjects)
     ]
+    pool = [body(rng) for _ in range(POOL)]
     allow = Decision(allow=True)
     stats = ReasoningStats(exposed_tokens=120)
+
+    # Each pool body's prompt work once: what inspect's context carries to observe.
+    probe = Subject(id="probe")
+    prepared = []
+    for doc in pool:
+        ctx = await stage.inspect(
+            probe, Network(), doc, reasoning_requested=True, user_agent=UA
+        )  # fmt: skip
+        prepared.append((ctx.template, ctx.bands, ctx.features))
+    links = [stage._links(subject, network, UA) for subject, network in people]
+    gc.collect()
+    rss_before = rss_bytes()
+    started = time.perf_counter()
     start = clock.now
-    warm = subjects * 20
+    warm = subjects * per_subject
+    apply = state.apply
     for k in range(warm):
-        clock.now = start + 3600 * k / warm
-        subject, network = rng.choice(people)
-        ctx = await stage.inspect(subject, network, body(rng), reasoning_requested=True,
-                                  user_agent="OpenAI/Python 1.54.4")  # fmt: skip
-        stage.observe(ctx, allow)
-        stage.settle(ctx, stats, 200)
-    samples = []
-    for _ in range(9):
+        at = start + 3600 * k / warm
+        i = rng.randrange(subjects)
+        subject = people[i][0]
+        template, bands, features = prepared[rng.randrange(POOL)]
+        apply(
+            Observation(at, subject.id, requests=1, reasoning_requests=1,
+                        template=template, links=links[i],
+                        bands=bands, features=features, age_days=subject.account_age_days)
+        )  # fmt: skip
+        apply(Observation(at, subject.id, tokens=120, reasoning_tokens=120, reasoning_exposed=1))
+    clock.now = start + 3600
+    warm_seconds = time.perf_counter() - started
+    gc.collect()
+    rss_after = rss_bytes()
+
+    inspect_ns: list[int] = []
+    after_ns: list[int] = []
+    cpu_rounds: list[float] = []
+    profiler = cProfile.Profile() if profile else None
+    ns = time.perf_counter_ns
+    for _ in range(rounds):
         n = 2000
-        chosen = [(rng.choice(people), body(rng)) for _ in range(n)]
+        chosen = [(rng.choice(people), rng.choice(pool)) for _ in range(n)]
+        if profiler is not None:
+            profiler.enable()
         t0 = time.process_time()
         for (subject, network), doc in chosen:
             clock.now += 0.01
-            ctx = await stage.inspect(subject, network, doc, reasoning_requested=True,
-                                      user_agent="OpenAI/Python 1.54.4")  # fmt: skip
+            a = ns()
+            ctx = await stage.inspect(
+                subject, network, doc, reasoning_requested=True, user_agent=UA
+            )  # fmt: skip
+            b = ns()
             stage.observe(ctx, allow)
             stage.settle(ctx, stats, 200)
-        samples.append((time.process_time() - t0) / n * 1e6)
+            c = ns()
+            inspect_ns.append(b - a)
+            after_ns.append(c - b)
+        cpu_rounds.append((time.process_time() - t0) / n * 1e6)
+        if profiler is not None:
+            profiler.disable()
+    total_ns = [a + b for a, b in zip(inspect_ns, after_ns, strict=True)]
     t0 = time.process_time()
     state.maintain(clock.now)
     maintain_ms = (time.process_time() - t0) * 1e3
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"subjects warmed: {subjects:,} ({warm:,} requests over one main window)")
-    print(f"inspect + observe + settle: median {statistics.median(samples):.1f} µs per request "
-          f"(rounds: {', '.join(f'{s:.0f}' for s in samples)})")  # fmt: skip
+    rss_end = rss_bytes()
+    grown = rss_after - rss_before
+    print(f"subjects warmed: {subjects:,} ({warm:,} requests over one main window, "
+          f"{warm_seconds:.0f} s)")  # fmt: skip
+    for name, values in (("inspect", inspect_ns), ("observe + settle", after_ns),
+                         ("whole stage", total_ns)):  # fmt: skip
+        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+        print(f"{name}: p50 {p50:.1f} µs, p99 {p99:.1f} µs")
+    print(f"whole stage, CPU time: median {statistics.median(cpu_rounds):.1f} µs per request "
+          f"(rounds: {', '.join(f'{s:.0f}' for s in cpu_rounds)})")  # fmt: skip
     print(f"maintain: {maintain_ms:.0f} ms")
     print(f"state: {state.stats()}")
-    print(f"peak RSS: {rss:.0f} MB")
+    print(f"RSS: {rss_before / 2**20:.0f} MB before warming, {rss_after / 2**20:.0f} MB after, "
+          f"{rss_end / 2**20:.0f} MB at the end")  # fmt: skip
+    print(f"memory: {grown / subjects:,.0f} bytes per subject ({grown / 2**20:.0f} MB in all)")
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+
+
+def parse(argv: list[str] | None = None) -> Any:
+    parser = argparse.ArgumentParser(prog="python -m bench.signals_scale")
+    parser.add_argument("subjects", nargs="?", type=int, default=100_000)
+    parser.add_argument("--per-subject", type=int, default=20, help="warm-up requests each")
+    parser.add_argument("--rounds", type=int, default=9, help="timed rounds of 2,000 requests")
+    parser.add_argument("--profile", action="store_true", help="cProfile the timed rounds")
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000))
+    args = parse()
+    asyncio.run(main(args.subjects, args.per_subject, args.rounds, args.profile))

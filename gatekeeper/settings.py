@@ -451,6 +451,19 @@ class SignalSettings(_Section):
     flush_seconds: float = Field(
         default=0.5, gt=0, description="Redis storage: how often observations are published."
     )
+    max_subjects: int = Field(
+        default=200_000,
+        ge=1,
+        description="Most subjects the signal state keeps (about 10 KB each with three "
+        "windows); past it the least recently active is forgotten (docs/distillation.md, "
+        "'Memory bounds').",
+    )
+    max_family_bands: int = Field(
+        default=4_000_000,
+        ge=8,
+        description="Most prompt-family band keys kept (8 per distinct prompt skeleton, about "
+        "250 bytes each); past it the least recently used go.",
+    )
     scorer: str | None = Field(
         default=None,
         description="'module:factory' returning a Scorer (e.g. a model-backed classifier); "

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
 
 def link_key(kind: str, values: Iterable[object]) -> str:
@@ -129,15 +129,18 @@ class ClusterIndex:
                 kinds.append(key.partition(":")[0])
         return kinds
 
-    def rebuild(self, now: float) -> dict[str, list[str]]:
-        """Forget links unused within the window and rebuild the clusters from the rest.
+    def rebuild(
+        self, now: float, forget: Set[str] | frozenset[str] = frozenset()
+    ) -> dict[str, list[str]]:
+        """Forget links unused within the window, and every link of the subjects in
+        ``forget``, and rebuild the clusters from the rest.
 
         Returns the clusters of two or more members: root -> members.
         """
         cutoff = now - self.window
         for key in list(self._members):
             members = self._members[key]
-            stale = [s for s, last in members.items() if last < cutoff]
+            stale = [s for s, last in members.items() if last < cutoff or s in forget]
             for subject in stale:
                 del members[subject]
             if not members:

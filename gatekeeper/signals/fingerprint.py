@@ -22,6 +22,7 @@ behavioural cluster must be to count as evidence, and of which accounts, is the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -78,6 +79,13 @@ def _short(value: Any) -> str:
     return hashlib.blake2b(raw, digest_size=4).hexdigest()
 
 
+@functools.lru_cache(maxsize=256)
+def _repr_hash(text: str) -> str:
+    # Cached by the repr, not the tuple: (1,) == (1.0,) but their reprs, and hashes, differ.
+    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
 def ua_family(user_agent: str | None) -> str:
     """``OpenAI/Python 1.54.4`` -> ``openai/python``: the client, not its version."""
     if not user_agent:
@@ -126,7 +134,7 @@ def request_features(
         prompt_bin=min(_LENGTH_BINS - 1, int(math.log2(prompt_chars + 1))),
         max_tokens=max_tokens if isinstance(max_tokens, int) else 0,
         stream=document.get("stream") is True,
-        sampling=_short(sampling) if any(v is not None for v in sampling) else "",
+        sampling=_repr_hash(repr(sampling)) if any(v is not None for v in sampling) else "",
         system=_short(system) if system else "",
         tools=_short(sorted(names)) if names else "",
         ua_family=ua_family(user_agent),
@@ -223,9 +231,21 @@ BANDS: tuple[tuple[str, ...], ...] = (
 def behaviour_keys(fingerprint: Fingerprint) -> tuple[str, ...]:
     """The band keys of a fingerprint (``behaviour:<band>:<hash>``)."""
     q = fingerprint.quantised()
+    return _band_keys(tuple(str(q[name]) for name in _BAND_FEATURES))
+
+
+#: Every feature any band hashes, in a fixed order (the cache key of ``_band_keys``).
+_BAND_FEATURES = tuple(sorted({name for band in BANDS for name in band}))
+_BAND_POSITIONS = tuple(tuple(_BAND_FEATURES.index(name) for name in band) for band in BANDS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _band_keys(values: tuple[str, ...]) -> tuple[str, ...]:
+    # Cached: quantised fingerprints take few distinct values (a campaign's accounts share
+    # one), and three BLAKE2b digests cost more than the lookup.
     keys = []
-    for i, band in enumerate(BANDS):
-        joined = "\x1f".join(str(q[name]) for name in band)
+    for i, positions in enumerate(_BAND_POSITIONS):
+        joined = "\x1f".join(values[p] for p in positions)
         digest = hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()
         keys.append(f"b{i}:{digest}")
     return tuple(keys)

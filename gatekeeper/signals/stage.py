@@ -27,7 +27,7 @@ from gatekeeper.errors import ConfigurationError
 from gatekeeper.input_document import signals_document, unavailable_signals
 from gatekeeper.quota.reservation import usage_total_tokens
 from gatekeeper.signals.clusters import link_key
-from gatekeeper.signals.families import FamilyIndex
+from gatekeeper.signals.families import skeleton_bands
 from gatekeeper.signals.fingerprint import RequestFeatures, request_features
 from gatekeeper.signals.intel import IntelSource
 from gatekeeper.signals.prompt import prompt_text
@@ -113,7 +113,13 @@ class SignalStage:
         clock: Callable[[], float] | None = None,
     ) -> SignalStage:
         """The stage ``settings`` describe; raises ``ConfigurationError``."""
-        state = SignalState(settings.windows, settings.window, settings.buckets)
+        state = SignalState(
+            settings.windows,
+            settings.window,
+            settings.buckets,
+            max_subjects=settings.max_subjects,
+            max_family_bands=settings.max_family_bands,
+        )
         uri = (settings.storage or default_storage).strip().removeprefix("async+")
         store: SignalStore
         if uri.startswith("memory://"):
@@ -165,7 +171,7 @@ class SignalStage:
             if text:
                 skeletal = skeleton(text)
                 template = skeleton_hash(skeletal)
-                bands = tuple(FamilyIndex.keys(skeletal))
+                bands = skeleton_bands(skeletal)
             features = request_features(
                 document, len(text), reasoning=reasoning_requested, user_agent=user_agent
             )
@@ -306,8 +312,8 @@ class SignalStage:
             log.debug("signals maintenance took %.1f ms", (time.perf_counter() - started) * 1e3)
 
     async def health(self) -> dict[str, Any]:
-        intel = {"intel": self.intel.health()} if self.intel is not None else {}
-        return {**await self.store.health(), "stage_errors": self.counters["errors"], **intel}
+        # The shared-intelligence file is a readiness check of its own ("intel").
+        return {**await self.store.health(), "stage_errors": self.counters["errors"]}
 
     async def aclose(self) -> None:
         if self._task is not None:

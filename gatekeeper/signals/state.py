@@ -14,6 +14,7 @@ its own. Memory is bounded by activity: a subject idle for the longest window is
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,8 @@ class SignalState:
         *,
         age_edges: Sequence[float] = DEFAULT_AGE_EDGES,
         behaviour_min_requests: int = 5,
+        max_subjects: int = 1_000_000,
+        max_family_bands: int = 4_000_000,
     ) -> None:
         if main not in windows:
             raise ValueError(f"main window {main!r} is not one of {sorted(windows)}")
@@ -185,10 +188,19 @@ class SignalState:
         self.clusters = ClusterIndex(self._main_seconds, len(self.age_edges))
         #: Behavioural clusters: subjects whose fingerprints share a band key (fingerprint.py).
         self.behaviour = ClusterIndex(self._main_seconds, len(self.age_edges))
-        self.families = FamilyIndex(self._main_seconds, self.age_edges)
+        self.families = FamilyIndex(self._main_seconds, self.age_edges, max_family_bands)
         self.behaviour_min_requests = behaviour_min_requests
         self._fingerprints: dict[str, Fingerprint] = {}
-        self._subjects: dict[str, _Usage] = {}
+        #: Usage by subject, least recently active first (``apply`` moves a subject last; an
+        #: OrderedDict: evicting a plain dict's first key costs O(keys deleted before it)).
+        self._subjects: OrderedDict[str, _Usage] = OrderedDict()
+        #: At most this many subjects are kept: past it, the least recently active is
+        #: forgotten at once (usage, fingerprint) and from the indexes at the next
+        #: ``maintain``, run early once a quarter of the bound has been forgotten.
+        self.max_subjects = max_subjects
+        self._evicted: set[str] = set()
+        #: The last ``link``'s subject, keys (a tuple, immutable) and time (see ``link``).
+        self._last_link: tuple[str, tuple[str, ...], float] | None = None
         #: Usage of clusters of two or more subjects, by root.
         self._cluster_usage: dict[str, _Usage] = {}
 
@@ -208,6 +220,13 @@ class SignalState:
         self, subject: str, links: Sequence[str], at: float, age_days: float | None = None
     ) -> None:
         """Record ``subject``'s link keys, merging clusters they join."""
+        last = self._last_link
+        if last is not None and last[1] is links and last[0] == subject and last[2] == at:
+            # The stage links a request's keys when it inspects it and ``apply`` again when
+            # it observes it: the second time every key already holds the subject at ``at``,
+            # and linking again changes nothing.
+            return
+        self._last_link = (subject, links, at) if type(links) is tuple else None
         band = self.age_band(age_days)
         for absorbed, into in self.clusters.link(subject, links, at, band):
             # A singleton's cluster usage is its own: copy it, never share the object.
@@ -239,13 +258,28 @@ class SignalState:
                 self.families.add(family, obs.subject, obs.age_days, obs.at)
         if obs.features is not None:
             self._fingerprint(obs)
-        usage = self._subjects.get(obs.subject)
+        subjects = self._subjects
+        usage = subjects.get(obs.subject)
+        new = usage is None
         if usage is None:
-            usage = self._subjects[obs.subject] = self._new_usage()
+            usage = subjects[obs.subject] = self._new_usage()
+        else:
+            subjects.move_to_end(obs.subject)  # most recently active last
         usage.add(obs, family)
         cluster = self._cluster_usage.get(self.clusters.find(obs.subject))
         if cluster is not None:
             cluster.add(obs, family)
+        # After counting: an eviction may run ``maintain``, which forgets idle (empty) usage.
+        if new and len(subjects) > self.max_subjects:
+            self._evict(obs.at)
+
+    def _evict(self, now: float) -> None:
+        """Forget the least recently active subject (over ``max_subjects``)."""
+        subject, _ = self._subjects.popitem(last=False)
+        self._fingerprints.pop(subject, None)
+        self._evicted.add(subject)
+        if len(self._evicted) >= max(1, self.max_subjects // 4):
+            self.maintain(now)
 
     def _fingerprint(self, obs: Observation) -> None:
         assert obs.features is not None
@@ -339,24 +373,29 @@ class SignalState:
             return usage_document(self.names)
         return usage_document(
             self.names,
-            [counter.totals(now) for counter in usage.counts],
+            [counter.sums(now) for counter in usage.counts],
             self._main,
             usage.templates.count(now, template) if template else 0,
             usage.templates.count(now, family) if family else 0,
         )
 
     def maintain(self, now: float) -> None:
-        """Forget idle subjects and expired links; rebuild the clusters (off the hot path)."""
+        """Forget idle subjects and expired links, and the subjects evicted since the last
+        run from the indexes; rebuild the clusters (off the hot path)."""
+        self._last_link = None
         for subject in [s for s, usage in self._subjects.items() if usage.idle(now)]:
             del self._subjects[subject]
             self._fingerprints.pop(subject, None)
-        self.families.maintain(now)
-        self.behaviour.rebuild(now)
+        # An evicted subject active again since is in ``_subjects`` and stays in the indexes.
+        forget = {s for s in self._evicted if s not in self._subjects}
+        self._evicted = set()
+        self.families.maintain(now, forget)
+        self.behaviour.rebuild(now, forget)
         for usage in self._subjects.values():
             usage.templates.compact(now)
         old_roots = {root: self._cluster_usage[root] for root in self._cluster_usage}
         previous = {s: self.clusters.find(s) for s in self.clusters.linked_subjects()}
-        groups = self.clusters.rebuild(now)
+        groups = self.clusters.rebuild(now, forget)
         # A cluster that kept its members (less those who went idle) keeps its counters; one
         # that split is recounted from its members' own usage.
         claimed: dict[str, int] = {}
@@ -382,6 +421,7 @@ class SignalState:
         """Sizes, for /healthz and the docs' cost figures."""
         return {
             "subjects": len(self._subjects),
+            "evicted_subjects": len(self._evicted),
             "clusters": len(self._cluster_usage),
             "link_keys": len(self.clusters),
             "fingerprints": len(self._fingerprints),

@@ -81,6 +81,11 @@ class RollingCounts:
         self._expire(math.floor(now / self._size) - self._n)
         return list(self._sums)
 
+    def sums(self, now: float) -> list[int]:
+        """``totals`` without the copy: the live sums, to read before anything is added."""
+        self._expire(math.floor(now / self._size) - self._n)
+        return self._sums
+
     def idle(self, now: float) -> bool:
         """Whether nothing at all was counted inside the window ending at ``now``."""
         self._expire(math.floor(now / self._size) - self._n)
@@ -96,15 +101,46 @@ class RollingCounts:
 
 
 class RollingTally:
-    """Counts per key (a template hash) over one rolling window."""
+    """Counts per key (a template hash) over one rolling window.
 
-    __slots__ = ("_n", "_size", "_stamps", "_tallies")
+    Like ``RollingCounts``, it keeps running totals (one dict over every bucket still inside
+    the window), so ``count`` is one dict lookup, not one per bucket: a bucket's tally leaves
+    the totals once, when time moves past it. Reads are expected at a time that does not go
+    backwards (the request path's clock), as for ``RollingCounts``.
+    """
+
+    __slots__ = ("_expired", "_n", "_size", "_stamps", "_tallies", "_totals")
 
     def __init__(self, seconds: float, buckets: int) -> None:
         self._size = seconds / buckets
         self._n = buckets
         self._stamps = [-1] * buckets
         self._tallies: list[dict[str, int] | None] = [None] * buckets
+        #: Every key's count over the buckets with an index above ``_expired``.
+        self._totals: dict[str, int] = {}
+        self._expired = -1
+
+    def _subtract(self, tally: dict[str, int]) -> None:
+        totals = self._totals
+        for key, amount in tally.items():
+            # ``get``: a key added with amount 0 may have left the totals already.
+            left = totals.get(key, 0) - amount
+            if left:
+                totals[key] = left
+            else:
+                totals.pop(key, None)
+
+    def _expire(self, oldest: int) -> None:
+        """Take the buckets with an index <= ``oldest`` out of the totals."""
+        if oldest <= self._expired:
+            return
+        expired = self._expired
+        for pos, stamp in enumerate(self._stamps):
+            if expired < stamp <= oldest:
+                tally = self._tallies[pos]
+                if tally:
+                    self._subtract(tally)
+        self._expired = oldest
 
     def add(self, at: float, key: str, amount: int = 1) -> None:
         index = math.floor(at / self._size)
@@ -114,18 +150,21 @@ class RollingTally:
             return
         tally = self._tallies[pos]
         if stamp < index or tally is None:
+            if tally and stamp > self._expired:
+                self._subtract(tally)  # the slot's older bucket leaves the window
             self._stamps[pos] = index
             tally = self._tallies[pos] = {}
         tally[key] = tally.get(key, 0) + amount
+        if index > self._expired:
+            totals = self._totals
+            totals[key] = totals.get(key, 0) + amount
 
     def count(self, now: float, key: str) -> int:
         """How many times ``key`` was added inside the window ending at ``now``."""
         oldest = math.floor(now / self._size) - self._n
-        total = 0
-        for stamp, tally in zip(self._stamps, self._tallies, strict=True):
-            if stamp > oldest and tally is not None:
-                total += tally.get(key, 0)
-        return total
+        if oldest > self._expired:
+            self._expire(oldest)
+        return self._totals.get(key, 0)
 
     def idle(self, now: float) -> bool:
         oldest = math.floor(now / self._size) - self._n
@@ -134,6 +173,7 @@ class RollingTally:
     def compact(self, now: float) -> None:
         """Free the tallies of buckets outside the window ending at ``now``."""
         oldest = math.floor(now / self._size) - self._n
+        self._expire(oldest)
         for pos, stamp in enumerate(self._stamps):
             if 0 <= stamp <= oldest:
                 self._stamps[pos] = -1

@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.signals import Observation, SignalState, cluster_id
+from gatekeeper.signals.families import FamilyIndex
+from gatekeeper.signals.fingerprint import RequestFeatures
 
 WINDOWS = {"10m": 600.0, "1h": 3600.0}
 
@@ -137,3 +139,103 @@ def test_clusters_are_the_connected_components(pairs: list[tuple[int, int]]) -> 
             _, cluster, _ = s.read(member, None, (), 2.0)
             assert cluster.size == len(group)
             assert cluster.id == cluster_id(min(group))
+
+
+# The identity caches (FamilyIndex.assign, SignalState.link) and eviction past max_subjects.
+
+
+def test_family_cache_answers_each_prompt_and_not_a_stale_one() -> None:
+    f = FamilyIndex(3600.0, [30.0])
+    a, b = ("a1", "shared-ab"), ("b1", "b2")
+    assert f.assign(a, 10.0) == "f-a1"
+    assert f.assign(b, 10.0) == "f-b1"  # another prompt at the same time
+    assert f.assign(a, 10.0) == "f-a1"
+    late = ("c1", "shared-ab")  # joins a's family through a shared band
+    assert f.assign(late, 20.0) == "f-a1"
+    f.maintain(20.0 + 3601.0)  # every band is forgotten
+    assert f.assign(late, 20.0) == "f-c1"  # the same tuple and time: answered afresh
+
+
+def test_family_cache_never_trusts_a_list_changed_in_place() -> None:
+    f = FamilyIndex(3600.0, [30.0])
+    keys = ["a1", "a2"]
+    assert f.assign(keys, 10.0) == "f-a1"
+    keys[:] = ["b1", "b2"]
+    assert f.assign(keys, 10.0) == "f-b1"
+
+
+def test_link_cache_relinks_after_maintain() -> None:
+    s = state()
+    key = ("payment:1",)
+    s.link("a", key, 0.0)
+    s.link("b", key, 0.0)
+    assert s.read("b", None, (), 0.0)[1].size == 2
+    s.maintain(4000.0)  # the links are over an hour old: forgotten
+    assert s.read("b", None, (), 0.0)[1].size == 1
+    s.link("b", key, 0.0)  # the call the cache saw last before maintain: recorded again
+    s.link("a", key, 0.0)
+    assert s.read("b", None, (), 0.0)[1].size == 2
+
+
+def test_same_time_requests_of_two_subjects_both_link() -> None:
+    s = state()
+    key = ("payment:1",)
+    s.link("a", key, 5.0)
+    s.link("b", key, 5.0)
+    s.apply(request("a", 5.0, links=key))  # observe after inspect: the cache skips nothing
+    s.apply(request("b", 5.0, links=key))
+    _, cluster, _ = s.read("a", None, (), 6.0)
+    assert (cluster.size, cluster.requests["1h"]) == (2, 2)
+
+
+FEATURES = RequestFeatures(True, True, 7, 1024, False, "", "", "", "x")
+
+
+def active(subject: str, at: float, *, links: tuple[str, ...] = ()) -> Observation:
+    return Observation(
+        at, subject, requests=1, links=links, bands=("fam-1", "fam-2"), features=FEATURES
+    )
+
+
+def test_subjects_past_the_bound_are_forgotten_then_dropped_from_the_indexes() -> None:
+    s = SignalState(WINDOWS, "1h", buckets=12, max_subjects=8)
+    s.apply(active("s0", 0.0, links=("payment:1",)))
+    for i in range(1, 8):
+        s.apply(active(f"s{i}", float(i), links=("payment:1",) if i == 7 else ()))
+    assert s.read("s7", None, (), 8.0)[1].size == 2
+    s.apply(active("s8", 8.0))  # the ninth: s0, the least recently active, goes
+    stats = s.stats()
+    assert (stats["subjects"], stats["fingerprints"], stats["evicted_subjects"]) == (8, 8, 1)
+    assert s.read("s0", None, (), 9.0)[0].requests["1h"] == 0  # its usage is gone
+    assert s.read_family("f-fam-1")["subjects"] == 9  # the indexes drop it at maintain
+    s.maintain(9.0)
+    assert s.read("s7", None, (), 9.0)[1].size == 1
+    assert s.read_family("f-fam-1")["subjects"] == 8
+    assert s.stats()["evicted_subjects"] == 0
+
+
+def test_a_subject_active_again_after_eviction_stays() -> None:
+    s = SignalState(WINDOWS, "1h", buckets=12, max_subjects=8)
+    s.apply(active("s0", 0.0, links=("payment:1",)))
+    for i in range(1, 8):
+        s.apply(active(f"s{i}", float(i), links=("payment:1",) if i == 7 else ()))
+    s.apply(active("s8", 8.0))  # evicts s0
+    s.apply(active("s0", 9.0, links=("payment:1",)))  # back: evicts s1, and (a quarter of
+    # the bound forgotten) runs maintain at once
+    assert s.stats()["evicted_subjects"] == 0
+    own, cluster, _ = s.read("s0", None, (), 10.0)
+    assert own.requests["1h"] == 1  # counted afresh from its return
+    assert cluster.size == 2  # still linked with s7
+    assert s.read_family("f-fam-1")["subjects"] == 8  # s1 left, s0 stayed
+    assert s.stats()["subjects"] == 8
+
+
+def test_the_bound_holds_under_a_stream_of_new_subjects() -> None:
+    s = SignalState(WINDOWS, "1h", buckets=12, max_subjects=50)
+    for i in range(1000):
+        s.apply(active(f"n{i}", i * 0.5, links=(f"payment:{i % 7}",)))
+    stats = s.stats()
+    assert stats["subjects"] == 50 and stats["fingerprints"] <= 50
+    s.maintain(500.0)
+    assert s.read_family("f-fam-1")["subjects"] == 50
+    assert s.read("n999", None, (), 500.0)[1].size <= 50

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.signals import RollingCounts, RollingTally
@@ -73,3 +73,69 @@ def test_tally_counts_keys_apart_and_compacts() -> None:
     tally.compact(SECONDS + 400)
     assert tally.idle(SECONDS + 400)
     assert tally.count(SECONDS + 400, "a") == 0
+
+
+class NaiveTally:
+    """The reference: buckets recycled in place, a count summing every bucket in the window."""
+
+    def __init__(self) -> None:
+        self.stamps = [-1] * BUCKETS
+        self.tallies: list[dict[str, int]] = [{} for _ in range(BUCKETS)]
+
+    def add(self, at: float, key: str, amount: int) -> None:
+        index = math.floor(at / SIZE)
+        pos = index % BUCKETS
+        if self.stamps[pos] > index:
+            return
+        if self.stamps[pos] < index:
+            self.stamps[pos], self.tallies[pos] = index, {}
+        self.tallies[pos][key] = self.tallies[pos].get(key, 0) + amount
+
+    def count(self, now: float, key: str) -> int:
+        oldest = math.floor(now / SIZE) - BUCKETS
+        return sum(
+            tally.get(key, 0)
+            for stamp, tally in zip(self.stamps, self.tallies, strict=True)
+            if stamp > oldest
+        )
+
+    def compact(self, now: float) -> None:
+        oldest = math.floor(now / SIZE) - BUCKETS
+        for pos, stamp in enumerate(self.stamps):
+            if 0 <= stamp <= oldest:
+                self.stamps[pos], self.tallies[pos] = -1, {}
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "add", "count", "compact"]),
+        # How far the clock moves first: often not at all, sometimes past the whole window.
+        st.one_of(st.just(0.0), st.floats(0, 2 * SIZE), st.floats(0, 2 * SECONDS)),
+        # How late an addition is: most on time, some late, some beyond the window.
+        st.one_of(st.just(0.0), st.floats(0, 1.5 * SECONDS)),
+        st.sampled_from("abc"),
+        st.integers(0, 3),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=400)
+@given(operations)
+def test_tally_running_totals_match_the_naive_sum(
+    ops: list[tuple[str, float, float, str, int]],
+) -> None:
+    # The clock never goes back; additions may be late (replicated), reads are at the clock.
+    tally, naive = RollingTally(SECONDS, BUCKETS), NaiveTally()
+    now = 2 * SECONDS
+    for op, advance, late, key, amount in ops:
+        now += advance
+        if op == "add":
+            tally.add(now - late, key, amount)
+            naive.add(now - late, key, amount)
+            continue
+        if op == "compact":
+            tally.compact(now)
+            naive.compact(now)
+        for k in "abcd":
+            assert tally.count(now, k) == naive.count(now, k), (op, k, now)
