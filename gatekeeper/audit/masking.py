@@ -239,7 +239,7 @@ class Masker:
         if masked:
             event["masked"] = masked
         limit = self.max_field_chars
-        if limit is not None and (dumped is None or len(dumped) > limit):
+        if limit is not None and (dumped is None or _may_hold_longer(dumped, limit)):
             self._cap(event, limit)
 
     @staticmethod
@@ -330,6 +330,22 @@ def _alternation(words: list[bytes]) -> bytes:
     if ends:
         return b"(?:" + b"|".join(branches) + b")?"
     return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+
+
+def _may_hold_longer(dumped: bytes, limit: int) -> bool:
+    """Whether the JSON ``dumped`` may hold a string longer than ``limit`` characters: False
+    only when none can (then the event need not be walked: a 5 KB event costs a walk of about
+    60 µs, this about 2 µs).
+
+    Every character of a string takes at least one byte of its JSON. With each escaped
+    backslash and escaped quote replaced by two bytes that are neither, every quote left is a
+    string's start or end, so a string's bytes lie within one piece between two quotes: no
+    piece longer than ``limit`` means no string longer than ``limit`` characters.
+    """
+    if len(dumped) <= limit:
+        return False
+    plain = dumped.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+    return max(map(len, plain.split(b'"'))) > limit
 
 
 def _dumps(value: Any) -> bytes | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, entry_hash, parse_rules
@@ -212,3 +212,39 @@ async def test_a_logged_secret_is_erased_and_the_chain_covers_what_was_written(
     assert [set(e.get("erased", ())) for e in decisions] == [secrets, set(), secrets]
     for before, after in itertools.pairwise(entries):
         assert after["gatekeeper"]["prev_hash"] == entry_hash(before)
+
+
+_leaves = st.text(alphabet='ab"\\é\n\U0001f600', max_size=40) | st.integers() | st.none()
+_events = st.recursive(
+    _leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=st.dictionaries(st.sampled_from(["input", "result", "gatekeeper"]), _events),
+       limit=st.integers(1, 30))  # fmt: skip
+@example(event={"input": {"model": '"' * 40}}, limit=20)
+@example(event={"input": {"model": "\\" * 40}}, limit=20)
+def test_strings_longer_than_max_field_chars_are_cut_however_they_are_escaped(
+    event: dict[str, Any], limit: int
+) -> None:
+    """The cap's quick test over the serialised event (quotes, backslashes, non-ASCII) never
+    lets a longer string through: after masking, no string is longer than the cap plus its
+    marker, and each one cut is listed in ``truncated``."""
+
+    def strings(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            return [s for v in node.values() for s in strings(v)]
+        if isinstance(node, list):
+            return [s for v in node for s in strings(v)]
+        return [node] if isinstance(node, str) else []
+
+    longest = max(map(len, strings(event)), default=0)
+    masker = Masker(secret_fields=[], max_field_chars=limit)
+    masked = copy.deepcopy(event)
+    masker.apply(masked)
+    for text in strings({k: v for k, v in masked.items() if k != "truncated"}):
+        assert len(text) <= limit or "…[truncated: " in text
+    assert bool(masked.get("truncated")) == (longest > limit)
