@@ -72,6 +72,7 @@ class SignalContext:
     features: RequestFeatures | None = None
     age_days: float | None = None
     repeated: bool = False
+    model: str | None = None
     observed: bool = field(default=False)
 
     @property
@@ -186,6 +187,9 @@ class SignalStage:
                 subject.id, template, links, now, family
             )
             own["account_age_days"] = age
+            model = document.get("model") if isinstance(document, dict) else None
+            if not isinstance(model, str) or not model:
+                model = None
             score, patterns = _checked_score(scored)
             # Built as JSON, in ``Signals``' field order, rather than as models validated here
             # and dumped again by the middleware (tests/signals/test_stage.py pins the two).
@@ -199,6 +203,7 @@ class SignalStage:
                 "template_repetition": repetition,
                 "family": self.state.read_family(family),
                 "behaviour": self.state.read_behaviour(subject.id),
+                "model_shift": self.state.read_shift(subject.id, model, now),
             }
         except Exception:
             self.counters["errors"] += 1
@@ -216,6 +221,7 @@ class SignalStage:
             features=features,
             age_days=age,
             repeated=max(own["family_count"], cluster["family_count"]) > 0,
+            model=model,
         )
 
     def _links(self, subject: Subject, network: Network, user_agent: str | None) -> tuple[str, ...]:
@@ -256,6 +262,7 @@ class SignalStage:
                 bands=ctx.bands,
                 features=ctx.features,
                 age_days=ctx.age_days,
+                model=ctx.model,
             )
         )
 

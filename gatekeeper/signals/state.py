@@ -22,6 +22,7 @@ from gatekeeper.contract import ClusterSignals, SubjectSignals
 from gatekeeper.signals.clusters import ClusterIndex, cluster_id
 from gatekeeper.signals.families import FamilyIndex, age_band
 from gatekeeper.signals.fingerprint import Fingerprint, RequestFeatures, behaviour_keys
+from gatekeeper.signals.shift import ShiftIndex
 from gatekeeper.signals.windows import RollingCounts, RollingTally
 
 USAGE_METRICS = (
@@ -63,6 +64,8 @@ class Observation:
     bands: tuple[str, ...] = ()
     features: RequestFeatures | None = None
     age_days: float | None = None
+    #: The model the request called (the model-shift signal, shift.py).
+    model: str | None = None
 
     @property
     def amounts(self) -> tuple[int, ...]:
@@ -77,7 +80,8 @@ class Observation:
         )
 
     def to_wire(self) -> list[Any]:
-        """A compact JSON-able form for the Redis stream (14 items; 9 before families)."""
+        """A compact JSON-able form for the Redis stream (15 items; 14 before the model, 9
+        before families)."""
         return [
             self.at,
             self.subject,
@@ -87,21 +91,24 @@ class Observation:
             list(self.bands),
             self.features.to_wire() if self.features is not None else None,
             self.age_days,
+            self.model,
         ]
 
     @classmethod
     def from_wire(cls, raw: Any) -> Observation:
         """The inverse of ``to_wire``; raises ``ValueError`` on anything else.
 
-        The 9-item form of earlier gateways (five amounts, no families or features) is read
-        too, so a fleet can be upgraded one gateway at a time.
+        The 9-item form of earlier gateways (five amounts, no families or features) and the
+        14-item one (no model) are read too, so a fleet can be upgraded one gateway at a time.
         """
         if isinstance(raw, list) and len(raw) == 9:
             raw = [*raw[:7], 0, 0, raw[7], raw[8], [], None, None]
-        if not isinstance(raw, list) or len(raw) != 14:
-            raise ValueError("an observation is a list of 14 items")
+        if isinstance(raw, list) and len(raw) == 14:
+            raw = [*raw, None]
+        if not isinstance(raw, list) or len(raw) != 15:
+            raise ValueError("an observation is a list of 15 items")
         at, subject, template, links = raw[0], raw[1], raw[9], raw[10]
-        bands, features, age = raw[11], raw[12], raw[13]
+        bands, features, age, model = raw[11], raw[12], raw[13], raw[14]
         amounts = raw[2:9]
         if not isinstance(at, (int, float)) or not isinstance(subject, str):
             raise ValueError("bad observation time or subject")
@@ -115,6 +122,8 @@ class Observation:
             raise ValueError("bad observation bands")
         if age is not None and (not isinstance(age, (int, float)) or isinstance(age, bool)):
             raise ValueError("bad observation age")
+        if model is not None and not isinstance(model, str):
+            raise ValueError("bad observation model")
         requests, tokens, reasoning_requests, reasoning_tokens, refused, exposed, repeated = amounts
         return cls(
             float(at),
@@ -131,6 +140,7 @@ class Observation:
             bands=tuple(bands),
             features=RequestFeatures.from_wire(features) if features is not None else None,
             age_days=float(age) if age is not None else None,
+            model=model,
         )
 
 
@@ -174,6 +184,7 @@ class SignalState:
         *,
         age_edges: Sequence[float] = DEFAULT_AGE_EDGES,
         behaviour_min_requests: int = 5,
+        shift_windows: Sequence[str] | None = None,
     ) -> None:
         if main not in windows:
             raise ValueError(f"main window {main!r} is not one of {sorted(windows)}")
@@ -190,6 +201,14 @@ class SignalState:
         self.families = FamilyIndex(self._main_seconds, self.age_edges)
         self.behaviour_min_requests = behaviour_min_requests
         self._fingerprints: dict[str, Fingerprint] = {}
+        # Model shift: the shortest window against the longest, unless configured (a prior
+        # window no longer than the recent one: no history, no subject ever moves).
+        by_length = sorted(windows, key=windows.__getitem__)
+        recent, prior = shift_windows or (by_length[0], by_length[-1])
+        for name in (recent, prior):
+            if name not in windows:
+                raise ValueError(f"shift window {name!r} is not one of {sorted(windows)}")
+        self.shift = ShiftIndex(windows[recent], windows[prior], buckets)
         self._subjects: dict[str, _Usage] = {}
         #: Usage of clusters of two or more subjects, by root.
         self._cluster_usage: dict[str, _Usage] = {}
@@ -241,6 +260,8 @@ class SignalState:
                 self.families.add(family, obs.subject, obs.age_days, obs.at)
         if obs.features is not None:
             self._fingerprint(obs)
+        if obs.model is not None and obs.requests:
+            self.shift.add(obs.subject, obs.model, obs.at, self.behaviour.find)
         usage = self._subjects.get(obs.subject)
         if usage is None:
             usage = self._subjects[obs.subject] = self._new_usage()
@@ -283,6 +304,10 @@ class SignalState:
             "fingerprinted": fingerprint is not None
             and fingerprint.n >= self.behaviour_min_requests,
         }
+
+    def read_shift(self, subject: str, model: str | None, now: float) -> dict[str, Any]:
+        """``input.signals.model_shift``: the subject's move to ``model`` (shift.py)."""
+        return self.shift.read(subject, model, now, self.behaviour.find(subject))
 
     def read(
         self,
@@ -371,6 +396,7 @@ class SignalState:
             self._fingerprints.pop(subject, None)
         self.families.maintain(now)
         self.behaviour.rebuild(now)
+        self.shift.maintain(now, self.behaviour.find)
         for usage in self._subjects.values():
             usage.templates.compact(now)
         old_roots = {root: self._cluster_usage[root] for root in self._cluster_usage}
@@ -406,4 +432,5 @@ class SignalState:
             "fingerprints": len(self._fingerprints),
             "behaviour_keys": len(self.behaviour),
             **self.families.stats(),
+            **self.shift.stats(),
         }

@@ -387,3 +387,63 @@ test_a_behavioural_cluster_needs_the_account_to_be_reasoning_heavy if {
 	doc := object.union(signals({"behaviour": {"id": "c-b", "size": 40, "subjects_by_age": {"30": 30}}}), {})
 	not "behaviour_cluster" in distillation.evidence with input as doc with data.gatekeeper.config as multi_config
 }
+
+# --- launch surges: the model shift (issue 18) -----------------------------------------------
+
+shift_config := fixtures.patched({
+	"launch": {"releases": releases, "shift": {"weak_min_share": 0.5, "min_cluster_subjects": 10}},
+	"distillation": {
+		"weights": {"launch_shift": 1, "launch_surge": 2},
+		"multi_account": ["cluster_huge", "launch_surge"],
+		"min_multi_account": {"watch": 1, "suspect": 2, "strong": 2},
+	},
+})
+
+shift(moved, recent, cluster) := {"model_shift": {
+	"model": "test-model", "recent_share": recent, "prior_share": 0, "prior_requests": 40,
+	"moved": moved, "cluster_moved": cluster, "subjects_moved": cluster,
+}}
+
+test_a_new_account_trying_a_fresh_model_is_not_capped if {
+	doc := object.union(signals(shift(false, 0.2, 0)), {"subject": {"account_age_days": 5}})
+	d := decision with input as doc with data.gatekeeper.config as shift_config
+	not by_name(d).launch_requests
+	d.reasoning.mode == "full"
+}
+
+test_a_new_account_mostly_on_a_fresh_model_is_capped if {
+	doc := object.union(signals(shift(false, 0.8, 0)), {"subject": {"account_age_days": 5}})
+	d := decision with input as doc with data.gatekeeper.config as shift_config
+	by_name(d).launch_requests.capacity == 30
+}
+
+test_a_verified_account_that_moved_alone_is_not_capped if {
+	doc := signals(shift(true, 0.9, 1))
+	"launch_shift" in distillation.evidence with input as doc with data.gatekeeper.config as shift_config
+	d := decision with input as doc with data.gatekeeper.config as shift_config
+	not by_name(d).launch_requests
+	d.reasoning.mode == "full"
+}
+
+test_a_cluster_that_moved_together_is_capped_and_graded if {
+	doc := object.union(signals(shift(true, 0.9, 12)), {"network": {"is_hosting": true}})
+	ev := distillation.evidence with input as doc with data.gatekeeper.config as shift_config
+	{"launch_shift", "launch_surge", "datacenter"} == ev
+	distillation.level == "watch" with input as doc with data.gatekeeper.config as shift_config
+	d := decision with input as doc with data.gatekeeper.config as shift_config
+	by_name(d).launch_requests
+	d.reasoning == {"mode": "summary", "max_tokens": 32}
+}
+
+test_a_move_to_a_model_outside_the_launch_window_is_no_evidence if {
+	doc := signals(shift(true, 0.9, 12))
+	old := fixtures.patched({
+		"launch": {"releases": {"test-model": "2026-11-10T00:00:00Z"}, "shift": {"min_cluster_subjects": 10}},
+		"distillation": {"weights": {"launch_shift": 1, "launch_surge": 2}},
+	})
+	ev := distillation.evidence with input as doc with data.gatekeeper.config as old
+	not "launch_shift" in ev
+	not "launch_surge" in ev
+	d := decision with input as doc with data.gatekeeper.config as old
+	not by_name(d).launch_requests
+}
