@@ -55,11 +55,14 @@ evidence := {name |
 		] == [true, true],
 		# One prompt family sent by many young accounts (near-duplicates, any wording).
 		"family_spread": object.get(input.signals, ["family", "subjects_by_age", object.get(c, ["family", "age_band"], "30")], 0) >= object.get(c, ["family", "min_young_subjects"], 1e12),
-		# Many young accounts whose usage fingerprints are alike, this one reasoning-heavy.
+		# Many young accounts whose usage fingerprints are alike, most of the cluster young, this
+		# one reasoning-heavy. The young share keeps out the large mixed-age clusters honest
+		# users with default clients chain into (a campaign's accounts are mostly new).
 		"behaviour_cluster": [
-			object.get(input.signals, ["behaviour", "subjects_by_age", object.get(c, ["behaviour", "age_band"], "30")], 0) >= object.get(c, ["behaviour", "min_young_subjects"], 1e12),
+			behaviour_young >= object.get(c, ["behaviour", "min_young_subjects"], 1e12),
+			behaviour_young >= object.get(c, ["behaviour", "min_young_share"], 0) * object.get(input.signals, ["behaviour", "size"], 1),
 			object.get(input.signals, ["subject", "exposed_share"], 0) >= object.get(c, ["behaviour", "min_exposed_share"], 0),
-		] == [true, true],
+		] == [true, true, true],
 		"cluster_large": size >= c.cluster.large,
 		"cluster_huge": size >= c.cluster.huge,
 		"cluster_heavy": object.get(input.signals, ["cluster", "requests", c.window], 0) >= c.cluster.heavy_requests,
@@ -279,3 +282,6 @@ launch_weak_account if {
 
 launch_quotas := data.gatekeeper.config.launch.quotas if launch_applies
 else := []
+
+# Members of the subject's behavioural cluster in the configured age band (young accounts).
+behaviour_young := object.get(input.signals, ["behaviour", "subjects_by_age", object.get(data.gatekeeper.config.distillation, ["behaviour", "age_band"], "30")], 0)

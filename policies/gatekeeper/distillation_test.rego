@@ -338,7 +338,7 @@ multi_config := fixtures.patched({"distillation": {
 	"template": {"min_count": 5, "min_share": 0.3, "min_repeat_share": 0.6},
 	"reasoning_heavy": {"min_requests": 20, "min_share": 0.9, "share_of": "exposed_share"},
 	"family": {"age_band": "30", "min_young_subjects": 20},
-	"behaviour": {"age_band": "30", "min_young_subjects": 20, "min_exposed_share": 0.9},
+	"behaviour": {"age_band": "30", "min_young_subjects": 20, "min_young_share": 0.5, "min_exposed_share": 0.9},
 	"weights": {"family_spread": 2, "behaviour_cluster": 2},
 	"multi_account": ["cluster_huge", "cluster_heavy", "family_spread", "behaviour_cluster"],
 	"min_multi_account": {"watch": 1, "suspect": 2, "strong": 2},
@@ -386,6 +386,16 @@ test_two_kinds_of_multi_account_evidence_are_refused if {
 test_a_behavioural_cluster_needs_the_account_to_be_reasoning_heavy if {
 	doc := object.union(signals({"behaviour": {"id": "c-b", "size": 40, "subjects_by_age": {"30": 30}}}), {})
 	not "behaviour_cluster" in distillation.evidence with input as doc with data.gatekeeper.config as multi_config
+}
+
+# The hydras scenario's honest users with default clients chained into one behavioural cluster
+# of 185 accounts, 22 of them young: a student and a classroom in it are not a campaign.
+test_a_mostly_old_behavioural_cluster_is_not_evidence if {
+	young := object.union(loner, {"signals": {"behaviour": {"id": "c-b", "size": 40, "subjects_by_age": {"30": 22}}}})
+	"behaviour_cluster" in distillation.evidence with input as young with data.gatekeeper.config as multi_config
+	mixed := object.union(loner, {"signals": {"behaviour": {"id": "c-b", "size": 185, "subjects_by_age": {"30": 22}}}})
+	not "behaviour_cluster" in distillation.evidence with input as mixed with data.gatekeeper.config as multi_config
+	distillation.level == "none" with input as mixed with data.gatekeeper.config as multi_config
 }
 
 # --- launch surges: the model shift (issue 18) -----------------------------------------------
