@@ -199,6 +199,38 @@ class BehaviourSignals(_Model):
     )
 
 
+class ModelShiftSignals(_Model):
+    """How much of the subject's traffic moved to this request's model (a launch surge)."""
+
+    model: str | None = Field(default=None, description="The model the request calls.")
+    recent_share: float = Field(
+        default=0.0,
+        description="Share of the subject's requests in the recent window (the shortest "
+        "signals window) on this model, this request included (0-1).",
+    )
+    prior_share: float = Field(
+        default=0.0,
+        description="Share of its requests on this model in the prior window (the longest, "
+        "less the recent one) (0-1).",
+    )
+    prior_requests: int = Field(
+        default=0, description="The subject's requests in the prior window (its history)."
+    )
+    moved: bool = Field(
+        default=False,
+        description="The subject moved to this model within the prior window: with 5 or more "
+        "requests of history and 3 recent ones, its recent share reached 0.5 while its prior "
+        "share was below.",
+    )
+    cluster_moved: int = Field(
+        default=0,
+        description="Subjects of the subject's behavioural cluster that moved to this model.",
+    )
+    subjects_moved: int = Field(
+        default=0, description="Subjects, in any cluster, that moved to this model."
+    )
+
+
 IndicatorKind = Literal["network", "asn", "user_agent", "payment", "prompt_family"]
 
 
@@ -230,6 +262,7 @@ class Signals(_Model):
     template_repetition: float = 0.0
     family: FamilySignals = Field(default_factory=FamilySignals)
     behaviour: BehaviourSignals = Field(default_factory=BehaviourSignals)
+    model_shift: ModelShiftSignals = Field(default_factory=ModelShiftSignals)
     indicators: list[IndicatorMatch] = Field(
         default_factory=list,
         description="Valid shared-intelligence indicators matching the request (setting "

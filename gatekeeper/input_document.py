@@ -187,6 +187,7 @@ def signals_document(
     template_repetition: float = 0.0,
     family: dict[str, Any] | None = None,
     behaviour: dict[str, Any] | None = None,
+    model_shift: dict[str, Any] | None = None,
     indicators: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``input.signals`` (``Signals``): the signals stage's reads put together.
@@ -208,6 +209,7 @@ def signals_document(
         "template_repetition": template_repetition,
         "family": family if family is not None else family_document(None),
         "behaviour": behaviour if behaviour is not None else behaviour_document(),
+        "model_shift": model_shift if model_shift is not None else shift_document(),
         "indicators": indicators if indicators is not None else [],
     }
 
@@ -284,6 +286,27 @@ def behaviour_document(
         "size": size,
         "subjects_by_age": subjects_by_age if subjects_by_age is not None else {},
         "fingerprinted": fingerprinted,
+    }
+
+
+def shift_document(
+    model: str | None = None,
+    recent_share: float = 0.0,
+    prior_share: float = 0.0,
+    prior_requests: int = 0,
+    moved: bool = False,
+    cluster_moved: int = 0,
+    subjects_moved: int = 0,
+) -> dict[str, Any]:
+    """``input.signals.model_shift`` (``ModelShiftSignals``); no model: a request without one."""
+    return {
+        "model": model,
+        "recent_share": recent_share,
+        "prior_share": prior_share,
+        "prior_requests": prior_requests,
+        "moved": moved,
+        "cluster_moved": cluster_moved,
+        "subjects_moved": subjects_moved,
     }
 
 

@@ -97,7 +97,7 @@ def _public(record: SubjectRecord) -> dict[str, Any]:
 
 @click.group()
 def subjects() -> None:
-    """Add, list, show, revoke and rotate API-key subjects (file or Redis store)."""
+    """Add, list, show, flag, revoke and rotate API-key subjects (file or Redis store)."""
 
 
 @subjects.command("add")
@@ -183,6 +183,37 @@ def show_cmd(subject_id: str, **store: Any) -> None:
         sys.exit(1)
     for record in found:
         click.echo(json.dumps(_public(record), indent=2))
+
+
+@subjects.command("flag")
+@click.argument("subject_id")
+@click.argument("flags", nargs=-1, required=True)
+@click.option("--remove", is_flag=True, help="Take the flags off instead of adding them.")
+@_store_options
+def flag_cmd(subject_id: str, flags: tuple[str, ...], remove: bool, **store: Any) -> None:
+    """Add flags to a subject (or take them off with --remove), e.g. a reviewer clearing an
+    evaluation harness: ``gatekeeper subjects flag eval-1 distillation_exempt``."""
+    admin, delay = _admin(**store)
+
+    async def work(a: SubjectAdmin) -> list[str]:
+        found = [r for r in await a.records() if r.id == subject_id]
+        if not found:
+            raise ConfigurationError(f"no subject {subject_id!r} in {a.where}")
+        current = list(found[0].flags)
+        if remove:
+            updated = [f for f in current if f not in flags]
+        else:
+            updated = current + [f for f in dict.fromkeys(flags) if f not in current]
+        await a.set_flags(subject_id, updated)
+        return updated
+
+    updated = _run(admin, work)
+    click.echo(
+        f"{subject_id} in {admin.where} now has flags: {', '.join(updated) or '(none)'}; "
+        f"running processes see it within identity.cache_seconds ({delay:g} s), and every "
+        "decision logs the subject's flags (input.subject.flags)",
+        err=True,
+    )
 
 
 @subjects.command("revoke")

@@ -63,6 +63,7 @@ class SignalContext:
     features: RequestFeatures | None = None
     age_days: float | None = None
     repeated: bool = False
+    model: str | None = None
     observed: bool = field(default=False)
 
     @property
@@ -186,6 +187,9 @@ class SignalStage:
             own, cluster, repetition = self.state.read_documents(
                 subject.id, template, links, now, family
             )
+            model = document.get("model") if isinstance(document, dict) else None
+            if not isinstance(model, str) or not model:
+                model = None
             score, patterns = _checked_score(scored)
             indicators = (
                 self.intel.match(
@@ -210,6 +214,7 @@ class SignalStage:
                 template_repetition=repetition,
                 family=self.state.read_family(family),
                 behaviour=self.state.read_behaviour(subject.id),
+                model_shift=self.state.read_shift(subject.id, model, now),
                 indicators=indicators,
             )
         except Exception:
@@ -228,6 +233,7 @@ class SignalStage:
             features=features,
             age_days=age,
             repeated=max(own["family_count"], cluster["family_count"]) > 0,
+            model=model,
         )
 
     def _links(self, subject: Subject, network: Network, user_agent: str | None) -> tuple[str, ...]:
@@ -268,6 +274,7 @@ class SignalStage:
                 bands=ctx.bands,
                 features=ctx.features,
                 age_days=ctx.age_days,
+                model=ctx.model,
             )
         )
 

@@ -29,6 +29,7 @@ from gatekeeper.input_document import (
 from gatekeeper.signals.clusters import ClusterIndex, cluster_id
 from gatekeeper.signals.families import FamilyIndex, age_band
 from gatekeeper.signals.fingerprint import Fingerprint, RequestFeatures, behaviour_keys
+from gatekeeper.signals.shift import ShiftIndex
 from gatekeeper.signals.windows import RollingCounts, RollingTally
 
 #: The counters kept per window, in the order of ``input.signals.subject``'s usage maps.
@@ -62,6 +63,8 @@ class Observation:
     bands: tuple[str, ...] = ()
     features: RequestFeatures | None = None
     age_days: float | None = None
+    #: The model the request called (the model-shift signal, shift.py).
+    model: str | None = None
 
     @property
     def amounts(self) -> tuple[int, ...]:
@@ -76,7 +79,8 @@ class Observation:
         )
 
     def to_wire(self) -> list[Any]:
-        """A compact JSON-able form for the Redis stream (14 items; 9 before families)."""
+        """A compact JSON-able form for the Redis stream (15 items; 14 before the model, 9
+        before families)."""
         return [
             self.at,
             self.subject,
@@ -86,21 +90,24 @@ class Observation:
             list(self.bands),
             self.features.to_wire() if self.features is not None else None,
             self.age_days,
+            self.model,
         ]
 
     @classmethod
     def from_wire(cls, raw: Any) -> Observation:
         """The inverse of ``to_wire``; raises ``ValueError`` on anything else.
 
-        The 9-item form of earlier gateways (five amounts, no families or features) is read
-        too, so a fleet can be upgraded one gateway at a time.
+        The 9-item form of earlier gateways (five amounts, no families or features) and the
+        14-item one (no model) are read too, so a fleet can be upgraded one gateway at a time.
         """
         if isinstance(raw, list) and len(raw) == 9:
             raw = [*raw[:7], 0, 0, raw[7], raw[8], [], None, None]
-        if not isinstance(raw, list) or len(raw) != 14:
-            raise ValueError("an observation is a list of 14 items")
+        if isinstance(raw, list) and len(raw) == 14:
+            raw = [*raw, None]
+        if not isinstance(raw, list) or len(raw) != 15:
+            raise ValueError("an observation is a list of 15 items")
         at, subject, template, links = raw[0], raw[1], raw[9], raw[10]
-        bands, features, age = raw[11], raw[12], raw[13]
+        bands, features, age, model = raw[11], raw[12], raw[13], raw[14]
         amounts = raw[2:9]
         if not isinstance(at, (int, float)) or not isinstance(subject, str):
             raise ValueError("bad observation time or subject")
@@ -114,6 +121,8 @@ class Observation:
             raise ValueError("bad observation bands")
         if age is not None and (not isinstance(age, (int, float)) or isinstance(age, bool)):
             raise ValueError("bad observation age")
+        if model is not None and not isinstance(model, str):
+            raise ValueError("bad observation model")
         requests, tokens, reasoning_requests, reasoning_tokens, refused, exposed, repeated = amounts
         return cls(
             float(at),
@@ -130,6 +139,7 @@ class Observation:
             bands=tuple(bands),
             features=RequestFeatures.from_wire(features) if features is not None else None,
             age_days=float(age) if age is not None else None,
+            model=model,
         )
 
 
@@ -173,8 +183,9 @@ class SignalState:
         *,
         age_edges: Sequence[float] = DEFAULT_AGE_EDGES,
         behaviour_min_requests: int = 5,
-        max_subjects: int = 1_000_000,
+        max_subjects: int = 200_000,
         max_family_bands: int = 4_000_000,
+        shift_windows: Sequence[str] | None = None,
     ) -> None:
         if main not in windows:
             raise ValueError(f"main window {main!r} is not one of {sorted(windows)}")
@@ -191,6 +202,14 @@ class SignalState:
         self.families = FamilyIndex(self._main_seconds, self.age_edges, max_family_bands)
         self.behaviour_min_requests = behaviour_min_requests
         self._fingerprints: dict[str, Fingerprint] = {}
+        # Model shift: the shortest window against the longest, unless configured (a prior
+        # window no longer than the recent one: no history, no subject ever moves).
+        by_length = sorted(windows, key=windows.__getitem__)
+        recent, prior = shift_windows or (by_length[0], by_length[-1])
+        for name in (recent, prior):
+            if name not in windows:
+                raise ValueError(f"shift window {name!r} is not one of {sorted(windows)}")
+        self.shift = ShiftIndex(windows[recent], windows[prior], buckets)
         #: Usage by subject, least recently active first (``apply`` moves a subject last; an
         #: OrderedDict: evicting a plain dict's first key costs O(keys deleted before it)).
         self._subjects: OrderedDict[str, _Usage] = OrderedDict()
@@ -258,6 +277,8 @@ class SignalState:
                 self.families.add(family, obs.subject, obs.age_days, obs.at)
         if obs.features is not None:
             self._fingerprint(obs)
+        if obs.model is not None and obs.requests:
+            self.shift.add(obs.subject, obs.model, obs.at, self.behaviour.find)
         subjects = self._subjects
         usage = subjects.get(obs.subject)
         new = usage is None
@@ -314,6 +335,10 @@ class SignalState:
             dict(zip(self._age_names, self.behaviour.by_age(root))),  # noqa: B905
             fingerprint is not None and fingerprint.n >= self.behaviour_min_requests,
         )
+
+    def read_shift(self, subject: str, model: str | None, now: float) -> dict[str, Any]:
+        """``input.signals.model_shift``: the subject's move to ``model`` (shift.py)."""
+        return self.shift.read(subject, model, now, self.behaviour.find(subject))
 
     def read(
         self,
@@ -391,6 +416,7 @@ class SignalState:
         self._evicted = set()
         self.families.maintain(now, forget)
         self.behaviour.rebuild(now, forget)
+        self.shift.maintain(now, self.behaviour.find, forget)
         for usage in self._subjects.values():
             usage.templates.compact(now)
         old_roots = {root: self._cluster_usage[root] for root in self._cluster_usage}
@@ -427,4 +453,5 @@ class SignalState:
             "fingerprints": len(self._fingerprints),
             "behaviour_keys": len(self.behaviour),
             **self.families.stats(),
+            **self.shift.stats(),
         }

@@ -12,6 +12,8 @@
 # The budget is a quota template of scope "cohort" (keyed `cohort:<key>:<name>`), unit
 # reasoning_tokens, named by `reasoning.budget_quota`: it never refuses; once spent, the
 # response's reasoning degrades to `drop` (docs/reasoning.md, "The reasoning budget").
+# An entry's `tool_budget` meters the cohort's tool-use requests the same way, and refuses;
+# `tool_evidence` (evidence codes), when given, limits it to requests carrying one of them.
 package gatekeeper.cohorts
 
 # The cohort entry that applies (at most one: a decision names one budget quota).
@@ -80,12 +82,47 @@ capacity := object.get(object.get(entry, "capacity_by_network_type", {}), networ
 
 default quotas := []
 
-quotas := [object.union(entry.budget, {
+quotas := array.concat(
+	[object.union(entry.budget, {
+		"scope": "cohort",
+		"cohort": key,
+		"unit": "reasoning_tokens",
+		"capacity": capacity,
+		"rate": capacity,
+	})],
+	tool_quotas,
+) if entry
+
+# Tool use (an entry's `tool_budget`): requests that offer the model tools, counted for the
+# whole cohort. Tool calls cannot be shaped away like reasoning, so this budget refuses (429,
+# with the bucket's Retry-After) once spent; only requests with tools (or tool results) pay.
+default tool_quotas := []
+
+tool_quotas := [object.union(entry.tool_budget, {
 	"scope": "cohort",
 	"cohort": key,
-	"unit": "reasoning_tokens",
-	"capacity": capacity,
-	"rate": capacity,
-})] if entry
+	"unit": "requests",
+	"capacity": tool_capacity,
+	"rate": tool_capacity,
+})] if {
+	entry.tool_budget
+	tool_evidence_matches
+	true in {
+		object.get(input.request, ["prompt_features", "has_tools"], false),
+		object.get(input.request, ["prompt_features", "has_tool_results"], false),
+	}
+}
+
+# Refusal wants evidence about what was sent or who sent it: the default pack lists shared
+# identifiers and prompt families, not behavioural likeness (an honest agent with the same
+# client and tool schemas as a campaign lands in its behavioural cluster).
+tool_evidence_matches if not entry.tool_evidence
+
+tool_evidence_matches if {
+	some code in entry.tool_evidence
+	code in data.gatekeeper.distillation.evidence
+}
+
+tool_capacity := object.get(object.get(entry, "tool_capacity_by_network_type", {}), network_type, entry.tool_budget.capacity)
 
 budget_quota := entry.budget.name

@@ -103,3 +103,49 @@ test_business_or_exempt_accounts_are_not_metered_by_the_evidence_budget if {
 	exempt := json.patch(spread(young(400, "government_id", {})), [{"op": "replace", "path": "/subject/flags", "value": ["distillation_exempt"]}])
 	cohorts.quotas == [] with input as exempt with data.gatekeeper.config as evidence_cohort_config
 }
+
+# --- tool use (issue 18, item 4) -------------------------------------------------------------
+
+tool_cohort_config := json.patch(evidence_cohort_config, [
+	{"op": "add", "path": "/cohorts/cohorts/0/tool_budget", "value": {"name": "cohort_tool_requests", "capacity": 50, "rate": 50, "period": 3600, "on_store_error": "local"}},
+	{"op": "add", "path": "/cohorts/cohorts/0/tool_capacity_by_network_type", "value": {"hosting": 10}},
+])
+
+with_tools(doc, features) := object.union(doc, {"request": {"prompt_features": features}})
+
+test_tool_use_of_a_campaign_cohort_pays_a_request_budget if {
+	doc := with_tools(spread(young(3, "government_id", {"is_hosting": true})), {"has_tools": true})
+	qs := cohorts.quotas with input as doc with data.gatekeeper.config as tool_cohort_config
+	by_name := {q.name: q | some q in qs}
+	by_name.cohort_tool_requests.unit == "requests"
+	by_name.cohort_tool_requests.cohort == "multi_account/hosting"
+	by_name.cohort_tool_requests.capacity == 10
+	by_name.cohort_reasoning.unit == "reasoning_tokens"
+}
+
+test_a_tool_result_turn_pays_too_and_other_networks_get_the_default if {
+	doc := with_tools(spread(young(3, "government_id", {})), {"has_tool_results": true})
+	qs := cohorts.quotas with input as doc with data.gatekeeper.config as tool_cohort_config
+	some q in qs
+	q.name == "cohort_tool_requests"
+	q.capacity == 50
+}
+
+test_requests_without_tools_and_cohorts_without_a_tool_budget_pay_nothing if {
+	plain := spread(young(3, "government_id", {"is_hosting": true}))
+	[q] := cohorts.quotas with input as plain with data.gatekeeper.config as tool_cohort_config
+	q.name == "cohort_reasoning"
+	honest := with_tools(young(3, "government_id", {"is_hosting": true}), {"has_tools": true})
+	[r] := cohorts.quotas with input as honest with data.gatekeeper.config as tool_cohort_config
+	r.cohort == "young/hosting"
+}
+
+test_tool_evidence_limits_the_tool_budget_to_the_evidence_it_names if {
+	doc := with_tools(spread(young(3, "government_id", {"is_hosting": true})), {"has_tools": true})
+	named := json.patch(tool_cohort_config, [{"op": "add", "path": "/cohorts/cohorts/0/tool_evidence", "value": ["cluster_large"]}])
+	{q.name | some q in cohorts.quotas with input as doc with data.gatekeeper.config as named} == {"cohort_reasoning", "cohort_tool_requests"}
+	other := json.patch(tool_cohort_config, [{"op": "add", "path": "/cohorts/cohorts/0/tool_evidence", "value": ["family_spread"]}])
+	[q] := cohorts.quotas with input as doc with data.gatekeeper.config as other
+	q.name == "cohort_reasoning"
+	q.cohort == "multi_account/hosting"
+}

@@ -55,11 +55,14 @@ evidence := {name |
 		] == [true, true],
 		# One prompt family sent by many young accounts (near-duplicates, any wording).
 		"family_spread": object.get(input.signals, ["family", "subjects_by_age", object.get(c, ["family", "age_band"], "30")], 0) >= object.get(c, ["family", "min_young_subjects"], 1e12),
-		# Many young accounts whose usage fingerprints are alike, this one reasoning-heavy.
+		# Many young accounts whose usage fingerprints are alike, most of the cluster young, this
+		# one reasoning-heavy. The young share keeps out the large mixed-age clusters honest
+		# users with default clients chain into (a campaign's accounts are mostly new).
 		"behaviour_cluster": [
-			object.get(input.signals, ["behaviour", "subjects_by_age", object.get(c, ["behaviour", "age_band"], "30")], 0) >= object.get(c, ["behaviour", "min_young_subjects"], 1e12),
+			behaviour_young >= object.get(c, ["behaviour", "min_young_subjects"], 1e12),
+			behaviour_young >= object.get(c, ["behaviour", "min_young_share"], 0) * object.get(input.signals, ["behaviour", "size"], 1),
 			object.get(input.signals, ["subject", "exposed_share"], 0) >= object.get(c, ["behaviour", "min_exposed_share"], 0),
-		] == [true, true],
+		] == [true, true, true],
 		# A shared-intelligence indicator matched (input.signals.indicators, docs/intel.md),
 		# one with a confidence of `intel.min_confidence` or more, or with none given. The list
 		# is empty for almost every request, so the comprehension costs nothing.
@@ -74,6 +77,11 @@ evidence := {name |
 			object.get(c.proxy_asns, asn, null) != null,
 		},
 		"new_account": [is_number(age), age < c.new_account_days] == [true, true],
+		# A launch surge: this subject moved most of its traffic to a model released within the
+		# launch window (signals.model_shift), and, multi-account, many subjects of its
+		# behavioural cluster moved with it.
+		"launch_shift": [launch_fresh, object.get(input.signals, ["model_shift", "moved"], false)] == [true, true],
+		"launch_surge": [launch_fresh, object.get(input.signals, ["model_shift", "cluster_moved"], 0) >= object.get(data.gatekeeper.config.launch, ["shift", "min_cluster_subjects"], 1e12)] == [true, true],
 	}
 	present == true
 }
@@ -238,12 +246,38 @@ else := []
 
 # --- launch window -------------------------------------------------------------------------
 
-# A model released less than launch.window_days ago, used by a new or weakly verified account.
-launch_applies if {
+# A model released less than launch.window_days ago (false for any other, and for requests
+# that name no released model).
+default launch_fresh := false
+
+launch_fresh if {
 	released := time.parse_rfc3339_ns(data.gatekeeper.config.launch.releases[input.request.model])
 	input.time.unix_ns >= released
 	input.time.unix_ns < released + ((data.gatekeeper.config.launch.window_days * 86400) * 1000000000)
+}
+
+# The launch caps apply to a fresh model's traffic when the shift says the subject is moving
+# to it, not for the date alone: a new or weakly verified account whose recent traffic is
+# mostly on it (one that tries it a little is left alone), or any account that moved to it
+# together with `shift.min_cluster_subjects` subjects of its behavioural cluster.
+launch_applies if {
+	launch_fresh
+	launch_moving
+}
+
+launch_moving if {
 	launch_weak_account
+	launch_mostly_new
+} else if {
+	object.get(input.signals, ["model_shift", "moved"], false) == true
+	object.get(input.signals, ["model_shift", "cluster_moved"], 0) >= object.get(data.gatekeeper.config.launch, ["shift", "min_cluster_subjects"], 1e12)
+}
+
+# Without signals (the stage did not run), the date alone decides, as before the shift.
+launch_mostly_new if {
+	object.get(input.signals, "available", false) != true
+} else if {
+	object.get(input.signals, ["model_shift", "recent_share"], 1) >= object.get(data.gatekeeper.config.launch, ["shift", "weak_min_share"], 0)
 }
 
 launch_weak_account if {
@@ -257,3 +291,6 @@ launch_weak_account if {
 
 launch_quotas := data.gatekeeper.config.launch.quotas if launch_applies
 else := []
+
+# Members of the subject's behavioural cluster in the configured age band (young accounts).
+behaviour_young := object.get(input.signals, ["behaviour", "subjects_by_age", object.get(data.gatekeeper.config.distillation, ["behaviour", "age_band"], "30")], 0)

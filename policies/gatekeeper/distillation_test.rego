@@ -338,7 +338,7 @@ multi_config := fixtures.patched({"distillation": {
 	"template": {"min_count": 5, "min_share": 0.3, "min_repeat_share": 0.6},
 	"reasoning_heavy": {"min_requests": 20, "min_share": 0.9, "share_of": "exposed_share"},
 	"family": {"age_band": "30", "min_young_subjects": 20},
-	"behaviour": {"age_band": "30", "min_young_subjects": 20, "min_exposed_share": 0.9},
+	"behaviour": {"age_band": "30", "min_young_subjects": 20, "min_young_share": 0.5, "min_exposed_share": 0.9},
 	"weights": {"family_spread": 2, "behaviour_cluster": 2},
 	"multi_account": ["cluster_huge", "cluster_heavy", "family_spread", "behaviour_cluster"],
 	"min_multi_account": {"watch": 1, "suspect": 2, "strong": 2},
@@ -386,4 +386,74 @@ test_two_kinds_of_multi_account_evidence_are_refused if {
 test_a_behavioural_cluster_needs_the_account_to_be_reasoning_heavy if {
 	doc := object.union(signals({"behaviour": {"id": "c-b", "size": 40, "subjects_by_age": {"30": 30}}}), {})
 	not "behaviour_cluster" in distillation.evidence with input as doc with data.gatekeeper.config as multi_config
+}
+
+# The hydras scenario's honest users with default clients chained into one behavioural cluster
+# of 185 accounts, 22 of them young: a student and a classroom in it are not a campaign.
+test_a_mostly_old_behavioural_cluster_is_not_evidence if {
+	young := object.union(loner, {"signals": {"behaviour": {"id": "c-b", "size": 40, "subjects_by_age": {"30": 22}}}})
+	"behaviour_cluster" in distillation.evidence with input as young with data.gatekeeper.config as multi_config
+	mixed := object.union(loner, {"signals": {"behaviour": {"id": "c-b", "size": 185, "subjects_by_age": {"30": 22}}}})
+	not "behaviour_cluster" in distillation.evidence with input as mixed with data.gatekeeper.config as multi_config
+	distillation.level == "none" with input as mixed with data.gatekeeper.config as multi_config
+}
+
+# --- launch surges: the model shift (issue 18) -----------------------------------------------
+
+shift_config := fixtures.patched({
+	"launch": {"releases": releases, "shift": {"weak_min_share": 0.5, "min_cluster_subjects": 10}},
+	"distillation": {
+		"weights": {"launch_shift": 1, "launch_surge": 2},
+		"multi_account": ["cluster_huge", "launch_surge"],
+		"min_multi_account": {"watch": 1, "suspect": 2, "strong": 2},
+	},
+})
+
+shift(moved, recent, cluster) := {"model_shift": {
+	"model": "test-model", "recent_share": recent, "prior_share": 0, "prior_requests": 40,
+	"moved": moved, "cluster_moved": cluster, "subjects_moved": cluster,
+}}
+
+test_a_new_account_trying_a_fresh_model_is_not_capped if {
+	doc := object.union(signals(shift(false, 0.2, 0)), {"subject": {"account_age_days": 5}})
+	d := decision with input as doc with data.gatekeeper.config as shift_config
+	not by_name(d).launch_requests
+	d.reasoning.mode == "full"
+}
+
+test_a_new_account_mostly_on_a_fresh_model_is_capped if {
+	doc := object.union(signals(shift(false, 0.8, 0)), {"subject": {"account_age_days": 5}})
+	d := decision with input as doc with data.gatekeeper.config as shift_config
+	by_name(d).launch_requests.capacity == 30
+}
+
+test_a_verified_account_that_moved_alone_is_not_capped if {
+	doc := signals(shift(true, 0.9, 1))
+	"launch_shift" in distillation.evidence with input as doc with data.gatekeeper.config as shift_config
+	d := decision with input as doc with data.gatekeeper.config as shift_config
+	not by_name(d).launch_requests
+	d.reasoning.mode == "full"
+}
+
+test_a_cluster_that_moved_together_is_capped_and_graded if {
+	doc := object.union(signals(shift(true, 0.9, 12)), {"network": {"is_hosting": true}})
+	ev := distillation.evidence with input as doc with data.gatekeeper.config as shift_config
+	{"launch_shift", "launch_surge", "datacenter"} == ev
+	distillation.level == "watch" with input as doc with data.gatekeeper.config as shift_config
+	d := decision with input as doc with data.gatekeeper.config as shift_config
+	by_name(d).launch_requests
+	d.reasoning == {"mode": "summary", "max_tokens": 32}
+}
+
+test_a_move_to_a_model_outside_the_launch_window_is_no_evidence if {
+	doc := signals(shift(true, 0.9, 12))
+	old := fixtures.patched({
+		"launch": {"releases": {"test-model": "2026-11-10T00:00:00Z"}, "shift": {"min_cluster_subjects": 10}},
+		"distillation": {"weights": {"launch_shift": 1, "launch_surge": 2}},
+	})
+	ev := distillation.evidence with input as doc with data.gatekeeper.config as old
+	not "launch_shift" in ev
+	not "launch_surge" in ev
+	d := decision with input as doc with data.gatekeeper.config as old
+	not by_name(d).launch_requests
 }

@@ -90,3 +90,31 @@ def test_redis_store_lifecycle(redis_url: str) -> None:
     assert in_redis(redis_url, key) is None and in_redis(redis_url, new_key) is not None
     run("revoke", "team-r", *store)
     assert in_redis(redis_url, new_key) is None
+
+
+@pytest.mark.parametrize("suffix", ["toml", "json", "yaml"])
+def test_a_reviewer_flags_a_subject_exempt_and_takes_the_flag_off(
+    tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"subjects.{suffix}"
+    store = ["--file", str(path)]
+    key, _ = run("add", "eval-1", "--tier", "enterprise", "--flag", "beta", *store)
+    _, note = run("flag", "eval-1", "distillation_exempt", *store)
+    assert "beta, distillation_exempt" in note and "input.subject.flags" in note
+    subject = in_file(path, key)
+    assert subject is not None and subject.flags == ["beta", "distillation_exempt"]
+    run("flag", "eval-1", "distillation_exempt", *store)  # flagging twice changes nothing
+    assert in_file(path, key).flags == ["beta", "distillation_exempt"]  # type: ignore[union-attr]
+    run("flag", "eval-1", "distillation_exempt", "--remove", *store)
+    assert in_file(path, key).flags == ["beta"]  # type: ignore[union-attr]
+    result = CliRunner().invoke(cli, ["subjects", "flag", "nobody", "x", *store])
+    assert result.exit_code == 1 and "no subject" in result.output
+
+
+def test_flags_in_redis_keep_the_key(redis_url: str) -> None:
+    store = ["--redis", redis_url, "--prefix", "gk:test-cli:"]
+    key, _ = run("add", "eval-r", "--tier", "enterprise", "--kyc-level", "business", *store)
+    run("flag", "eval-r", "distillation_exempt", *store)
+    subject = in_redis(redis_url, key)
+    assert subject is not None and subject.flags == ["distillation_exempt"]
+    run("revoke", "eval-r", *store)

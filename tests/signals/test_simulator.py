@@ -157,3 +157,76 @@ def test_cli_reports_a_bad_scenario(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["simulate", str(bad)])
     assert result.exit_code == 1
     assert "error: scenario" in result.output
+
+
+def tiny_scenario(tmp_path: Path) -> Path:
+    """An eval harness a reviewer flags mid-run, and a campaign with tools that moves to a new
+    model: every report section of issue 18 in a few hundred requests."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(
+        hours=0.25,
+        releases={"demo-reasoner-2": 1},
+        benign=[
+            {
+                "name": "eval-harness",
+                "accounts": 2,
+                "tiers": [{"tier": "enterprise", "kyc": "business"}],
+                "requests_per_hour": 240,
+                "reasoning_share": 1.0,
+                "network": next(iter(raw["networks"])),
+                "review": {"after_requests": 20},
+            }
+        ],
+        campaigns=[
+            {
+                "name": "agents",
+                "accounts": 3,
+                "tiers": [{"tier": "pro", "kyc": "government_id"}],
+                "requests_per_hour": 120,
+                "reasoning_share": 1.0,
+                "network": next(iter(raw["networks"])),
+                "tools": True,
+                "launch": {"model": "demo-reasoner-2", "share": 0.8, "at_hours": 0.1},
+            }
+        ],
+    )
+    for key in ("pack", "baseline", "geo"):
+        raw[key] = str((SMOKE.parent / raw[key]).resolve())
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+async def test_the_report_splits_a_review_and_counts_tool_calls_and_new_models(
+    tmp_path: Path,
+) -> None:
+    scenario = Scenario.load(tiny_scenario(tmp_path))
+    population = Population(scenario)
+    at = population.review_at["eval-harness"]
+    harness = [r for r in population.requests if r.account.group == "eval-harness"]
+    assert harness[20].index == at
+    models = {r.model for r in population.requests if r.account.group == "agents"}
+    assert models == {"demo-reasoner", "demo-reasoner-2"}
+    report = await simulate(scenario)
+    agents = report["campaigns"]["agents"]
+    assert agents["baseline"]["tool_call_completions"] > 0
+    assert "pack_share_of_baseline_tool_calls" in agents
+    assert agents["new_model"] == "demo-reasoner-2"
+    assert agents["baseline"]["new_model_reasoning_tokens"] > 0
+    review = report["benign"]["eval-harness"]["review"]
+    assert review["at_request"] == at
+    assert review["before"]["requests"] == 20
+    assert review["before"]["requests"] + review["after"]["requests"] == len(harness)
+    text = render_text(report)
+    assert "tool-call completions" in text and "after review flag" in text
+    page = render_html(report)
+    assert "before the review flag" in page and "tool-call completions:" in page
+
+
+def test_a_launch_model_must_have_a_release(tmp_path: Path) -> None:
+    raw = yaml.safe_load(tiny_scenario(tmp_path).read_text())
+    raw["releases"] = {}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigurationError, match="not in `releases`"):
+        Scenario.load(path)

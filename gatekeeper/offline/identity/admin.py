@@ -49,6 +49,10 @@ class SubjectAdmin(Protocol):
 
     async def remove(self, subject_id: str) -> int: ...
 
+    async def set_flags(self, subject_id: str, flags: list[str]) -> int:
+        """Replace the flags of every record of ``subject_id`` in one write; how many."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -79,6 +83,17 @@ class FileSubjectAdmin:
             doc["subjects"] = kept
             self._write(doc)
         return removed
+
+    async def set_flags(self, subject_id: str, flags: list[str]) -> int:
+        doc = self._document()
+        changed = 0
+        for entry in doc["subjects"]:
+            if isinstance(entry, dict) and entry.get("id") == subject_id:
+                entry["flags"] = list(flags)
+                changed += 1
+        if changed:
+            self._write(doc)  # one rename: a reader sees the subject before or after, never gone
+        return changed
 
     async def aclose(self) -> None:
         return None
@@ -156,6 +171,12 @@ class RedisSubjectAdmin:
             assert record.key_sha256 is not None
             await self.store.delete(record.key_sha256)
         return len(gone)
+
+    async def set_flags(self, subject_id: str, flags: list[str]) -> int:
+        found = [r for r in await self.records() if r.id == subject_id]
+        for record in found:
+            await self.store.put(record.model_copy(update={"flags": list(flags)}))
+        return len(found)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

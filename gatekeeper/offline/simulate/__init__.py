@@ -25,7 +25,7 @@ from gatekeeper.offline.simulate.runner import (
     run_against,
     run_in_process,
 )
-from gatekeeper.offline.simulate.scenario import Group, Scenario, TierShare
+from gatekeeper.offline.simulate.scenario import Group, LaunchMove, Scenario, TierShare
 
 IN_PROCESS_CLOCK = (
     "simulated: the quota buckets and the signal windows read a clock the simulator advances "
@@ -57,6 +57,7 @@ async def simulate(
             pack = prepare_policy(
                 scenario.pack, work / "pack-policy", model=scenario.model,
                 released_days_ago=scenario.released_days_ago,
+                releases_hours_ago=scenario.releases,
             )  # fmt: skip
             runs["baseline"] = await run_in_process(
                 population, baseline, work / "baseline", progress=progress
@@ -86,6 +87,7 @@ async def simulate(
 __all__ = [
     "Account",
     "Group",
+    "LaunchMove",
     "Outcome",
     "PlannedRequest",
     "Population",

@@ -126,6 +126,8 @@ class PlannedRequest:
     account: Account
     body: bytes
     reasoning: bool
+    #: The model the request calls (the scenario's, or a group's launch model).
+    model: str = ""
 
 
 class Population:
@@ -140,6 +142,16 @@ class Population:
         for group in scenario.campaigns:
             self.accounts.extend(self._accounts(group, campaign=True))
         self.requests = self._schedule()
+        #: Group -> index of the first request sent after a reviewer flagged its accounts.
+        self.review_at: dict[str, int] = {}
+        sent: dict[str, int] = {}
+        groups = {g.name: g for g in [*scenario.benign, *scenario.campaigns]}
+        for request in self.requests:
+            name = request.account.group
+            review = groups[name].review
+            sent[name] = sent.get(name, 0) + 1
+            if review is not None and sent[name] == review.after_requests + 1:
+                self.review_at[name] = request.index
 
     # --- accounts --------------------------------------------------------------------------
 
@@ -200,7 +212,7 @@ class Population:
         rng = self._rng
         end = self.scenario.hours * 3600
         groups = {g.name: g for g in [*self.scenario.benign, *self.scenario.campaigns]}
-        planned: list[tuple[float, str, Account, bytes, bool]] = []
+        planned: list[tuple[float, str, Account, bytes, bool, str]] = []
         for account in self.accounts:
             group = groups[account.group]
             rate = group.requests_per_hour / 3600
@@ -208,20 +220,26 @@ class Population:
             while at < end:
                 reasoning = rng.random() < group.reasoning_share
                 prompt = self._prompt(group)
+                model = self.scenario.model
+                move = group.launch
+                # Drawn for every request of a group that moves, so other groups' schedules
+                # stay what they were.
+                if move is not None and rng.random() < move.share and at >= move.at_hours * 3600:
+                    model = move.model
                 body: dict[str, Any] = {
-                    "model": self.scenario.model,
+                    "model": model,
                     "messages": [{"role": "user", "content": prompt}],
                     "max_tokens": group.max_tokens,
                     "reasoning_effort": "high" if reasoning else "none",
                 }
                 if group.tools:
                     body["tools"] = _TOOLS
-                planned.append((at, account.id, account, orjson.dumps(body), reasoning))
+                planned.append((at, account.id, account, orjson.dumps(body), reasoning, model))
                 at += rng.expovariate(rate)
         planned.sort(key=lambda item: (item[0], item[1]))
         return [
-            PlannedRequest(i, at, account, body, reasoning)
-            for i, (at, _, account, body, reasoning) in enumerate(planned)
+            PlannedRequest(i, at, account, body, reasoning, model)
+            for i, (at, _, account, body, reasoning, model) in enumerate(planned)
         ]
 
     def _prompt(self, group: Group) -> str:

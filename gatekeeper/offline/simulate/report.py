@@ -3,7 +3,10 @@
 Both runs replay the same requests, so the pack run is compared with the baseline run request
 by request:
 
-- **harvest**: reasoning tokens that reached a campaign's clients, per simulated hour;
+- **harvest**: reasoning tokens that reached a campaign's clients, per simulated hour; for a
+  campaign with tools, also the tool-call completions it received (what an agentic harvester
+  collects, which no reasoning cap removes); for a campaign that moves to a newly released
+  model, also the reasoning harvested on that model;
 - **refused**: benign requests answered with an error status; "added by the pack" counts those
   the baseline answered;
 - **degraded**: benign requests answered in both runs whose response carried fewer reasoning
@@ -65,9 +68,27 @@ def build_report(
                 "refused_by_code": dict(_codes(outcomes, indices)),
                 "evidence_by_code": _evidence(outcomes, indices),
             }
+            if group.tools:
+                entry[run]["tool_call_completions"] = sum(
+                    outcomes[i].tool_calls > 0 for i in indices
+                )
+            if group.launch is not None:
+                entry[run]["new_model_reasoning_tokens"] = sum(
+                    outcomes[i].reasoning_tokens
+                    for i in indices
+                    if population.requests[i].model == group.launch.model
+                )
         if "baseline" in runs and "pack" in runs:
-            base, pack = entry["baseline"]["reasoning_tokens"], entry["pack"]["reasoning_tokens"]
-            entry["pack_share_of_baseline"] = round(pack / base, 4) if base else None
+            for field, share in (
+                ("reasoning_tokens", "pack_share_of_baseline"),
+                ("tool_call_completions", "pack_share_of_baseline_tool_calls"),
+                ("new_model_reasoning_tokens", "pack_share_of_baseline_new_model"),
+            ):
+                if field in entry["baseline"]:
+                    base, pack = entry["baseline"][field], entry["pack"][field]
+                    entry[share] = round(pack / base, 4) if base else None
+        if group.launch is not None:
+            entry["new_model"] = group.launch.model
         report["campaigns"][group.name] = entry
     report["benign"] = _benign(population, runs)
     return report
@@ -94,33 +115,43 @@ def _benign(population: Population, runs: dict[str, list[Outcome]]) -> dict[str,
             groups.setdefault(request.account.group, []).append(request.index)
     result: dict[str, Any] = {}
     for name, indices in groups.items():
-        entry: dict[str, Any] = {"requests": len(indices)}
-        count = max(1, len(indices))
-        for run, outcomes in runs.items():
-            refused = [i for i in indices if outcomes[i].status >= 400]
-            entry[run] = {
-                "refused_share": round(len(refused) / count, 4),
-                "refused_by_code": dict(_codes(outcomes, indices)),
-                "reasoning_tokens": sum(outcomes[i].reasoning_tokens for i in indices),
-                "evidence_by_code": _evidence(outcomes, indices),
+        result[name] = _benign_entry(indices, runs)
+        at = population.review_at.get(name)
+        if at is not None:
+            # A reviewer flagged the group's accounts mid-run (scenario `review`).
+            result[name]["review"] = {
+                "at_request": at,
+                "before": _benign_entry([i for i in indices if i < at], runs),
+                "after": _benign_entry([i for i in indices if i >= at], runs),
             }
-        if "baseline" in runs and "pack" in runs:
-            base, pack = runs["baseline"], runs["pack"]
-            added = [i for i in indices if pack[i].status >= 400 and base[i].status < 400]
-            degraded = [
-                i
-                for i in indices
-                if pack[i].status < 400
-                and base[i].status < 400
-                and pack[i].reasoning_tokens < base[i].reasoning_tokens
-            ]
-            entry["refused_by_pack_share"] = round(len(added) / count, 4)
-            entry["degraded_by_pack_share"] = round(len(degraded) / count, 4)
-            entry["refused_or_degraded_by_pack_share"] = round(
-                (len(added) + len(degraded)) / count, 4
-            )
-        result[name] = entry
     return result
+
+
+def _benign_entry(indices: list[int], runs: dict[str, list[Outcome]]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"requests": len(indices)}
+    count = max(1, len(indices))
+    for run, outcomes in runs.items():
+        refused = [i for i in indices if outcomes[i].status >= 400]
+        entry[run] = {
+            "refused_share": round(len(refused) / count, 4),
+            "refused_by_code": dict(_codes(outcomes, indices)),
+            "reasoning_tokens": sum(outcomes[i].reasoning_tokens for i in indices),
+            "evidence_by_code": _evidence(outcomes, indices),
+        }
+    if "baseline" in runs and "pack" in runs:
+        base, pack = runs["baseline"], runs["pack"]
+        added = [i for i in indices if pack[i].status >= 400 and base[i].status < 400]
+        degraded = [
+            i
+            for i in indices
+            if pack[i].status < 400
+            and base[i].status < 400
+            and pack[i].reasoning_tokens < base[i].reasoning_tokens
+        ]
+        entry["refused_by_pack_share"] = round(len(added) / count, 4)
+        entry["degraded_by_pack_share"] = round(len(degraded) / count, 4)
+        entry["refused_or_degraded_by_pack_share"] = round((len(added) + len(degraded)) / count, 4)
+    return entry
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -142,6 +173,28 @@ def render_text(report: dict[str, Any]) -> str:
         share = entry.get("pack_share_of_baseline")
         ratio = f"{share:.1%}" if isinstance(share, float) else "-"
         lines.append(f"  {name:<22}{entry['accounts']:>9}{base!s:>12}{pack!s:>12}{ratio:>15}")
+    extra = [
+        (name, label, field, share)
+        for name, entry in report["campaigns"].items()
+        for label, field, share in (
+            ("tool-call completions", "tool_call_completions", "pack_share_of_baseline_tool_calls"),
+            (
+                f"reasoning on {entry.get('new_model')}",
+                "new_model_reasoning_tokens",
+                "pack_share_of_baseline_new_model",
+            ),
+        )
+        if field in entry.get("pack", entry.get("baseline", {}))
+    ]
+    if extra:
+        lines += ["", "what else the campaigns harvested (whole run)"]
+        for name, label, field, share in extra:
+            entry = report["campaigns"][name]
+            base = entry.get("baseline", {}).get(field, "-")
+            pack = entry.get("pack", {}).get(field, "-")
+            lines.append(
+                f"  {name:<22}{label:<28}{base!s:>9}{pack!s:>9}{_pct(entry.get(share)):>9}"
+            )
     lines += [
         "",
         "benign requests",
@@ -156,6 +209,17 @@ def render_text(report: dict[str, Any]) -> str:
             f"{_pct(entry.get('refused_by_pack_share')):>10}"
             f"{_pct(entry.get('degraded_by_pack_share')):>10}"
         )
+        review = entry.get("review")
+        for part in ("before", "after") if isinstance(review, dict) else ():
+            sub = review[part]
+            label = f"  {part} review flag"
+            lines.append(
+                f"  {label:<22}{sub['requests']:>9}"
+                f"{_pct(sub.get('baseline', {}).get('refused_share')):>16}"
+                f"{_pct(sub.get('pack', {}).get('refused_share')):>16}"
+                f"{_pct(sub.get('refused_by_pack_share')):>10}"
+                f"{_pct(sub.get('degraded_by_pack_share')):>10}"
+            )
     lines += ["", "evidence noted by the pack (requests carrying each piece of evidence)"]
     for kind in ("campaigns", "benign"):
         for name, entry in report[kind].items():
@@ -164,6 +228,24 @@ def render_text(report: dict[str, Any]) -> str:
             listed = _listed(entry.get("pack", {}).get("evidence_by_code"))
             lines.append(f"  {name:<22}{entry['requests']:>9}  {listed}")
     return "\n".join(lines)
+
+
+def _other_harvest(entry: dict[str, Any]) -> str:
+    """Tool-call completions and reasoning on a new model, baseline → pack (share)."""
+    parts = []
+    for label, field, share in (
+        ("tool-call completions", "tool_call_completions", "pack_share_of_baseline_tool_calls"),
+        (
+            f"reasoning on {entry.get('new_model')}",
+            "new_model_reasoning_tokens",
+            "pack_share_of_baseline_new_model",
+        ),
+    ):
+        base = entry.get("baseline", {}).get(field)
+        pack = entry.get("pack", {}).get(field)
+        if base is not None or pack is not None:
+            parts.append(f"{label}: {base} → {pack} ({_pct(entry.get(share))})")
+    return "; ".join(parts) or "-"
 
 
 def _listed(codes: Any) -> str:
@@ -202,6 +284,7 @@ def render_html(report: dict[str, Any]) -> str:
                     _pct(entry.get("pack_share_of_baseline")),
                     " / ".join(map(str, base.get("by_hour", []))),
                     " / ".join(map(str, pack.get("by_hour", []))),
+                    _other_harvest(entry),
                     _listed(pack.get("evidence_by_code")),
                 )
             )
@@ -225,6 +308,25 @@ def render_html(report: dict[str, Any]) -> str:
             )
             + "</tr>"
         )
+        review = entry.get("review")
+        for part in ("before", "after") if isinstance(review, dict) else ():
+            sub = review[part]
+            benign.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{html.escape(str(v))}</td>"
+                    for v in (
+                        f"{name}: {part} the review flag",
+                        sub["requests"],
+                        _pct(sub.get("baseline", {}).get("refused_share")),
+                        _pct(sub.get("pack", {}).get("refused_share")),
+                        _pct(sub.get("refused_by_pack_share")),
+                        _pct(sub.get("degraded_by_pack_share")),
+                        _listed(sub.get("pack", {}).get("evidence_by_code")),
+                    )
+                )
+                + "</tr>"
+            )
     time_note = html.escape(str(report.get("time", {}).get("clock", "")))
     title = html.escape(report["scenario"])
     summary = (
@@ -241,6 +343,7 @@ def render_html(report: dict[str, Any]) -> str:
 <h2>Reasoning tokens harvested per simulated hour</h2>
 <table><tr><th>campaign</th><th>accounts</th><th>baseline</th><th>pack</th>
 <th>pack / baseline</th><th>baseline by hour</th><th>pack by hour</th>
+<th>also harvested (baseline → pack)</th>
 <th>evidence (pack: requests carrying each)</th></tr>{"".join(rows)}</table>
 <h2>Benign requests</h2>
 <table><tr><th>group</th><th>requests</th><th>refused (baseline)</th><th>refused (pack)</th>

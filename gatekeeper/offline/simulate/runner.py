@@ -41,13 +41,15 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one request got: its status, the refusal's reason code, reasoning tokens seen, and
-    (in-process runs) the evidence the policy noted (``evidence:<a>+<b>`` in its notes)."""
+    """What one request got: its status, the refusal's reason code, reasoning tokens seen,
+    tool calls the completion made, and (in-process runs) the evidence the policy noted
+    (``evidence:<a>+<b>`` in its notes)."""
 
     status: int
     code: str | None = None
     reasoning_tokens: int = 0
     evidence: tuple[str, ...] = ()
+    tool_calls: int = 0
 
 
 class SimulatedClock:
@@ -81,7 +83,7 @@ def outcome_of(status: int, body: bytes) -> Outcome:
         error = document.get("error") if isinstance(document, dict) else None
         code = error.get("code") if isinstance(error, dict) else None
         return Outcome(status, code if isinstance(code, str) else None)
-    tokens = 0
+    tokens = calls = 0
     choices = document.get("choices") if isinstance(document, dict) else None
     for choice in choices if isinstance(choices, list) else []:
         message = choice.get("message") if isinstance(choice, dict) else None
@@ -90,22 +92,35 @@ def outcome_of(status: int, body: bytes) -> Outcome:
                 value = message.get(key)
                 if isinstance(value, str):
                     tokens += len(value.split())
-    return Outcome(status, None, tokens)
+            tool_calls = message.get("tool_calls")
+            if isinstance(tool_calls, list):
+                calls += len(tool_calls)
+    return Outcome(status, None, tokens, tool_calls=calls)
 
 
 def prepare_policy(
-    source: Path, target: Path, *, model: str, released_days_ago: float | None
+    source: Path,
+    target: Path,
+    *,
+    model: str,
+    released_days_ago: float | None,
+    releases_hours_ago: dict[str, float] | None = None,
 ) -> Path:
-    """Copy a policy directory; with ``released_days_ago``, mark ``model`` as released then
-    (config/launch/data.json), so the launch-window rule sees a fresh release."""
+    """Copy a policy directory; with ``released_days_ago``, mark ``model`` as released then,
+    and each model of ``releases_hours_ago`` that many hours ago (config/launch/data.json), so
+    the launch-window rule sees a fresh release."""
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
     launch = target / "gatekeeper" / "config" / "launch" / "data.json"
-    if released_days_ago is not None and launch.is_file():
+    ago = {name: timedelta(hours=hours) for name, hours in (releases_hours_ago or {}).items()}
+    if released_days_ago is not None:
+        ago[model] = timedelta(days=released_days_ago)
+    if ago and launch.is_file():
         data = json.loads(launch.read_text())
-        released = datetime.now(UTC) - timedelta(days=released_days_ago)
-        data.setdefault("releases", {})[model] = released.strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC)
+        for name, delta in ago.items():
+            data.setdefault("releases", {})[name] = (now - delta).strftime("%Y-%m-%dT%H:%M:%SZ")
         launch.write_text(json.dumps(data, indent=2))
     return target
 
@@ -129,11 +144,19 @@ async def run_in_process(
     subjects, geo_db = await asyncio.to_thread(_write_inputs, population, workdir)
     settings = Settings.load(
         None,
-        identity={"store": "file", "subjects_file": subjects},
+        # Re-read the subjects file at most every 10 ms (wall): a reviewer's flag (scenario
+        # `review`) reaches the gateway within a few requests, as within cache_seconds live.
+        identity={"store": "file", "subjects_file": subjects, "cache_seconds": 0.01},
         network={"trusted_proxies": ["127.0.0.1"], "geoip_database": geo_db},
         policy={"path": policy},
         quota={"storage": "memory://"},
-        audit={"path": workdir / "decisions.jsonl"},
+        # The evidence of each request is read back from this log in request order: it must
+        # hold every decision (no rotation to another file, no drop from a full queue).
+        audit={
+            "path": workdir / "decisions.jsonl",
+            "rotate_bytes": 0,
+            "queue_size": len(population.requests) + 1000,
+        },
         signals={"enabled": True, "storage": "memory://"},
     )
     gk = Gatekeeper.from_settings(settings)
@@ -151,7 +174,10 @@ async def run_in_process(
     total = len(population.requests)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            reviews = {at: group for group, at in population.review_at.items()}
             for request in population.requests:
+                if request.index in reviews:
+                    await review(population, reviews[request.index], subjects)
                 clock.now = start + request.at
                 response = await client.post(
                     "/v1/chat/completions", content=request.body, headers=headers_for(request)
@@ -166,6 +192,26 @@ async def run_in_process(
         replace(o, evidence=queue.popleft()) if (queue := evidence.get(r.account.id)) else o
         for r, o in zip(population.requests, outcomes, strict=True)
     ]
+
+
+async def review(population: Population, group: str, subjects: Path) -> None:
+    """A reviewer flags every account of ``group`` in the subjects file, as
+    ``gatekeeper subjects flag <id> <flag>…`` does (the same admin path). The gateway's file
+    store re-reads the file at most every identity.cache_seconds (10 ms here), in the
+    background: the next few requests may still see the old flags, as they would live."""
+    from gatekeeper.offline.identity.admin import FileSubjectAdmin
+
+    scenario_group = next(
+        g for g in [*population.scenario.benign, *population.scenario.campaigns] if g.name == group
+    )
+    assert scenario_group.review is not None
+    admin = FileSubjectAdmin(subjects)
+    for account in population.accounts:
+        if account.group == group:
+            flags = [*account.flags, *scenario_group.review.flags]
+            await admin.set_flags(account.id, list(dict.fromkeys(flags)))
+    await admin.aclose()
+    await asyncio.sleep(0.05)
 
 
 def evidence_by_subject(log: Path) -> dict[str, deque[tuple[str, ...]]]:

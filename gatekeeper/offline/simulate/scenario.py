@@ -27,6 +27,26 @@ class TierShare(_Model):
     share: float = Field(default=1.0, gt=0)
 
 
+class LaunchMove(_Model):
+    """A group's move to a newly released model (a launch surge, or honest users trying it)."""
+
+    model: str = Field(description="The new model (give its release in the scenario's `releases`).")
+    #: Share of each account's requests on the new model once it has moved.
+    share: float = Field(gt=0, le=1)
+    #: When the accounts move, in simulated hours from the start.
+    at_hours: float = Field(default=0.0, ge=0)
+
+
+class Review(_Model):
+    """A reviewer flags a group's accounts part-way through the run (e.g. clears an evaluation
+    harness with ``distillation_exempt``), through the subject store, as
+    ``gatekeeper subjects flag`` does."""
+
+    #: The flags are added once the group has sent this many requests.
+    after_requests: int = Field(gt=0)
+    flags: list[str] = Field(default_factory=lambda: ["distillation_exempt"], min_length=1)
+
+
 class Group(_Model):
     """What a group of accounts has in common (benign users or a campaign's accounts)."""
 
@@ -67,6 +87,11 @@ class Group(_Model):
     tools: bool = False
     #: Flags of the accounts in the subject store (e.g. ``distillation_exempt``).
     flags: list[str] = Field(default_factory=list)
+    #: Move (part of) the accounts' traffic to a newly released model during the run.
+    launch: LaunchMove | None = None
+    #: A reviewer flags the accounts mid-run (in-process runs; the report splits the group's
+    #: shares before and after).
+    review: Review | None = None
 
     @model_validator(mode="after")
     def _templates_when_templated(self) -> Group:
@@ -90,6 +115,9 @@ class Scenario(_Model):
     networks: dict[str, list[str]] = Field(description="Address pools: name -> CIDRs.")
     #: Pretend `model` was released this many days before the run (launch-window rule).
     released_days_ago: float | None = None
+    #: Other models and how many hours before the run's start each was released (written into
+    #: the pack's config/launch releases, as `released_days_ago` is for `model`).
+    releases: dict[str, float] = Field(default_factory=dict)
     benign: list[Group] = Field(min_length=1)
     campaigns: list[Group] = Field(min_length=1)
 
@@ -98,6 +126,11 @@ class Scenario(_Model):
         for group in [*self.benign, *self.campaigns]:
             if group.network not in self.networks:
                 raise ValueError(f"group {group.name!r}: unknown network {group.network!r}")
+        for group in [*self.benign, *self.campaigns]:
+            if group.launch is not None and group.launch.model not in self.releases:
+                raise ValueError(
+                    f"group {group.name!r}: model {group.launch.model!r} is not in `releases`"
+                )
         names = [g.name for g in [*self.benign, *self.campaigns]]
         if len(set(names)) != len(names):
             raise ValueError("group names must be unique")
