@@ -222,7 +222,21 @@ tighter(a, b) if {
 	object.get(a, "max_tokens", 1e18) < object.get(b, "max_tokens", 1e18)
 }
 
-caps contains data.gatekeeper.config.distillation.responses[response].reasoning if level != "none"
+caps contains data.gatekeeper.config.distillation.responses[response].reasoning if {
+	level != "none"
+	not watch_exempt
+}
+
+# At the watch level, accounts verified at `responses.watch.exempt_min_kyc` or above keep their
+# reasoning: a company's team behind one office address, using one internal tool, looks like a
+# small linked cluster sending a template, and business verification is what a campaign of
+# throw-away accounts cannot buy in bulk. The evidence is still noted in the decision and the
+# watch quotas still apply; suspect and strong evidence shape their reasoning as for anyone.
+watch_exempt if {
+	level == "watch"
+	kyc := data.gatekeeper.config.kyc.levels
+	kyc[input.subject.kyc_level] >= kyc[data.gatekeeper.config.distillation.responses.watch.exempt_min_kyc]
+}
 
 caps contains data.gatekeeper.config.launch.reasoning if launch_applies
 

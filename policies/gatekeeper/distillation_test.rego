@@ -188,6 +188,29 @@ test_exempt_flag_clears_a_reviewed_account if {
 	d.obligations == {}
 }
 
+watch_exempt_config := fixtures.patched({"distillation": {"responses": {"watch": {"exempt_min_kyc": "business"}}}})
+
+test_watch_leaves_a_business_verified_account_its_reasoning if {
+	# A company's team on one office address, one internal tool: watch, noted, not shaped.
+	doc := as_subject(signals(templated_cot), "enterprise", "business")
+	distillation.level == "watch" with input as doc with data.gatekeeper.config as watch_exempt_config
+	d := decision with input as doc with data.gatekeeper.config as watch_exempt_config
+	d.allow
+	d.reasoning.mode == "full"
+	d.obligations.notes[0] == "distillation:watch"
+	by_name(d).cluster_requests.capacity == 1200
+	# Below business verification the same traffic is capped.
+	e := decision with input as as_subject(signals(templated_cot), "pro", "government_id") with data.gatekeeper.config as watch_exempt_config
+	e.reasoning == {"mode": "summary", "max_tokens": 32}
+}
+
+test_suspect_evidence_shapes_business_verified_accounts_too if {
+	doc := as_subject(signals(suspect_signals), "enterprise", "business")
+	distillation.level == "suspect" with input as doc with data.gatekeeper.config as watch_exempt_config
+	d := decision with input as doc with data.gatekeeper.config as watch_exempt_config
+	d.reasoning.mode == "drop"
+}
+
 test_watch_never_raises_exposure if {
 	d := decision with input as as_subject(signals(templated_cot), "free", "email") with data.gatekeeper.config as fixtures.config
 	d.reasoning.mode == "drop"
