@@ -13,8 +13,8 @@ free port; both are stopped (by their own pid) when the run ends, whatever happe
 ``gatekeeper simulate SCENARIO --target PACK --baseline-target BASELINE`` replays the schedule
 at ``--speed`` times real time, and the script counts, from the JSON report and the two decision
 logs, the answers that were not policy decisions (transport errors, 5xx, requests that never
-reached the policy). What it found for the hydras scenario: docs/distillation.md, "Live, against
-the demo".
+reached the policy). Tested by tests/examples/test_examples.py (a few simulated minutes).
+What it found for the hydras scenario: docs/distillation.md, "Live, against the demo".
 """
 
 from __future__ import annotations
@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("/tmp/live-simulate.json"))
     parser.add_argument("--keep", action="store_true", help="Keep the work directory.")
     args = parser.parse_args()
+    # The gateways and the simulator run from the repository root: absolute paths.
+    args.scenario, args.output = args.scenario.resolve(), args.output.resolve()
 
     scenario = Scenario.load(args.scenario, seed=args.seed, hours=args.hours)
     work = Path(tempfile.mkdtemp(prefix="gatekeeper-live-"))

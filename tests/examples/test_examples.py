@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import gc
 import importlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -159,6 +161,44 @@ def test_proxy_example_in_front_of_a_local_model_server(tmp_path: Path) -> None:
     assert result.choices[0].message.content
     assert not getattr(result.choices[0].message, "reasoning_content", None)
     assert ready.status_code == 200
+
+
+def test_simulate_live_example_runs_a_scenario_against_two_gateways(tmp_path: Path) -> None:
+    """examples/simulate_live/run.py: both gateways answer every request with a policy
+    decision, the pack serves no campaign more than the baseline, and both are stopped."""
+    report_path = tmp_path / "live.json"
+    command = [sys.executable, str(ROOT / "examples/simulate_live/run.py")]
+    command += ["simulations/hydras.yaml", "--hours", "0.02", "--speed", "60"]
+    done = subprocess.run(
+        [*command, "-o", str(report_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["time"]["mode"].startswith("target http://127.0.0.1:")
+    requests = report["requests"]
+    assert requests > 100
+    for entry in [*report["campaigns"].values(), report["benign"]["all"]]:
+        for run in ("baseline", "pack"):
+            assert set(entry[run]["refused_by_code"]) <= {
+                "quota_exceeded",
+                "distillation_suspected",
+            }
+    for entry in report["campaigns"].values():
+        assert entry["baseline"]["reasoning_tokens"] > 0
+        assert entry["pack"]["reasoning_tokens"] <= entry["baseline"]["reasoning_tokens"]
+    # Each gateway logged one decision per request (besides its chain's start event).
+    logs = dict(re.findall(r"^(pack|baseline) decision log: (\{.*\})$", done.stdout, re.M))
+    for name in ("pack", "baseline"):
+        counts = ast.literal_eval(logs[name])
+        assert counts.get("allow", 0) + counts.get("deny", 0) == requests
+    pids = [int(pid) for pid in re.findall(r"pid (\d+),", done.stderr)]
+    assert len(pids) == 2
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not list(tmp_path.glob("gatekeeper-live-*"))
 
 
 def test_multi_replica_example_shares_quotas_through_redis(tmp_path: Path, redis_url: str) -> None:
