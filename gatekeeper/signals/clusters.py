@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Iterator, Set
 
 
 def link_key(kind: str, values: Iterable[object]) -> str:
@@ -58,6 +58,13 @@ class ClusterIndex:
         self._band: dict[str, int] = {}
         #: root of a cluster of two or more -> members younger than each edge
         self._by_age: dict[str, list[int]] = {}
+        #: subject -> the last time it used any link key (with ``_band``)
+        self._seen: dict[str, float] = {}
+        #: While ``prune`` runs: links last used before ``_cutoff``, or before ``_pass_now``
+        #: by a subject in ``_forget``, are as good as forgotten (see ``link``).
+        self._cutoff = float("-inf")
+        self._pass_now = float("-inf")
+        self._forget: Set[str] | frozenset[str] = frozenset()
 
     def _own(self, subject: str) -> list[int]:
         band = self._band.get(subject, self._edges)
@@ -87,8 +94,19 @@ class ClusterIndex:
     ) -> list[tuple[str, str]]:
         """Record that ``subject`` (of age band ``band``) used ``keys`` at ``at``; the merges
         it caused, as ``(absorbed root, surviving root)`` pairs in order."""
-        if self._edges and band is not None and subject not in self._band:
-            self._band[subject] = band
+        if self._edges and band is not None:
+            seen = self._seen.get(subject)
+            if (
+                seen is None
+                or seen < self._cutoff
+                or (seen < self._pass_now and subject in self._forget)
+            ):
+                # New, or every link it had is one the running prune forgets: its band is
+                # read again, as after a one-shot rebuild.
+                self._band[subject] = band
+                self._seen[subject] = at
+            elif seen < at:
+                self._seen[subject] = at
         merges: list[tuple[str, str]] = []
         for key in keys:
             members = self._members.get(key)
@@ -96,6 +114,10 @@ class ClusterIndex:
                 self._members[key] = {subject: at}
                 continue
             seen = members.get(subject)
+            if seen is not None and (
+                seen < self._cutoff or (seen < self._pass_now and subject in self._forget)
+            ):
+                seen = None  # the running prune forgets it: a newcomer, as after a one-shot
             if seen is None or seen < at:
                 members[subject] = at
             # Every member of a key is in one cluster (each joined it through a union with an
@@ -137,20 +159,69 @@ class ClusterIndex:
 
         Returns the clusters of two or more members: root -> members.
         """
+        for _ in self.prune(now, forget):
+            pass
+        return self.regroup()
+
+    def prune(
+        self, now: float, forget: Set[str] | frozenset[str] = frozenset(), chunk: int = 256
+    ) -> Iterator[None]:
+        """``rebuild``'s first part, in slices: forget stale links, yielding after every
+        ``chunk`` link keys (or members of one large key).
+
+        While it runs, ``link`` treats a link the slices will forget as already forgotten
+        (a subject using it again joins the key afresh), so the links left when it ends are
+        those a one-shot prune at its start, followed by the same calls, would leave.
+        """
         cutoff = now - self.window
-        for key in list(self._members):
-            members = self._members[key]
-            stale = [s for s, last in members.items() if last < cutoff or s in forget]
-            for subject in stale:
-                del members[subject]
-            if not members:
-                del self._members[key]
+        self.begin_pass(now, forget)
+        try:
+            keys = list(self._members)
+            yield
+            done = 0
+            for key in keys:
+                members = self._members.get(key)
+                if members is None:
+                    continue
+                names = list(members)
+                for start in range(0, len(names), chunk):
+                    for subject in names[start : start + chunk]:
+                        last = members.get(subject)
+                        if last is not None and (
+                            last < cutoff or (last < now and subject in forget)
+                        ):
+                            del members[subject]
+                    if len(names) > chunk:
+                        yield
+                if not members and self._members.get(key) is members:
+                    del self._members[key]
+                done += 1
+                if done % chunk == 0:
+                    yield
+        finally:
+            self.end_pass()
+
+    def begin_pass(self, now: float, forget: Set[str] | frozenset[str] = frozenset()) -> None:
+        """From now on, treat what a pass at ``now`` forgets as forgotten already (the
+        state calls it when its pass starts, before this index's slices run)."""
+        self._cutoff, self._pass_now, self._forget = now - self.window, now, forget
+
+    def end_pass(self) -> None:
+        self._cutoff = self._pass_now = float("-inf")
+        self._forget = frozenset()
+
+    def regroup(self) -> dict[str, list[str]]:
+        """``rebuild``'s second part: the clusters of the links now kept, from scratch.
+
+        Returns the clusters of two or more members: root -> members.
+        """
         self._parent.clear()
         self._size.clear()
         self._by_age.clear()
         if self._edges:
             alive = {s for members in self._members.values() for s in members}
             self._band = {s: b for s, b in self._band.items() if s in alive}
+            self._seen = {s: t for s, t in self._seen.items() if s in alive}
         for members in self._members.values():
             if len(members) > 1:
                 first, *rest = members

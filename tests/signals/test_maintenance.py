@@ -1,0 +1,245 @@
+"""Maintenance in slices: a pass with requests applied between its slices leaves the state a
+one-shot ``maintain`` at the pass's start, followed by the same requests, leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from gatekeeper.signals import Observation, SignalState
+from gatekeeper.signals.families import FamilyIndex
+from gatekeeper.signals.fingerprint import RequestFeatures
+from gatekeeper.signals.stage import run_maintenance
+
+WINDOWS = {"10m": 600.0, "1h": 3600.0}
+BANDS = [
+    tuple(FamilyIndex.keys(text))
+    for text in (
+        "solve step by step: how many apples are left",
+        "write a poem about the sea and the wind",
+        "translate this sentence into french please",
+        "explain how a compiler parses expressions",
+    )
+]
+FEATURES = [
+    RequestFeatures(reasoning=True, prompt_bin=6, max_tokens=512),
+    RequestFeatures(reasoning=False, prompt_bin=4, max_tokens=256, stream=True),
+    RequestFeatures(reasoning=True, prompt_bin=7, max_tokens=1024, tools="ab12"),
+]
+
+
+def one_shot(s: SignalState, now: float) -> None:
+    """``SignalState.maintain`` as it was before it ran in slices (the reference)."""
+    s._last_link = None
+    for subject in [n for n, usage in s._subjects.items() if usage.idle(now)]:
+        del s._subjects[subject]
+        s._fingerprints.pop(subject, None)
+    forget = {n for n in s._evicted if n not in s._subjects}
+    s._evicted = set()
+    s.families.maintain(now, forget)
+    s.behaviour.rebuild(now, forget)
+    for usage in s._subjects.values():
+        usage.templates.compact(now)
+    old_roots = dict(s._cluster_usage)
+    old_sizes = {root: s.clusters.size(root) for root in old_roots}
+    previous = {n: s.clusters.find(n) for n in s.clusters.linked_subjects()}
+    groups = s.clusters.rebuild(now, forget)
+    claimed: dict[str, int] = {}
+    for members in groups.values():
+        for old in {previous.get(m, m) for m in members}:
+            claimed[old] = claimed.get(old, 0) + 1
+    s._cluster_usage = {}
+    for root, members in groups.items():
+        olds = {previous.get(m, m) for m in members}
+        old = next(iter(olds))
+        # Changed with the passes: a cluster that lost members is recounted (it kept its
+        # counters before, less the members who had gone idle).
+        if len(olds) == 1 and claimed[old] == 1 and old in old_roots:
+            kept = len(members) == old_sizes[old]
+        else:
+            kept = False
+        if kept:
+            s._cluster_usage[root] = old_roots[old]
+            old_roots[old].templates.compact(now)
+            continue
+        usage = s._new_usage()
+        for member in members:
+            own = s._subjects.get(member)
+            if own is not None:
+                usage.merge(own)
+        s._cluster_usage[root] = usage
+
+
+def observation(rng: random.Random, at: float, subjects: int, links: bool) -> Observation:
+    subject = f"s{rng.randrange(subjects)}"
+    keys: tuple[str, ...] = ()
+    if links and rng.random() < 0.7:
+        pool = [f"payment:{rng.randrange(12)}", f"org:{rng.randrange(6)}"]
+        keys = tuple(rng.sample(pool, rng.randint(1, 2)))
+    if rng.random() < 0.2:
+        return Observation(at, subject, tokens=rng.randint(1, 900), reasoning_tokens=50)
+    return Observation(
+        at,
+        subject,
+        requests=1,
+        reasoning_requests=rng.randint(0, 1),
+        template=f"t{rng.randrange(5)}",
+        links=keys,
+        bands=rng.choice(BANDS),
+        features=rng.choice(FEATURES),
+        age_days=float(rng.choice((1, 3, 20, 200))),
+    )
+
+
+def warmed(seed: int, max_subjects: int) -> SignalState:
+    """A state with history over two hours: some of it idle, stale or evicted by 7,300 s."""
+    rng = random.Random(seed)
+    s = SignalState(WINDOWS, "1h", buckets=12, max_subjects=max_subjects)
+    for i in range(900):
+        s.apply(observation(rng, 7200.0 * i / 900, 80, links=True))
+    return s
+
+
+def snapshot(s: SignalState, now: float, cluster_usage: bool = True) -> dict[str, Any]:
+    """Everything the policy can read of the state, and the indexes' contents."""
+    out: dict[str, Any] = {
+        "stats": s.stats(),
+        "subjects": sorted(s._subjects),
+        "fingerprints": {k: (f.n, f.last, f.reasoning) for k, f in s._fingerprints.items()},
+        "evicted": sorted(s._evicted),
+        "bands": list(s.families._bands.items()),
+        "families": {
+            name: (dict(f.members), list(f.by_age)) for name, f in s.families._families.items()
+        },
+    }
+    for name, index in (("clusters", s.clusters), ("behaviour", s.behaviour)):
+        members = {k: dict(v) for k, v in index._members.items() if v}
+        every = sorted({n for v in members.values() for n in v})
+        out[name] = {
+            "members": members,
+            "roots": {n: index.find(n) for n in every},
+            "sizes": {n: index.size(index.find(n)) for n in every},
+            "by_age": {n: index.by_age(index.find(n)) for n in every},
+            "band": dict(index._band),
+        }
+    reads = {}
+    for i in range(90):
+        subject = f"s{i}"
+        own, cluster, repetition = s.read_documents(
+            subject, "t1", ("payment:1", "org:2"), now, s.families.assign(BANDS[0], now)
+        )
+        if not cluster_usage and cluster["size"] > 1:
+            cluster = {k: v for k, v in cluster.items() if k in ("id", "size", "by_age")}
+            repetition = -1.0  # the larger of the subject's and the cluster's
+        reads[subject] = (own, cluster, repetition, s.read_behaviour(subject))
+    out["reads"] = reads
+    out["family_reads"] = {name: s.read_family(name) for name in s.families._families}
+    return out
+
+
+def interleaved(s: SignalState, now: float, requests: list[Observation]) -> int:
+    """Run a pass in the smallest slices, applying one request between each two; the
+    number of slices."""
+    pending = list(requests)
+    slices = 0
+    for _ in s.maintenance(now, chunk=3):
+        slices += 1
+        if pending:
+            s.apply(pending.pop(0))
+    for obs in pending:
+        s.apply(obs)
+    return slices
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("links", [False, True])
+def test_a_pass_with_requests_between_slices_equals_a_one_shot_then_the_requests(
+    seed: int, links: bool
+) -> None:
+    now = 7300.0
+    rng = random.Random(1000 + seed)
+    # Requests during the pass: old, stale, evicted and new subjects, at or after ``now``.
+    requests = [observation(rng, now + 0.5 * i, 90, links) for i in range(150)]
+    reference = warmed(seed, max_subjects=60)
+    sliced = warmed(seed, max_subjects=60)
+    assert snapshot(reference, now) == snapshot(sliced, now)
+    one_shot(reference, now)
+    for obs in requests:
+        reference.apply(obs)
+    slices = interleaved(sliced, now, requests)
+    assert slices > 20  # the requests really landed between slices
+    later = now + 100.0
+    assert snapshot(sliced, later) == snapshot(reference, later)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_maintain_equals_the_one_shot_reference(seed: int) -> None:
+    reference = warmed(seed, max_subjects=60)
+    state = warmed(seed, max_subjects=60)
+    for now in (3000.0, 7300.0, 9000.0, 20000.0):
+        one_shot(reference, now)
+        state.maintain(now)
+        assert snapshot(state, now) == snapshot(reference, now)
+
+
+def test_maintain_finishes_a_running_pass_first() -> None:
+    reference = warmed(3, max_subjects=1000)
+    state = warmed(3, max_subjects=1000)
+    work = state.maintenance(7300.0, chunk=3)
+    for _ in range(10):
+        next(work)
+    with pytest.raises(RuntimeError):
+        state.maintenance(7300.0)
+    state.maintain(7300.0)  # finishes the running pass, then runs one of its own
+    assert list(work) == []
+    one_shot(reference, 7300.0)
+    one_shot(reference, 7300.0)
+    assert snapshot(state, 7300.0) == snapshot(reference, 7300.0)
+
+
+def test_the_background_driver_bounds_slices_and_lets_requests_run() -> None:
+    state = warmed(5, max_subjects=1000)
+    reference = warmed(5, max_subjects=1000)
+    rng = random.Random(5)
+    requests = [observation(rng, 7300.0 + i, 90, links=False) for i in range(40)]
+
+    async def run() -> tuple[int, float, float]:
+        async def traffic() -> None:
+            for obs in requests:
+                state.apply(obs)
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(traffic())
+        # A budget of zero: every step is a slice of its own.
+        result = await run_maintenance(state, 7300.0, slice_seconds=0.0)
+        await task
+        return result
+
+    slices, longest, total = asyncio.run(run())
+    assert slices >= 5 and 0 < longest <= total
+    one_shot(reference, 7300.0)
+    for obs in requests:
+        reference.apply(obs)
+    assert snapshot(state, 7400.0) == snapshot(reference, 7400.0)
+    assert state._running is None and state._pass_at is None
+
+
+def test_a_cancelled_pass_leaves_no_hooks_behind() -> None:
+    state = warmed(2, max_subjects=1000)
+
+    async def run() -> None:
+        task = asyncio.create_task(run_maintenance(state, 7300.0, slice_seconds=0.0))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert state._running is None and state._pass_at is None
+    assert state.clusters._cutoff == float("-inf")
+    assert state.families._cutoff == float("-inf")
+    state.maintain(7300.0)  # a new pass runs
