@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Generator, Iterable, Iterator, Set
 
 
 def link_key(kind: str, values: Iterable[object]) -> str:
@@ -60,6 +60,8 @@ class ClusterIndex:
         self._by_age: dict[str, list[int]] = {}
         #: subject -> the last time it used any link key (with ``_band``)
         self._seen: dict[str, float] = {}
+        #: While ``regrouping`` runs: the (subject, key) memberships added since it started.
+        self._journal: list[tuple[str, str]] | None = None
         #: While ``prune`` runs: links last used before ``_cutoff``, or before ``_pass_now``
         #: by a subject in ``_forget``, are as good as forgotten (see ``link``).
         self._cutoff = float("-inf")
@@ -123,6 +125,8 @@ class ClusterIndex:
             # Every member of a key is in one cluster (each joined it through a union with an
             # earlier member), so only a newcomer can merge anything.
             if seen is None and len(members) > 1:
+                if self._journal is not None:
+                    self._journal.append((subject, key))
                 other = next(iter(members))
                 merged = self._union(subject, other)
                 if merged is not None:
@@ -159,9 +163,13 @@ class ClusterIndex:
 
         Returns the clusters of two or more members: root -> members.
         """
-        for _ in self.prune(now, forget):
-            pass
-        return self.regroup()
+        self.begin_pass(now, forget)
+        try:
+            for _ in self.prune(now, forget):
+                pass
+            return self.regroup()
+        finally:
+            self.end_pass()
 
     def prune(
         self, now: float, forget: Set[str] | frozenset[str] = frozenset(), chunk: int = 256
@@ -169,37 +177,34 @@ class ClusterIndex:
         """``rebuild``'s first part, in slices: forget stale links, yielding after every
         ``chunk`` link keys (or members of one large key).
 
-        While it runs, ``link`` treats a link the slices will forget as already forgotten
-        (a subject using it again joins the key afresh), so the links left when it ends are
-        those a one-shot prune at its start, followed by the same calls, would leave.
+        From its start until ``end_pass`` (called by whoever runs the pass, after
+        ``regrouping``), ``link`` treats a link the slices will forget as already forgotten
+        (a subject using it again joins the key afresh, its age band read again), so the
+        links left are those a one-shot prune at its start, followed by the same calls,
+        would leave.
         """
         cutoff = now - self.window
         self.begin_pass(now, forget)
-        try:
-            keys = list(self._members)
-            yield
-            done = 0
-            for key in keys:
-                members = self._members.get(key)
-                if members is None:
-                    continue
-                names = list(members)
-                for start in range(0, len(names), chunk):
-                    for subject in names[start : start + chunk]:
-                        last = members.get(subject)
-                        if last is not None and (
-                            last < cutoff or (last < now and subject in forget)
-                        ):
-                            del members[subject]
-                    if len(names) > chunk:
-                        yield
-                if not members and self._members.get(key) is members:
-                    del self._members[key]
-                done += 1
-                if done % chunk == 0:
+        keys = list(self._members)
+        yield
+        done = 0
+        for key in keys:
+            members = self._members.get(key)
+            if members is None:
+                continue
+            names = list(members)
+            for start in range(0, len(names), chunk):
+                for subject in names[start : start + chunk]:
+                    last = members.get(subject)
+                    if last is not None and (last < cutoff or (last < now and subject in forget)):
+                        del members[subject]
+                if len(names) > chunk:
                     yield
-        finally:
-            self.end_pass()
+            if not members and self._members.get(key) is members:
+                del self._members[key]
+            done += 1
+            if done % chunk == 0:
+                yield
 
     def begin_pass(self, now: float, forget: Set[str] | frozenset[str] = frozenset()) -> None:
         """From now on, treat what a pass at ``now`` forgets as forgotten already (the
@@ -233,6 +238,63 @@ class ClusterIndex:
         for root, group in groups.items():
             group.append(root)
         return groups
+
+    def regrouping(
+        self, chunk: int = 256, previous: bool = False
+    ) -> Generator[None, None, tuple[dict[str, list[str]], dict[str, str]]]:
+        """``regroup`` in slices: the new clusters are built aside, key by key, while
+        ``link`` keeps serving (and merging) the current ones and notes every membership it
+        adds; the last slice adds those, swaps the new clusters in and returns them (root
+        -> members, two or more) with, if ``previous``, every then linked subject's root
+        just before the swap. What is swapped in is what ``regroup`` would build at that
+        moment."""
+        fresh = ClusterIndex(self.window, self._edges)
+        fresh._band = self._band  # shared: ``link`` records a newcomer's band in it
+        alive: set[str] = set()
+        journal: list[tuple[str, str]] = []
+        self._journal = journal
+        try:
+            keys = list(self._members)
+            yield
+            for done, key in enumerate(keys, 1):
+                members = self._members.get(key)
+                if members:
+                    alive.update(members)
+                    if len(members) > 1:
+                        names = list(members)
+                        first = names[0]
+                        for start in range(1, len(names), chunk):
+                            for other in names[start : start + chunk]:
+                                fresh._union(first, other)
+                            if len(names) > chunk:
+                                yield
+                if done % chunk == 0:
+                    yield
+            if self._edges:
+                # Forget the bands of subjects left with no link (in place: ``fresh`` and
+                # ``link`` share the dict).
+                names = list(self._band)
+                for start in range(0, len(names), chunk):
+                    joined = {name for name, _ in journal}
+                    for subject in names[start : start + chunk]:
+                        if subject not in alive and subject not in joined:
+                            self._band.pop(subject, None)
+                            self._seen.pop(subject, None)
+                    yield
+            for subject, key in journal:
+                members = self._members.get(key)
+                if members:
+                    fresh._union(subject, next(iter(members)))
+            before = {s: self.find(s) for s in self.linked_subjects()} if previous else {}
+            self._parent, self._size, self._by_age = fresh._parent, fresh._size, fresh._by_age
+            groups: dict[str, list[str]] = {}
+            for subject in list(self._parent):
+                groups.setdefault(self.find(subject), []).append(subject)
+            for root, group in groups.items():
+                group.append(root)
+            return groups, before
+        finally:
+            self._journal = None
 
     def linked_subjects(self) -> list[str]:
         """Every subject in a cluster of two or more."""

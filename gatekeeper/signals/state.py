@@ -462,26 +462,27 @@ class SignalState:
             yield from self.behaviour.prune(now, forget, chunk)
             yield from self.clusters.prune(now, forget, chunk)
             self._pass_at = None
-            self.behaviour.regroup()
-            yield
-            self._recount(now)
+            yield from self.behaviour.regrouping(chunk)
+            groups, previous = yield from self.clusters.regrouping(chunk, previous=True)
+            self._recount(now, groups, previous)
         finally:
             for index in (self.families, self.behaviour, self.clusters):
                 index.end_pass()
             self._pass_at = None
             self._running = None
 
-    def _recount(self, now: float) -> None:
-        """Regroup the account clusters; a cluster that kept exactly its members keeps its
+    def _recount(self, now: float, groups: dict[str, list[str]], previous: dict[str, str]) -> None:
+        """The usage of the account clusters just regrouped (``groups``; ``previous``: each
+        linked subject's root before): a cluster that kept exactly its members keeps its
         counters, one that changed is recounted from its members' own usage.
 
         A cluster that only lost members is recounted too: its counters hold what the
         departed did while members (and, while a pass runs, what they do until it ends).
         """
-        old_roots = {root: self._cluster_usage[root] for root in self._cluster_usage}
-        old_sizes = {root: self.clusters.size(root) for root in old_roots}
-        previous = {s: self.clusters.find(s) for s in self.clusters.linked_subjects()}
-        groups = self.clusters.regroup()
+        old_roots = self._cluster_usage
+        sizes: dict[str, int] = {}
+        for root in previous.values():
+            sizes[root] = sizes.get(root, 0) + 1
         claimed: dict[str, int] = {}
         for members in groups.values():
             for old in {previous.get(m, m) for m in members}:
@@ -494,7 +495,7 @@ class SignalState:
                 len(olds) == 1
                 and claimed[old] == 1
                 and old in old_roots
-                and len(members) == old_sizes[old]
+                and len(members) == sizes[old]
             ):
                 self._cluster_usage[root] = old_roots[old]
                 old_roots[old].templates.compact(now)

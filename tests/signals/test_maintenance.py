@@ -15,14 +15,25 @@ from gatekeeper.signals.fingerprint import RequestFeatures
 from gatekeeper.signals.stage import run_maintenance
 
 WINDOWS = {"10m": 600.0, "1h": 3600.0}
+WORDS = [
+    "apple",
+    "river",
+    "seven",
+    "compile",
+    "quickly",
+    "parse",
+    "blue",
+    "window",
+    "ledger",
+    "orbit",
+    "salt",
+    "prime",
+]
+#: Prompt families' band keys: prompts of 3 to 9 words from a small vocabulary, so that
+#: some share band keys with others (one LSH band in common joins their families).
 BANDS = [
-    tuple(FamilyIndex.keys(text))
-    for text in (
-        "solve step by step: how many apples are left",
-        "write a poem about the sea and the wind",
-        "translate this sentence into french please",
-        "explain how a compiler parses expressions",
-    )
+    tuple(FamilyIndex.keys(" ".join(random.Random(i).choices(WORDS, k=3 + i % 7))))
+    for i in range(40)
 ]
 FEATURES = [
     RequestFeatures(reasoning=True, prompt_bin=6, max_tokens=512),
@@ -74,10 +85,19 @@ def one_shot(s: SignalState, now: float) -> None:
 
 
 def observation(rng: random.Random, at: float, subjects: int, links: bool) -> Observation:
-    subject = f"s{rng.randrange(subjects)}"
+    """A request or a response of a random subject. Before 3,600 s the link keys and prompt
+    families come from one part of their pools and after from another (overlapping), so
+    that by 7,300 s some are stale; from 7,300 s on (during the pass), both parts."""
+    late = at >= 3600.0 if at < 7300.0 else rng.random() < 0.5
+    # s60 to s79 are active only in the first hour: idle by 7,300 s.
+    subject = f"s{rng.randrange(60 if late and at < 7300.0 else subjects)}"
     keys: tuple[str, ...] = ()
     if links and rng.random() < 0.7:
-        pool = [f"payment:{rng.randrange(12)}", f"org:{rng.randrange(6)}"]
+        pool = [
+            f"payment:{rng.randrange(8) + 6 * late}",
+            f"org:{rng.randrange(4) + 3 * late}",
+            f"network:{rng.randrange(20)}",
+        ]
         keys = tuple(rng.sample(pool, rng.randint(1, 2)))
     if rng.random() < 0.2:
         return Observation(at, subject, tokens=rng.randint(1, 900), reasoning_tokens=50)
@@ -88,7 +108,7 @@ def observation(rng: random.Random, at: float, subjects: int, links: bool) -> Ob
         reasoning_requests=rng.randint(0, 1),
         template=f"t{rng.randrange(5)}",
         links=keys,
-        bands=rng.choice(BANDS),
+        bands=BANDS[rng.randrange(25) + 15 * late],
         features=rng.choice(FEATURES),
         age_days=float(rng.choice((1, 3, 20, 200))),
     )
@@ -140,37 +160,44 @@ def snapshot(s: SignalState, now: float, cluster_usage: bool = True) -> dict[str
     return out
 
 
-def interleaved(s: SignalState, now: float, requests: list[Observation]) -> int:
-    """Run a pass in the smallest slices, applying one request between each two; the
-    number of slices."""
+def interleaved(s: SignalState, now: float, requests: list[Observation], slices: int) -> int:
+    """Run a pass in the smallest slices, applying the requests between them, spread over a
+    pass of about ``slices`` slices; the number of slices it took."""
     pending = list(requests)
-    slices = 0
+    done = 0
     for _ in s.maintenance(now, chunk=3):
-        slices += 1
-        if pending:
+        done += 1
+        while pending and len(pending) > len(requests) * (1 - done / slices):
             s.apply(pending.pop(0))
     for obs in pending:
         s.apply(obs)
-    return slices
+    return done
 
 
-@pytest.mark.parametrize("seed", range(40))
+def slices_of(s: SignalState, now: float) -> int:
+    return sum(1 for _ in s.maintenance(now, chunk=3))
+
+
+@pytest.mark.parametrize("seed", range(25))
 @pytest.mark.parametrize("links", [False, True])
+@pytest.mark.parametrize("bound", [60, 1000])
 def test_a_pass_with_requests_between_slices_equals_a_one_shot_then_the_requests(
-    seed: int, links: bool
+    seed: int, links: bool, bound: int
 ) -> None:
     now = 7300.0
     rng = random.Random(1000 + seed)
     # Requests during the pass: old, stale, evicted and new subjects, at or after ``now``.
     requests = [observation(rng, now + 0.5 * i, 90, links) for i in range(150)]
-    reference = warmed(seed, max_subjects=60)
-    sliced = warmed(seed, max_subjects=60)
+    # With the bound at 60, evictions run ``maintain`` at once now and then (in the middle
+    # of the pass: it finishes it first).
+    reference = warmed(seed, max_subjects=bound)
+    sliced = warmed(seed, max_subjects=bound)
     assert snapshot(reference, now) == snapshot(sliced, now)
     one_shot(reference, now)
     for obs in requests:
         reference.apply(obs)
-    slices = interleaved(sliced, now, requests)
-    assert slices > 20  # the requests really landed between slices
+    slices = interleaved(sliced, now, requests, slices_of(warmed(seed, bound), now))
+    assert slices > 40  # the requests really landed between slices
     later = now + 100.0
     assert snapshot(sliced, later) == snapshot(reference, later)
 
