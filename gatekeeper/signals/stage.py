@@ -300,11 +300,18 @@ class SignalStage:
         self._started = True
         await self.store.start()
         if not self._inline:
+            self.state.background = True
             self._task = asyncio.create_task(self._maintain_loop(), name="gatekeeper-signals")
 
     async def _maintain_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.state.maintenance_interval)
+            # Once per bucket of the main window, or sooner when evictions ask for it.
+            waited = 0.0
+            interval = self.state.maintenance_interval
+            while waited < interval and not self.state.maintenance_due:
+                step = min(MAINTENANCE_POLL, interval - waited)
+                await asyncio.sleep(step)
+                waited += step
             slices, longest, total = await run_maintenance(self.state, self._clock())
             if self.intel is not None:
                 await self.intel.refresh()
@@ -330,6 +337,8 @@ class SignalStage:
 
 #: How long one slice of maintenance may hold the event loop before it yields (seconds).
 MAINTENANCE_SLICE = 0.002
+#: How often the background task looks whether evictions asked for an early pass (seconds).
+MAINTENANCE_POLL = 1.0
 
 
 async def run_maintenance(

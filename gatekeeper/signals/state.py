@@ -201,6 +201,11 @@ class SignalState:
         #: ``maintain``, run early once a quarter of the bound has been forgotten.
         self.max_subjects = max_subjects
         self._evicted: set[str] = set()
+        #: Whether a background task runs the passes (``SignalStage`` sets it): then a
+        #: quarter of the bound evicted asks it for a pass early (``maintenance_due``)
+        #: instead of running ``maintain`` at once, on the request path.
+        self.background = False
+        self.maintenance_due = False
         #: The last ``link``'s subject, keys (a tuple, immutable) and time (see ``link``).
         self._last_link: tuple[str, tuple[str, ...], float] | None = None
         #: Usage of clusters of two or more subjects, by root.
@@ -308,7 +313,10 @@ class SignalState:
         self._fingerprints.pop(subject, None)
         self._evicted.add(subject)
         if len(self._evicted) >= max(1, self.max_subjects // 4):
-            self.maintain(now)
+            if self.background:
+                self.maintenance_due = True  # the background task runs a pass early
+            else:
+                self.maintain(now)
 
     def _fingerprint(self, obs: Observation) -> None:
         assert obs.features is not None
@@ -441,6 +449,7 @@ class SignalState:
     def _maintenance(self, now: float, chunk: int) -> Generator[None, None, None]:
         self._pass += 1
         self._pass_at = now
+        self.maintenance_due = False
         self._last_link = None
         try:
             # An evicted subject active again since is in ``_subjects`` and stays in the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Any
 
 import pytest
@@ -270,3 +271,44 @@ def test_a_cancelled_pass_leaves_no_hooks_behind() -> None:
     assert state.clusters._cutoff == float("-inf")
     assert state.families._cutoff == float("-inf")
     state.maintain(7300.0)  # a new pass runs
+
+
+def test_evictions_ask_a_background_task_for_a_pass_instead_of_running_one() -> None:
+    state = SignalState(WINDOWS, "1h", buckets=12, max_subjects=8)
+    state.background = True
+    for i in range(10):
+        state.apply(Observation(float(i), f"n{i}", requests=1, links=("payment:1",)))
+    # Two evicted: a quarter of the bound; no pass ran on the request path.
+    assert state.maintenance_due and state.stats()["evicted_subjects"] == 2
+    assert state.read("n9", None, (), 10.0)[1].size == 10  # still in the cluster
+    slices, _, _ = asyncio.run(run_maintenance(state, 10.0))
+    assert slices >= 1 and not state.maintenance_due
+    assert state.stats()["evicted_subjects"] == 0
+    assert state.read("n9", None, (), 10.0)[1].size == 8
+
+
+def test_the_stage_task_runs_an_early_pass_when_evictions_ask(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gatekeeper.signals import MemorySignalStore, SignalStage, stage
+
+    monkeypatch.setattr(stage, "MAINTENANCE_POLL", 0.01)
+    state = SignalState(WINDOWS, "1h", buckets=12, max_subjects=8)
+    signals = SignalStage(MemorySignalStore(state))
+
+    async def run() -> None:
+        await signals.start()
+        assert state.background  # a task, not the request path, runs the passes
+        now = time.time()
+        for i in range(10):
+            state.apply(Observation(now, f"n{i}", requests=1, links=("payment:1",)))
+        assert state.maintenance_due
+        for _ in range(200):  # the main window's bucket is 5 minutes: it does not wait
+            await asyncio.sleep(0.01)
+            if not state.maintenance_due and state.stats()["evicted_subjects"] == 0:
+                break
+        assert state.stats()["evicted_subjects"] == 0
+        assert state.read("n9", None, (), now)[1].size == 8
+        await signals.aclose()
+
+    asyncio.run(run())
