@@ -167,7 +167,9 @@ async def main(
     # The background task's way: a pass in slices of about 2 ms; then the same pass at
     # once (``maintain``, as inline mode runs it), on the state the first one left.
     t0 = time.process_time()
-    slices, longest, spent = await run_maintenance(state, clock.now)
+    durations: list[float] = []
+    slices, longest, spent = await run_maintenance(state, clock.now, durations=durations)
+    durations.sort()
     pass_ms = (time.process_time() - t0) * 1e3
     maintainer = cProfile.Profile() if profile_maintain else None
     if maintainer is not None:
@@ -187,8 +189,10 @@ async def main(
         print(f"{name}: p50 {p50:.1f} µs, p99 {p99:.1f} µs")
     print(f"whole stage, CPU time: median {statistics.median(cpu_rounds):.1f} µs per request "
           f"(rounds: {', '.join(f'{s:.0f}' for s in cpu_rounds)})")  # fmt: skip
-    print(f"maintenance pass: {slices} slices, longest {longest * 1e3:.1f} ms, "
-          f"{spent * 1e3:.0f} ms in slices, {pass_ms:.0f} ms CPU")  # fmt: skip
+    print(f"maintenance pass: {slices} slices, longest {longest * 1e3:.1f} ms (the next "
+          f"{', '.join(f'{d * 1e3:.1f}' for d in durations[-2:-5:-1])} ms; median "
+          f"{statistics.median(durations) * 1e3:.1f} ms), {spent * 1e3:.0f} ms in slices, "
+          f"{pass_ms:.0f} ms CPU")  # fmt: skip
     print(f"maintain (at once): {maintain_ms:.0f} ms")
     print(f"state: {state.stats()}")
     print(f"RSS: {rss_before / 2**20:.0f} MB before warming, {rss_after / 2**20:.0f} MB after, "

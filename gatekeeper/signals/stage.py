@@ -342,7 +342,10 @@ MAINTENANCE_POLL = 1.0
 
 
 async def run_maintenance(
-    state: SignalState, now: float, slice_seconds: float = MAINTENANCE_SLICE
+    state: SignalState,
+    now: float,
+    slice_seconds: float = MAINTENANCE_SLICE,
+    durations: list[float] | None = None,
 ) -> tuple[int, float, float]:
     """Run one maintenance pass of ``state`` at ``now`` in slices of about ``slice_seconds``,
     letting the event loop run requests between them (``asyncio.sleep(0)``).
@@ -350,6 +353,7 @@ async def run_maintenance(
     Returns the number of slices, the longest slice and the pass's CPU-bound time in all
     (seconds, wall clock of the slices only). A slice ends at the first yield of
     ``SignalState.maintenance`` past the budget, so it overshoots by at most one step.
+    With ``durations``, every slice's duration is appended to it.
     """
     work = state.maintenance(now)
     clock = time.perf_counter
@@ -364,6 +368,8 @@ async def run_maintenance(
                     finished = False
                     break
             spent = clock() - started
+            if durations is not None:
+                durations.append(spent)
             slices += 1
             longest = max(longest, spent)
             total += spent
