@@ -244,10 +244,11 @@ class ClusterIndex:
     ) -> Generator[None, None, tuple[dict[str, list[str]], dict[str, str]]]:
         """``regroup`` in slices: the new clusters are built aside, key by key, while
         ``link`` keeps serving (and merging) the current ones and notes every membership it
-        adds; the last slice adds those, swaps the new clusters in and returns them (root
-        -> members, two or more) with, if ``previous``, every then linked subject's root
-        just before the swap. What is swapped in is what ``regroup`` would build at that
-        moment."""
+        adds; the last slice adds those and swaps the new clusters in. What is swapped in
+        is what ``regroup`` would build at that moment. With ``previous``, it returns the
+        new clusters (root -> members, two or more) and every then linked subject's root
+        just before the swap (both O(linked subjects), in that last slice); else two empty
+        dicts."""
         fresh = ClusterIndex(self.window, self._edges)
         fresh._band = self._band  # shared: ``link`` records a newcomer's band in it
         alive: set[str] = set()
@@ -285,7 +286,10 @@ class ClusterIndex:
                 members = self._members.get(key)
                 if members:
                     fresh._union(subject, next(iter(members)))
-            before = {s: self.find(s) for s in self.linked_subjects()} if previous else {}
+            if not previous:
+                self._parent, self._size, self._by_age = fresh._parent, fresh._size, fresh._by_age
+                return {}, {}
+            before = {s: self.find(s) for s in self.linked_subjects()}
             self._parent, self._size, self._by_age = fresh._parent, fresh._size, fresh._by_age
             groups: dict[str, list[str]] = {}
             for subject in list(self._parent):
