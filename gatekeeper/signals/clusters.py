@@ -172,7 +172,7 @@ class ClusterIndex:
             self.end_pass()
 
     def prune(
-        self, now: float, forget: Set[str] | frozenset[str] = frozenset(), chunk: int = 256
+        self, now: float, forget: Set[str] | frozenset[str] = frozenset(), chunk: int = 64
     ) -> Iterator[None]:
         """``rebuild``'s first part, in slices: forget stale links, yielding after every
         ``chunk`` link keys (or members of one large key).
@@ -240,7 +240,7 @@ class ClusterIndex:
         return groups
 
     def regrouping(
-        self, chunk: int = 256, previous: bool = False
+        self, chunk: int = 64, previous: bool = False
     ) -> Generator[None, None, tuple[dict[str, list[str]], dict[str, str]]]:
         """``regroup`` in slices: the new clusters are built aside, key by key, while
         ``link`` keeps serving (and merging) the current ones and notes every membership it

@@ -248,7 +248,7 @@ class FamilyIndex:
             pass
 
     def maintenance(
-        self, now: float, forget: Set[str] | frozenset[str] = frozenset(), chunk: int = 256
+        self, now: float, forget: Set[str] | frozenset[str] = frozenset(), chunk: int = 64
     ) -> Iterator[None]:
         """``maintain`` in slices, yielding after every ``chunk`` bands or senders.
 
@@ -261,7 +261,7 @@ class FamilyIndex:
         self.begin_pass(now, forget)
         try:
             bands = self._bands
-            keys = list(bands)
+            keys = list(dict.keys(bands))  # not the linked list's order: much faster
             yield
             for start in range(0, len(keys), chunk):
                 for key in keys[start : start + chunk]:
