@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Set
+from collections.abc import Generator, Iterable, Iterator, Set
 
 
 def link_key(kind: str, values: Iterable[object]) -> str:
@@ -58,6 +58,15 @@ class ClusterIndex:
         self._band: dict[str, int] = {}
         #: root of a cluster of two or more -> members younger than each edge
         self._by_age: dict[str, list[int]] = {}
+        #: subject -> the last time it used any link key (with ``_band``)
+        self._seen: dict[str, float] = {}
+        #: While ``regrouping`` runs: the (subject, key) memberships added since it started.
+        self._journal: list[tuple[str, str]] | None = None
+        #: While ``prune`` runs: links last used before ``_cutoff``, or before ``_pass_now``
+        #: by a subject in ``_forget``, are as good as forgotten (see ``link``).
+        self._cutoff = float("-inf")
+        self._pass_now = float("-inf")
+        self._forget: Set[str] | frozenset[str] = frozenset()
 
     def _own(self, subject: str) -> list[int]:
         band = self._band.get(subject, self._edges)
@@ -87,8 +96,19 @@ class ClusterIndex:
     ) -> list[tuple[str, str]]:
         """Record that ``subject`` (of age band ``band``) used ``keys`` at ``at``; the merges
         it caused, as ``(absorbed root, surviving root)`` pairs in order."""
-        if self._edges and band is not None and subject not in self._band:
-            self._band[subject] = band
+        if self._edges and band is not None:
+            seen = self._seen.get(subject)
+            if (
+                seen is None
+                or seen < self._cutoff
+                or (seen < self._pass_now and subject in self._forget)
+            ):
+                # New, or every link it had is one the running prune forgets: its band is
+                # read again, as after a one-shot rebuild.
+                self._band[subject] = band
+                self._seen[subject] = at
+            elif seen < at:
+                self._seen[subject] = at
         merges: list[tuple[str, str]] = []
         for key in keys:
             members = self._members.get(key)
@@ -96,11 +116,17 @@ class ClusterIndex:
                 self._members[key] = {subject: at}
                 continue
             seen = members.get(subject)
+            if seen is not None and (
+                seen < self._cutoff or (seen < self._pass_now and subject in self._forget)
+            ):
+                seen = None  # the running prune forgets it: a newcomer, as after a one-shot
             if seen is None or seen < at:
                 members[subject] = at
             # Every member of a key is in one cluster (each joined it through a union with an
             # earlier member), so only a newcomer can merge anything.
             if seen is None and len(members) > 1:
+                if self._journal is not None:
+                    self._journal.append((subject, key))
                 other = next(iter(members))
                 merged = self._union(subject, other)
                 if merged is not None:
@@ -137,20 +163,70 @@ class ClusterIndex:
 
         Returns the clusters of two or more members: root -> members.
         """
+        self.begin_pass(now, forget)
+        try:
+            for _ in self.prune(now, forget):
+                pass
+            return self.regroup()
+        finally:
+            self.end_pass()
+
+    def prune(
+        self, now: float, forget: Set[str] | frozenset[str] = frozenset(), chunk: int = 64
+    ) -> Iterator[None]:
+        """``rebuild``'s first part, in slices: forget stale links, yielding after every
+        ``chunk`` link keys (or members of one large key).
+
+        From its start until ``end_pass`` (called by whoever runs the pass, after
+        ``regrouping``), ``link`` treats a link the slices will forget as already forgotten
+        (a subject using it again joins the key afresh, its age band read again), so the
+        links left are those a one-shot prune at its start, followed by the same calls,
+        would leave.
+        """
         cutoff = now - self.window
-        for key in list(self._members):
-            members = self._members[key]
-            stale = [s for s, last in members.items() if last < cutoff or s in forget]
-            for subject in stale:
-                del members[subject]
-            if not members:
+        self.begin_pass(now, forget)
+        keys = list(self._members)
+        yield
+        done = 0
+        for key in keys:
+            members = self._members.get(key)
+            if members is None:
+                continue
+            names = list(members)
+            for start in range(0, len(names), chunk):
+                for subject in names[start : start + chunk]:
+                    last = members.get(subject)
+                    if last is not None and (last < cutoff or (last < now and subject in forget)):
+                        del members[subject]
+                if len(names) > chunk:
+                    yield
+            if not members and self._members.get(key) is members:
                 del self._members[key]
+            done += 1
+            if done % chunk == 0:
+                yield
+
+    def begin_pass(self, now: float, forget: Set[str] | frozenset[str] = frozenset()) -> None:
+        """From now on, treat what a pass at ``now`` forgets as forgotten already (the
+        state calls it when its pass starts, before this index's slices run)."""
+        self._cutoff, self._pass_now, self._forget = now - self.window, now, forget
+
+    def end_pass(self) -> None:
+        self._cutoff = self._pass_now = float("-inf")
+        self._forget = frozenset()
+
+    def regroup(self) -> dict[str, list[str]]:
+        """``rebuild``'s second part: the clusters of the links now kept, from scratch.
+
+        Returns the clusters of two or more members: root -> members.
+        """
         self._parent.clear()
         self._size.clear()
         self._by_age.clear()
         if self._edges:
             alive = {s for members in self._members.values() for s in members}
             self._band = {s: b for s, b in self._band.items() if s in alive}
+            self._seen = {s: t for s, t in self._seen.items() if s in alive}
         for members in self._members.values():
             if len(members) > 1:
                 first, *rest = members
@@ -162,6 +238,67 @@ class ClusterIndex:
         for root, group in groups.items():
             group.append(root)
         return groups
+
+    def regrouping(
+        self, chunk: int = 64, previous: bool = False
+    ) -> Generator[None, None, tuple[dict[str, list[str]], dict[str, str]]]:
+        """``regroup`` in slices: the new clusters are built aside, key by key, while
+        ``link`` keeps serving (and merging) the current ones and notes every membership it
+        adds; the last slice adds those and swaps the new clusters in. What is swapped in
+        is what ``regroup`` would build at that moment. With ``previous``, it returns the
+        new clusters (root -> members, two or more) and every then linked subject's root
+        just before the swap (both O(linked subjects), in that last slice); else two empty
+        dicts."""
+        fresh = ClusterIndex(self.window, self._edges)
+        fresh._band = self._band  # shared: ``link`` records a newcomer's band in it
+        alive: set[str] = set()
+        journal: list[tuple[str, str]] = []
+        self._journal = journal
+        try:
+            keys = list(self._members)
+            yield
+            for done, key in enumerate(keys, 1):
+                members = self._members.get(key)
+                if members:
+                    alive.update(members)
+                    if len(members) > 1:
+                        names = list(members)
+                        first = names[0]
+                        for start in range(1, len(names), chunk):
+                            for other in names[start : start + chunk]:
+                                fresh._union(first, other)
+                            if len(names) > chunk:
+                                yield
+                if done % chunk == 0:
+                    yield
+            if self._edges:
+                # Forget the bands of subjects left with no link (in place: ``fresh`` and
+                # ``link`` share the dict).
+                names = list(self._band)
+                for start in range(0, len(names), chunk):
+                    joined = {name for name, _ in journal}
+                    for subject in names[start : start + chunk]:
+                        if subject not in alive and subject not in joined:
+                            self._band.pop(subject, None)
+                            self._seen.pop(subject, None)
+                    yield
+            for subject, key in journal:
+                members = self._members.get(key)
+                if members:
+                    fresh._union(subject, next(iter(members)))
+            if not previous:
+                self._parent, self._size, self._by_age = fresh._parent, fresh._size, fresh._by_age
+                return {}, {}
+            before = {s: self.find(s) for s in self.linked_subjects()}
+            self._parent, self._size, self._by_age = fresh._parent, fresh._size, fresh._by_age
+            groups: dict[str, list[str]] = {}
+            for subject in list(self._parent):
+                groups.setdefault(self.find(subject), []).append(subject)
+            for root, group in groups.items():
+                group.append(root)
+            return groups, before
+        finally:
+            self._journal = None
 
     def linked_subjects(self) -> list[str]:
         """Every subject in a cluster of two or more."""

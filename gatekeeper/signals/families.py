@@ -31,7 +31,7 @@ import re
 import unicodedata
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence, Set
+from collections.abc import Iterator, Sequence, Set
 from itertools import pairwise
 from typing import Any
 
@@ -161,6 +161,11 @@ class FamilyIndex:
         #: the same tuple and time; nothing between two such calls can change the answer but
         #: another ``assign`` (which replaces it) or ``maintain`` (which clears it).
         self._last: tuple[tuple[str, ...], float, str] | None = None
+        #: While ``maintenance`` runs: bands and senders last seen before ``_cutoff``, or
+        #: senders in ``_forget`` last seen before ``_pass_now``, are as good as forgotten.
+        self._cutoff = float("-inf")
+        self._pass_now = float("-inf")
+        self._forget: Set[str] | frozenset[str] = frozenset()
 
     @staticmethod
     def keys(skeleton: str) -> list[str]:
@@ -179,13 +184,21 @@ class FamilyIndex:
         for key in keys:
             entry = bands.get(key)
             if entry is not None:
+                if entry[1] < self._cutoff:
+                    # The running maintenance forgets it: gone, as after a one-shot one.
+                    del bands[key]
+                    continue
                 family = entry[0]
                 break
         if family is None:
             family = "f-" + keys[0].replace(":", "").replace(".", "")[:16]
         for key in keys:
             entry = bands.get(key)
-            if entry is None:
+            if entry is not None and entry[1] < self._cutoff:
+                # Forgotten by the running maintenance: the band is this family's now.
+                entry[0], entry[1] = family, at
+                bands.move_to_end(key)
+            elif entry is None:
                 bands[key] = [family, at]
                 if len(bands) > self.max_bands:
                     bands.popitem(last=False)
@@ -202,6 +215,15 @@ class FamilyIndex:
         if entry is None:
             entry = self._families[family] = _Family(len(self.edges))
         member = entry.members.get(subject)
+        if member is not None and (
+            member[0] < self._cutoff or (member[0] < self._pass_now and subject in self._forget)
+        ):
+            # The running maintenance forgets this sender: it joins afresh, as after a
+            # one-shot maintenance (its age band read again).
+            del entry.members[subject]
+            for i in range(member[1], len(self.edges)):
+                entry.by_age[i] -= 1
+            member = None
         if member is None:
             band = age_band(age_days, self.edges)
             entry.members[subject] = [at, band]
@@ -222,23 +244,62 @@ class FamilyIndex:
     def maintain(self, now: float, forget: Set[str] | frozenset[str] = frozenset()) -> None:
         """Forget bands and senders not seen within the window, and the senders in
         ``forget``."""
+        for _ in self.maintenance(now, forget):
+            pass
+
+    def maintenance(
+        self, now: float, forget: Set[str] | frozenset[str] = frozenset(), chunk: int = 64
+    ) -> Iterator[None]:
+        """``maintain`` in slices, yielding after every ``chunk`` bands or senders.
+
+        While it runs, ``assign`` and ``add`` treat what it will forget as forgotten already,
+        so what is left when it ends is what a one-shot ``maintain`` at its start, followed
+        by the same calls, would leave.
+        """
         cutoff = now - self.window
         self._last = None
-        self._bands = OrderedDict((k, v) for k, v in self._bands.items() if v[1] >= cutoff)
-        for name in list(self._families):
-            entry = self._families[name]
-            stale = [s for s, (last, _) in entry.members.items() if last < cutoff or s in forget]
-            if not stale:
-                continue
-            for subject in stale:
-                del entry.members[subject]
-            if not entry.members:
-                del self._families[name]
-                continue
-            entry.by_age = [0] * len(self.edges)
-            for _, band in entry.members.values():
-                for i in range(band, len(self.edges)):
-                    entry.by_age[i] += 1
+        self.begin_pass(now, forget)
+        try:
+            bands = self._bands
+            keys = list(dict.keys(bands))  # not the linked list's order: much faster
+            yield
+            for start in range(0, len(keys), chunk):
+                for key in keys[start : start + chunk]:
+                    entry = bands.get(key)
+                    if entry is not None and entry[1] < cutoff:
+                        del bands[key]
+                yield
+            for name in list(self._families):
+                family = self._families.get(name)
+                if family is None:
+                    continue
+                names = list(family.members)
+                for start in range(0, len(names), chunk):
+                    members = family.members
+                    for subject in names[start : start + chunk]:
+                        member = members.get(subject)
+                        if member is not None and (
+                            member[0] < cutoff or (member[0] < now and subject in forget)
+                        ):
+                            del members[subject]
+                            for i in range(member[1], len(self.edges)):
+                                family.by_age[i] -= 1
+                    if len(names) > chunk:
+                        yield
+                if not family.members and self._families.get(name) is family:
+                    del self._families[name]
+                yield
+        finally:
+            self.end_pass()
+
+    def begin_pass(self, now: float, forget: Set[str] | frozenset[str] = frozenset()) -> None:
+        """From now on, treat what a pass at ``now`` forgets as forgotten already (the
+        state calls it when its pass starts, before this index's slices run)."""
+        self._cutoff, self._pass_now, self._forget = now - self.window, now, forget
+
+    def end_pass(self) -> None:
+        self._cutoff = self._pass_now = float("-inf")
+        self._forget = frozenset()
 
     def stats(self) -> dict[str, int]:
         return {"families": len(self._families), "family_bands": len(self._bands)}

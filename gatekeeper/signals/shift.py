@@ -24,7 +24,7 @@ module measures the move, not the release.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -139,11 +139,29 @@ class ShiftIndex:
     def maintain(
         self, now: float, root: Callable[[str], str], forget: AbstractSet[str] = frozenset()
     ) -> None:
-        """Forget idle subjects, the subjects in ``forget`` (evicted from the signal state),
-        and moves older than the prior window; recount the moved subjects per behavioural
-        cluster with the current roots."""
-        for subject in [s for s, mix in self._mixes.items() if mix.idle(now) or s in forget]:
-            del self._mixes[subject]
+        """``maintenance`` at once."""
+        for _ in self.maintenance(now, root, forget):
+            pass
+
+    def maintenance(
+        self,
+        now: float,
+        root: Callable[[str], str],
+        forget: AbstractSet[str] = frozenset(),
+        chunk: int = 64,
+    ) -> Generator[None, None, None]:
+        """Forget idle subjects and the subjects in ``forget`` (evicted from the signal state),
+        ``chunk`` at a time between yields; then, at once, moves older than the prior window,
+        and recount the moved subjects per behavioural cluster with the current roots (the
+        moved subjects are few: only those that changed models)."""
+        mixes = self._mixes
+        names = list(mixes)
+        for start in range(0, len(names), chunk):
+            for subject in names[start : start + chunk]:
+                mix = mixes.get(subject)
+                if mix is not None and (mix.idle(now) or subject in forget):
+                    del mixes[subject]
+            yield
         oldest = now - self.prior_seconds
         by_root: dict[tuple[str, str], int] = {}
         for model in list(self._moved):

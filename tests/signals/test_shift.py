@@ -106,3 +106,17 @@ async def test_the_stage_reads_the_shift_of_the_requested_model() -> None:
     assert shifts[3]["moved"] and shifts[3]["prior_requests"] == 8
     assert ctx.signals.model_shift.moved
     assert state.stats()["shift_moved"] == 1
+
+
+def test_maintenance_in_slices_forgets_idle_and_evicted_subjects_and_keeps_the_rest() -> None:
+    index = ShiftIndex(600.0, 86400.0, 12)
+    t = 1_000_000.0
+    for i in range(200):
+        index.add(f"s{i}", "old", t, alone)
+    index.add("evicted", "old", t + 90_000, alone)
+    index.add("active", "old", t + 90_000, alone)
+    slices = list(index.maintenance(t + 90_100, alone, frozenset({"evicted"}), chunk=64))
+    assert len(slices) == 4  # 202 subjects, 64 at a time: the loop can run in between
+    # The 200 idle for a day and the evicted one are forgotten; the active one stays.
+    assert index.stats()["shift_subjects"] == 1
+    assert index.read("active", "old", t + 90_100, "active")["prior_requests"] == 0
