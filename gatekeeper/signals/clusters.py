@@ -24,6 +24,8 @@ import functools
 import hashlib
 from collections.abc import Generator, Iterable, Iterator, Set
 
+from gatekeeper.signals.windows import PassWindow
+
 
 def link_key(kind: str, values: Iterable[object]) -> str:
     """``<kind>:<hash of the values>``, e.g. ``payment:5f0c…``."""
@@ -44,7 +46,7 @@ def cluster_id(root: str) -> str:
     return "c-" + hashlib.blake2b(root.encode(), digest_size=6).hexdigest()
 
 
-class ClusterIndex:
+class ClusterIndex(PassWindow):
     """Union-find over subjects, fed with link keys and their last use."""
 
     def __init__(self, window_seconds: float, age_edges: int = 0) -> None:
@@ -62,11 +64,8 @@ class ClusterIndex:
         self._seen: dict[str, float] = {}
         #: While ``regrouping`` runs: the (subject, key) memberships added since it started.
         self._journal: list[tuple[str, str]] | None = None
-        #: While ``prune`` runs: links last used before ``_cutoff``, or before ``_pass_now``
-        #: by a subject in ``_forget``, are as good as forgotten (see ``link``).
-        self._cutoff = float("-inf")
-        self._pass_now = float("-inf")
-        self._forget: Set[str] | frozenset[str] = frozenset()
+        # While ``prune`` runs (``PassWindow``): links last used before ``_cutoff``, or
+        # before ``_pass_now`` by a subject in ``_forget``, are as good as forgotten.
 
     def _own(self, subject: str) -> list[int]:
         band = self._band.get(subject, self._edges)
@@ -205,15 +204,6 @@ class ClusterIndex:
             done += 1
             if done % chunk == 0:
                 yield
-
-    def begin_pass(self, now: float, forget: Set[str] | frozenset[str] = frozenset()) -> None:
-        """From now on, treat what a pass at ``now`` forgets as forgotten already (the
-        state calls it when its pass starts, before this index's slices run)."""
-        self._cutoff, self._pass_now, self._forget = now - self.window, now, forget
-
-    def end_pass(self) -> None:
-        self._cutoff = self._pass_now = float("-inf")
-        self._forget = frozenset()
 
     def regroup(self) -> dict[str, list[str]]:
         """``rebuild``'s second part: the clusters of the links now kept, from scratch.

@@ -36,6 +36,7 @@ from itertools import pairwise
 from typing import Any
 
 from gatekeeper.input_document import family_document
+from gatekeeper.signals.windows import PassWindow
 
 BINS = 16
 ROWS = 2
@@ -141,7 +142,7 @@ def age_band(age_days: float | None, edges: Sequence[float]) -> int:
     return len(edges)
 
 
-class FamilyIndex:
+class FamilyIndex(PassWindow):
     """Prompt families of the main window and who sent them."""
 
     def __init__(
@@ -161,11 +162,9 @@ class FamilyIndex:
         #: the same tuple and time; nothing between two such calls can change the answer but
         #: another ``assign`` (which replaces it) or ``maintain`` (which clears it).
         self._last: tuple[tuple[str, ...], float, str] | None = None
-        #: While ``maintenance`` runs: bands and senders last seen before ``_cutoff``, or
-        #: senders in ``_forget`` last seen before ``_pass_now``, are as good as forgotten.
-        self._cutoff = float("-inf")
-        self._pass_now = float("-inf")
-        self._forget: Set[str] | frozenset[str] = frozenset()
+        # While ``maintenance`` runs (``PassWindow``): bands and senders last seen before
+        # ``_cutoff``, or senders in ``_forget`` last seen before ``_pass_now``, are as good
+        # as forgotten.
 
     @staticmethod
     def keys(skeleton: str) -> list[str]:
@@ -291,15 +290,6 @@ class FamilyIndex:
                 yield
         finally:
             self.end_pass()
-
-    def begin_pass(self, now: float, forget: Set[str] | frozenset[str] = frozenset()) -> None:
-        """From now on, treat what a pass at ``now`` forgets as forgotten already (the
-        state calls it when its pass starts, before this index's slices run)."""
-        self._cutoff, self._pass_now, self._forget = now - self.window, now, forget
-
-    def end_pass(self) -> None:
-        self._cutoff = self._pass_now = float("-inf")
-        self._forget = frozenset()
 
     def stats(self) -> dict[str, int]:
         return {"families": len(self._families), "family_bands": len(self._bands)}

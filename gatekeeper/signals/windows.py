@@ -13,6 +13,7 @@ land in their own bucket while it is still inside the window, and are ignored af
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 
 
 class RollingCounts:
@@ -185,3 +186,25 @@ class RollingTally:
                 at = (stamp + 0.5) * self._size
                 for key, amount in tally.items():
                     self.add(at, key, amount)
+
+
+class PassWindow:
+    """What a maintenance pass in progress forgets, for an index pruned in slices (the
+    account and behavioural ``ClusterIndex`` and the ``FamilyIndex``): from ``begin_pass``
+    to ``end_pass``, an entry last seen before ``_cutoff`` (the window before the pass's
+    time), or one of a subject in ``_forget`` seen before ``_pass_now``, is as good as
+    forgotten, so requests between slices see what a one-shot pass would have left."""
+
+    window: float
+    _cutoff: float = float("-inf")
+    _pass_now: float = float("-inf")
+    _forget: AbstractSet[str] = frozenset()
+
+    def begin_pass(self, now: float, forget: AbstractSet[str] = frozenset()) -> None:
+        """From now on, treat what a pass at ``now`` forgets as forgotten already (the
+        state calls it when its pass starts, before this index's slices run)."""
+        self._cutoff, self._pass_now, self._forget = now - self.window, now, forget
+
+    def end_pass(self) -> None:
+        self._cutoff = self._pass_now = float("-inf")
+        self._forget = frozenset()
