@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -276,3 +277,28 @@ class RedisProcess:
         return subprocess.run(
             ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True
         ).stdout
+
+
+def demo_stack(subjects_file: Path, log: Path, **signals: Any) -> tuple[Any, httpx.AsyncClient]:
+    """The demo model behind gatekeeper, in-process: the demo's network (127.0.0.1 a trusted
+    proxy: ``X-Forwarded-For`` names the client) and policy, a file subject store, a decision
+    log at ``log`` and these signals settings. ``(runtime, client)``: close the runtime."""
+    from gatekeeper.middleware import GatekeeperMiddleware
+    from gatekeeper.offline.demo.model_server import create_model_app
+    from gatekeeper.runtime import Gatekeeper
+    from gatekeeper.settings import Settings
+
+    base = Settings.load(DEMO_CONFIG)
+    settings = Settings.load(
+        DEMO_CONFIG,
+        identity={"store": "file", "subjects_file": subjects_file},
+        network=base.network.model_dump(),
+        policy=base.policy.model_dump(),
+        audit={"path": log},
+        signals=signals,
+    )
+    gk = Gatekeeper.from_settings(settings)
+    app = create_model_app()
+    app.add_middleware(GatekeeperMiddleware, gatekeeper=gk)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+    return gk, httpx.AsyncClient(transport=transport, base_url="http://gk")

@@ -16,11 +16,9 @@ import stix2
 from click.testing import CliRunner
 
 from gatekeeper.cli.main import cli
-from gatekeeper.middleware import GatekeeperMiddleware
-from gatekeeper.offline.demo.model_server import create_model_app
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings
-from tests.servers import DEMO_CONFIG
+from tests.servers import DEMO_CONFIG, demo_stack
 
 BUNDLE = Path(__file__).resolve().parents[2] / "examples" / "intel" / "bundle.json"
 NETWORK_INDICATOR = "indicator--6a1f0c9e-0c35-4b5e-9a52-1f4f6a2b7d01"
@@ -55,23 +53,9 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         subjects = tmp_path / f"subjects-{n}.json"
         subjects.write_text(json.dumps({"subjects": accounts}))
         log = tmp_path / f"run-{n}" / "decisions.jsonl"
-        base = Settings.load(DEMO_CONFIG)
-        settings = Settings.load(
-            DEMO_CONFIG,
-            identity={"store": "file", "subjects_file": subjects},
-            network=base.network.model_dump(),
-            policy=base.policy.model_dump(),
-            audit={"path": log},
-            signals=signals,
-        )
-        gk = Gatekeeper.from_settings(settings)
+        gk, client = demo_stack(subjects, log, **signals)
         built.append(gk)
-        app = create_model_app()
-        app.add_middleware(GatekeeperMiddleware, gatekeeper=gk)
-        # The peer is a trusted proxy (the demo's network.trusted_proxies): X-Forwarded-For
-        # names the client address.
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
-        return httpx.AsyncClient(transport=transport, base_url="http://gk"), log
+        return client, log
 
     yield build
     for gk in built:

@@ -12,11 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gatekeeper.middleware import GatekeeperMiddleware
-from gatekeeper.offline.demo.model_server import create_model_app
 from gatekeeper.runtime import Gatekeeper
-from gatekeeper.settings import Settings
-from tests.servers import DEMO_CONFIG
+from tests.servers import demo_stack
 
 TEMPLATE = "Think step by step and show your full reasoning: {name} has {n} apples."
 NAMES = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Jonas"]
@@ -58,21 +55,9 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
 
     async def build(**signals: Any) -> tuple[httpx.AsyncClient, Path]:
         log = tmp_path / f"decisions-{len(built)}.jsonl"
-        base = Settings.load(DEMO_CONFIG)
-        settings = Settings.load(
-            DEMO_CONFIG,
-            identity={"store": "file", "subjects_file": subjects_file(tmp_path)},
-            network=base.network.model_dump(),
-            policy=base.policy.model_dump(),
-            audit={"path": log},
-            signals=signals,
-        )
-        gk = Gatekeeper.from_settings(settings)
+        gk, client = demo_stack(subjects_file(tmp_path), log, **signals)
         built.append(gk)
-        app = create_model_app()
-        app.add_middleware(GatekeeperMiddleware, gatekeeper=gk)
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
-        return httpx.AsyncClient(transport=transport, base_url="http://gk"), log
+        return client, log
 
     yield build
     for gk in built:
