@@ -283,8 +283,6 @@ def demo_stack(subjects_file: Path, log: Path, **signals: Any) -> tuple[Any, htt
     """The demo model behind gatekeeper, in-process: the demo's network (127.0.0.1 a trusted
     proxy: ``X-Forwarded-For`` names the client) and policy, a file subject store, a decision
     log at ``log`` and these signals settings. ``(runtime, client)``: close the runtime."""
-    from gatekeeper.middleware import GatekeeperMiddleware
-    from gatekeeper.offline.demo.model_server import create_model_app
     from gatekeeper.runtime import Gatekeeper
     from gatekeeper.settings import Settings
 
@@ -298,7 +296,16 @@ def demo_stack(subjects_file: Path, log: Path, **signals: Any) -> tuple[Any, htt
         signals=signals,
     )
     gk = Gatekeeper.from_settings(settings)
+    return gk, demo_client(gk)
+
+
+def demo_client(gk: Any) -> httpx.AsyncClient:
+    """A client of the demo model behind ``gk`` (a ``Gatekeeper``), in-process over ASGI,
+    from 127.0.0.1: the demo's trusted proxy, so ``X-Forwarded-For`` names the client."""
+    from gatekeeper.middleware import GatekeeperMiddleware
+    from gatekeeper.offline.demo.model_server import create_model_app
+
     app = create_model_app()
     app.add_middleware(GatekeeperMiddleware, gatekeeper=gk)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
-    return gk, httpx.AsyncClient(transport=transport, base_url="http://gk")
+    return httpx.AsyncClient(transport=transport, base_url="http://gk")

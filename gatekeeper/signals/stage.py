@@ -203,7 +203,7 @@ class SignalStage:
                 if self.intel is not None
                 else []
             )
-            document = signals_document(
+            signals = signals_document(
                 own,
                 cluster,
                 available=True,
@@ -222,7 +222,7 @@ class SignalStage:
             log.exception("signals stage failed; the policy sees signals.available = false")
             return SignalContext(unavailable_signals())
         return SignalContext(
-            document,
+            signals,
             subject=subject.id,
             at=now,
             template=template,

@@ -7,14 +7,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from gatekeeper import Gatekeeper, GatekeeperMiddleware, Settings
+from gatekeeper import Gatekeeper, Settings
 from gatekeeper.audit import JsonlFileSink
-from gatekeeper.offline.demo.model_server import create_model_app
 from tests.audit.conftest import complete_lines
-from tests.servers import DEMO_CONFIG
+from tests.servers import DEMO_CONFIG, demo_client
 
 CHAT = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "Is 9.11 > 9.8?"}]}
 HEADERS = {"authorization": "Bearer gk-demo-enterprise"}
@@ -40,12 +38,6 @@ async def gatekeeper(tmp_path: Path) -> AsyncIterator[Gatekeeper]:
     await gk.aclose()
 
 
-def client(gk: Gatekeeper) -> httpx.AsyncClient:
-    app = create_model_app()
-    app.add_middleware(GatekeeperMiddleware, gatekeeper=gk)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gk")
-
-
 def logged(path: Path) -> dict[str, dict[str, Any]]:
     lines = [json.loads(x) for x in complete_lines(path)]
     return {e["decision_id"]: e for e in lines if e["gatekeeper"]["kind"] == "decision"}
@@ -55,7 +47,7 @@ def logged(path: Path) -> dict[str, dict[str, Any]]:
 async def test_an_answered_durable_request_is_already_on_disk(
     gatekeeper: Gatekeeper, stream: bool
 ) -> None:
-    async with client(gatekeeper) as http:
+    async with demo_client(gatekeeper) as http:
         r = await http.post(
             "/v1/chat/completions", json={**CHAT, "stream": stream}, headers=HEADERS
         )
@@ -68,7 +60,7 @@ async def test_an_answered_durable_request_is_already_on_disk(
 
 
 async def test_a_refusal_on_a_durable_route_is_durable_too(gatekeeper: Gatekeeper) -> None:
-    async with client(gatekeeper) as http:
+    async with demo_client(gatekeeper) as http:
         r = await http.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": "gk-nope"})
         on_disk = logged(gatekeeper.settings.audit.path)
     assert r.status_code == 401
@@ -78,7 +70,7 @@ async def test_a_refusal_on_a_durable_route_is_durable_too(gatekeeper: Gatekeepe
 
 
 async def test_other_routes_are_not_held(gatekeeper: Gatekeeper) -> None:
-    async with client(gatekeeper) as http:
+    async with demo_client(gatekeeper) as http:
         r = await http.post("/v1/messages", json={**CHAT, "max_tokens": 64}, headers=HEADERS)
         await gatekeeper.decision_log.flush()
     event = logged(gatekeeper.settings.audit.path)[r.headers["x-gatekeeper-decision-id"]]
@@ -92,7 +84,7 @@ async def test_when_the_log_cannot_write_the_request_is_refused(gatekeeper: Gate
     log.sink = log.sinks[0] = sealer.sink = sealer.sinks[0] = FullDisk(
         gatekeeper.settings.audit.path
     )
-    async with client(gatekeeper) as http:
+    async with demo_client(gatekeeper) as http:
         r = await http.post("/v1/chat/completions", json=CHAT, headers=HEADERS)
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "decision_log_unavailable"

@@ -6,17 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from gatekeeper import GatekeeperMiddleware
 from gatekeeper.cli.main import cli
-from gatekeeper.offline.demo.model_server import create_model_app
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import NetworkSettings, Settings
-from tests.servers import DEMO_CONFIG
+from tests.servers import DEMO_CONFIG, demo_client
 
 
 def test_tags_are_listed_per_tag_and_looked_up_per_country() -> None:
@@ -41,11 +38,8 @@ async def test_every_event_carries_the_tags_of_the_client_country(tmp_path: Path
     log = tmp_path / "decisions.jsonl"
     settings = Settings.load(DEMO_CONFIG, audit={"path": log})  # EU and OFAC, as shipped
     gk = Gatekeeper.from_settings(settings)
-    app = create_model_app()
-    app.add_middleware(GatekeeperMiddleware, gatekeeper=gk)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
     body = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "hi"}]}
-    async with httpx.AsyncClient(transport=transport, base_url="http://gk") as client:
+    async with demo_client(gk) as client:
         for ip in ("192.0.2.7", "198.51.100.7", "127.0.0.1"):  # DE, KP, US (demo GeoIP)
             headers = {"authorization": "Bearer gk-demo-pro", "x-forwarded-for": ip}
             await client.post("/v1/chat/completions", json=body, headers=headers)

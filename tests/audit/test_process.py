@@ -17,10 +17,9 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from gatekeeper import Gatekeeper, GatekeeperMiddleware, Settings
+from gatekeeper import Gatekeeper, Settings
 from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, Signer, parse_rules
 from gatekeeper.audit.canonical import digest
 from gatekeeper.audit.keys import Keyring
@@ -32,9 +31,8 @@ from gatekeeper.audit.witness import WitnessPublisher, open_witness, read_witnes
 from gatekeeper.observability.health import readiness
 from gatekeeper.offline.audit.reader import find_log_files
 from gatekeeper.offline.audit.verify import verify_log
-from gatekeeper.offline.demo.model_server import create_model_app
 from tests.audit.conftest import complete_lines, decision_event
-from tests.servers import DEMO_CONFIG
+from tests.servers import DEMO_CONFIG, demo_client
 
 CHAT = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "Is 9.11 > 9.8?"}]}
 HEADERS = {"authorization": "Bearer gk-demo-enterprise"}
@@ -86,15 +84,9 @@ async def gatekeeper(tmp_path: Path) -> AsyncIterator[Gatekeeper]:
     await gk.aclose()
 
 
-def client(gk: Gatekeeper) -> httpx.AsyncClient:
-    app = create_model_app()
-    app.add_middleware(GatekeeperMiddleware, gatekeeper=gk)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gk")
-
-
 async def test_the_setting_gives_the_log_a_writer_process(gatekeeper: Gatekeeper) -> None:
     log = gatekeeper.decision_log
-    async with client(gatekeeper) as http:
+    async with demo_client(gatekeeper) as http:
         r = await http.post("/v1/chat/completions", json=CHAT, headers=HEADERS)
         on_disk = decision_ids(gatekeeper.settings.audit.path)  # before anything else runs
     assert r.status_code == 200
@@ -109,7 +101,7 @@ async def test_a_killed_writer_process_refuses_durable_requests_and_readiness(
     gatekeeper: Gatekeeper,
 ) -> None:
     log = gatekeeper.decision_log
-    async with client(gatekeeper) as http:
+    async with demo_client(gatekeeper) as http:
         first = await http.post("/v1/chat/completions", json=CHAT, headers=HEADERS)
         assert first.status_code == 200
         ready, _ = await readiness(gatekeeper.observability.parts.readiness_checks(), 5.0)

@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 from redis.asyncio import Redis
 
-from gatekeeper.middleware import GatekeeperMiddleware
-from gatekeeper.offline.demo.model_server import create_model_app
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings
-from tests.servers import DEMO_CONFIG
+from tests.servers import DEMO_CONFIG, demo_client
 
 REQUESTS = 40
 
@@ -44,13 +41,10 @@ async def test_signals_cost_no_round_trip_per_request(redis_url: str, tmp_path: 
         signals={"key_prefix": f"rt{tmp_path.name[-8:]}", "flush_seconds": 3600},
     )
     gk = Gatekeeper.from_settings(settings)
-    app = create_model_app()
-    app.add_middleware(GatekeeperMiddleware, gatekeeper=gk)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
     observer = Redis.from_url(redis_url)
     body = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "hello"}]}
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gk") as client:
+        async with demo_client(gk) as client:
             warm = await client.post("/v1/chat/completions", json=body, headers={"x-api-key": "k1"})
             assert warm.status_code == 200
             before = await command_counts(observer)
