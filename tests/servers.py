@@ -279,10 +279,11 @@ class RedisProcess:
         ).stdout
 
 
-def demo_stack(subjects_file: Path, log: Path, **signals: Any) -> tuple[Any, httpx.AsyncClient]:
+def demo_stack(subjects_file: Path, log: Path, **sections: Any) -> tuple[Any, httpx.AsyncClient]:
     """The demo model behind gatekeeper, in-process: the demo's network (127.0.0.1 a trusted
     proxy: ``X-Forwarded-For`` names the client) and policy, a file subject store, a decision
-    log at ``log`` and these signals settings. ``(runtime, client)``: close the runtime."""
+    log at ``log``, and these settings sections (``signals={…}``, ``quota={…}``).
+    ``(runtime, client)``: close the runtime."""
     from gatekeeper.runtime import Gatekeeper
     from gatekeeper.settings import Settings
 
@@ -293,7 +294,7 @@ def demo_stack(subjects_file: Path, log: Path, **signals: Any) -> tuple[Any, htt
         network=base.network.model_dump(),
         policy=base.policy.model_dump(),
         audit={"path": log},
-        signals=signals,
+        **sections,
     )
     gk = Gatekeeper.from_settings(settings)
     return gk, demo_client(gk)

@@ -53,7 +53,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         subjects = tmp_path / f"subjects-{n}.json"
         subjects.write_text(json.dumps({"subjects": accounts}))
         log = tmp_path / f"run-{n}" / "decisions.jsonl"
-        gk, client = demo_stack(subjects, log, **signals)
+        gk, client = demo_stack(subjects, log, signals=signals)
         built.append(gk)
         return client, log
 

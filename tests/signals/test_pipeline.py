@@ -55,7 +55,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
 
     async def build(**signals: Any) -> tuple[httpx.AsyncClient, Path]:
         log = tmp_path / f"decisions-{len(built)}.jsonl"
-        gk, client = demo_stack(subjects_file(tmp_path), log, **signals)
+        gk, client = demo_stack(subjects_file(tmp_path), log, signals=signals)
         built.append(gk)
         return client, log
 

@@ -11,9 +11,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from gatekeeper.runtime import Gatekeeper
-from gatekeeper.settings import Settings
-from tests.servers import DEMO_CONFIG, demo_client
+from tests.servers import demo_stack
 
 REQUESTS = 40
 
@@ -30,21 +28,16 @@ async def test_signals_cost_no_round_trip_per_request(redis_url: str, tmp_path: 
             {"subjects": [{"key": "k1", "id": "s1", "tier": "pro", "kyc_level": "government_id"}]}
         )
     )
-    base = Settings.load(DEMO_CONFIG)
-    settings = Settings.load(
-        DEMO_CONFIG,
-        identity={"store": "file", "subjects_file": subjects},
-        network=base.network.model_dump(),
-        policy=base.policy.model_dump(),
-        audit={"path": tmp_path / "d.jsonl"},
+    gk, http = demo_stack(
+        subjects,
+        tmp_path / "d.jsonl",
         quota={"storage": redis_url, "key_prefix": f"rt{tmp_path.name[-8:]}"},
         signals={"key_prefix": f"rt{tmp_path.name[-8:]}", "flush_seconds": 3600},
     )
-    gk = Gatekeeper.from_settings(settings)
     observer = Redis.from_url(redis_url)
     body = {"model": "demo-reasoner", "messages": [{"role": "user", "content": "hello"}]}
     try:
-        async with demo_client(gk) as client:
+        async with http as client:
             warm = await client.post("/v1/chat/completions", json=body, headers={"x-api-key": "k1"})
             assert warm.status_code == 200
             before = await command_counts(observer)
