@@ -79,8 +79,7 @@ class RollingCounts:
 
     def totals(self, now: float) -> list[int]:
         """Each metric's sum over the window ending at ``now`` (a copy)."""
-        self._expire(math.floor(now / self._size) - self._n)
-        return list(self._sums)
+        return list(self.sums(now))
 
     def sums(self, now: float) -> list[int]:
         """``totals`` without the copy: the live sums, to read before anything is added."""
