@@ -111,7 +111,7 @@ async def main(
     prepared = []
     for doc in pool:
         ctx = await stage.inspect(
-            probe, Network(), doc, reasoning_requested=True, user_agent=UA
+            probe, Network(), doc, reasoning_requested=True, user_agent=UA, model="m"
         )  # fmt: skip
         prepared.append((ctx.template, ctx.bands, ctx.features))
     links = [stage._links(subject, network, UA) for subject, network in people]
@@ -152,7 +152,7 @@ async def main(
             clock.now += 0.01
             a = ns()
             ctx = await stage.inspect(
-                subject, network, doc, reasoning_requested=True, user_agent=UA
+                subject, network, doc, reasoning_requested=True, user_agent=UA, model="m"
             )  # fmt: skip
             b = ns()
             stage.observe(ctx, allow)

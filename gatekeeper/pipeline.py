@@ -273,6 +273,7 @@ class Pipeline:
                 reasoning_requested=ctx.facts.reasoning_requested,
                 estimated_tokens=ctx.facts.estimated_tokens,
                 user_agent=ctx.user_agent,
+                model=ctx.facts.model or None,
             )
             matched = ctx.signals.document.get("indicators")
             if matched:

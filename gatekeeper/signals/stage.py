@@ -160,8 +160,10 @@ class SignalStage:
         reasoning_requested: bool = False,
         estimated_tokens: int = 0,
         user_agent: str | None = None,
+        model: str | None = None,
     ) -> SignalContext:
-        """The signals of one request (``document`` is its parsed JSON body, or None)."""
+        """The signals of one request (``document`` is its parsed JSON body, or None;
+        ``model`` the model it calls, as its dialect read it)."""
         try:
             if not self._started:
                 await self.start()
@@ -187,9 +189,6 @@ class SignalStage:
             own, cluster, repetition = self.state.read_documents(
                 subject.id, template, links, now, family
             )
-            model = document.get("model") if isinstance(document, dict) else None
-            if not isinstance(model, str) or not model:
-                model = None
             score, patterns = _checked_score(scored)
             indicators = (
                 self.intel.match(

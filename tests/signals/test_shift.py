@@ -91,13 +91,13 @@ async def test_the_stage_reads_the_shift_of_the_requested_model() -> None:
     stage = SignalStage(MemorySignalStore(state), clock=lambda: now[0])
     who = Subject(id="s1", tier="pro", kyc_level="government_id", account_age_days=300)
     for _ in range(8):
-        ctx = await stage.inspect(who, NET, body("old"))
+        ctx = await stage.inspect(who, NET, body("old"), model="old")
         stage.observe(ctx, Decision(allow=True))
         now[0] += 120
     now[0] += 3600
     shifts = []
     for _ in range(4):
-        ctx = await stage.inspect(who, NET, body("new"))
+        ctx = await stage.inspect(who, NET, body("new"), model="new")
         shifts.append(ctx.document["model_shift"])
         stage.observe(ctx, Decision(allow=True))
         now[0] += 30
