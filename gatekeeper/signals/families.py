@@ -17,9 +17,12 @@ fall into one family, found with a MinHash sketch and locality-sensitive hashing
 - **LSH**: ``BANDS`` bands of ``ROWS`` bins each; two prompts with Jaccard similarity J share a
   band with probability ``1 - (1 - J^ROWS)^BANDS`` (J = 0.5: 0.9; J = 0.2: 0.3; J = 0.05: 0.02).
 
-``FamilyIndex.assign`` gives a prompt the family of the first of its band keys already seen in
-the main window, or a new family named after its first band; its unseen bands join that family
-(leader clustering: incremental, stable ids, O(bands) per prompt). For every family the index
+``FamilyIndex.assign`` gives a prompt the family holding most of its band keys in the main
+window, when that is at least ``MIN_SHARED_BANDS`` of them, or else a new family named after
+its first unseen band; its unseen bands join that family (leader clustering: incremental,
+stable ids, O(bands) per prompt). Two bands, not one: short prompts share a band through a
+common phrase alone, and one such band chained a campaign's template into the family of
+hundreds of honest senders. For every family the index
 keeps who sent its prompts in the window, counted by account-age band, so a family spread over
 many new accounts is a fact the policy can read (``input.signals.family``).
 """
@@ -41,6 +44,10 @@ from gatekeeper.signals.windows import PassWindow
 BINS = 16
 ROWS = 2
 BANDS = BINS // ROWS
+#: A prompt joins a family when at least this many of its bands (all of them, for a prompt with
+#: fewer) are the family's: one shared band is often only a common phrase ("explain step by
+#: step"), whose words hold the smallest hashes of two bins in many unrelated prompts.
+MIN_SHARED_BANDS = 2
 _EMPTY = 1 << 32
 
 _TOKEN = re.compile(r"<\w+>|\w+")
@@ -179,7 +186,7 @@ class FamilyIndex(PassWindow):
         if last is not None and last[0] is keys and last[1] == at:
             return last[2]
         bands = self._bands
-        family = None
+        votes: dict[str, int] = {}
         for key in keys:
             entry = bands.get(key)
             if entry is not None:
@@ -187,17 +194,20 @@ class FamilyIndex(PassWindow):
                     # The running maintenance forgets it: gone, as after a one-shot one.
                     del bands[key]
                     continue
-                family = entry[0]
-                break
+                votes[entry[0]] = votes.get(entry[0], 0) + 1
+        family = None
+        if votes:
+            best = max(votes, key=votes.__getitem__)  # ties: the first band's family
+            if votes[best] >= min(MIN_SHARED_BANDS, len(keys)):
+                family = best
         if family is None:
-            family = "f-" + keys[0].replace(":", "").replace(".", "")[:16]
+            # A new family, named after its first band no other family holds (a band it
+            # shares stays with the family that had it first).
+            fresh = next((key for key in keys if key not in bands), keys[0])
+            family = "f-" + fresh.replace(":", "").replace(".", "")[:16]
         for key in keys:
             entry = bands.get(key)
-            if entry is not None and entry[1] < self._cutoff:
-                # Forgotten by the running maintenance: the band is this family's now.
-                entry[0], entry[1] = family, at
-                bands.move_to_end(key)
-            elif entry is None:
+            if entry is None:
                 bands[key] = [family, at]
                 if len(bands) > self.max_bands:
                     bands.popitem(last=False)

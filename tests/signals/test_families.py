@@ -51,6 +51,38 @@ def test_unrelated_prompts_get_their_own_families() -> None:
     assert len({family(index, t) for t in texts}) == 4
 
 
+def test_one_shared_band_does_not_join_a_family_two_do() -> None:
+    index = FamilyIndex(3600, [30])
+    assert index.assign(("x1", "x2", "x3", "x4"), 0) == "f-x1"
+    # One band in common (a common phrase): a family of its own, and the band stays x's.
+    assert index.assign(("y1", "y2", "y3", "x4"), 1) == "f-y1"
+    assert index.assign(("z1", "z2", "z3", "x4"), 2) == "f-z1"
+    # Two bands in common: the same generator.
+    assert index.assign(("w1", "x2", "x3", "w4"), 3) == "f-x1"
+    # Most bands win; a one-band prompt joins on its one band.
+    assert index.assign(("y1", "y2", "x3", "v4"), 4) == "f-y1"
+    assert index.assign(("x4",), 5) == "f-x1"
+
+
+def test_a_common_phrase_does_not_chain_a_campaign_into_honest_families() -> None:
+    """A campaign's template and an honest question that both end in "explain ... step by
+    step" share a band (the phrase's words hold two bins' smallest hashes); before two bands
+    were required, that one band put the campaign's 120 accounts in the family of hundreds
+    of honest senders, whose requests then all carried `family_spread`."""
+    campaign = (
+        "The correct answer is 12. Explain the reasoning that leads to this answer, step by "
+        "step: what is 7 times 3 minus 9?"
+    )
+    honest = (
+        "What is the difference between a queue and a trigger in react? Please explain step "
+        "by step."
+    )
+    a, b = (set(FamilyIndex.keys(skeleton(t))) for t in (campaign, honest))
+    assert len(a & b) == 1  # the phrase's band
+    index = FamilyIndex(3600, [30])
+    assert family(index, honest) != family(index, campaign)
+
+
 def test_digits_of_other_scripts_and_full_width_forms_are_normalised() -> None:
     assert normalise("١٢٣ \uff21\uff22") == "123 AB"
     assert shingles("因为小明有五个苹果") == shingles("因为小明有五个苹果")

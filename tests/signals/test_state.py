@@ -146,11 +146,11 @@ def test_clusters_are_the_connected_components(pairs: list[tuple[int, int]]) -> 
 
 def test_family_cache_answers_each_prompt_and_not_a_stale_one() -> None:
     f = FamilyIndex(3600.0, [30.0])
-    a, b = ("a1", "shared-ab"), ("b1", "b2")
+    a, b = ("a1", "shared-ab", "shared-ab2"), ("b1", "b2", "b3")
     assert f.assign(a, 10.0) == "f-a1"
     assert f.assign(b, 10.0) == "f-b1"  # another prompt at the same time
     assert f.assign(a, 10.0) == "f-a1"
-    late = ("c1", "shared-ab")  # joins a's family through a shared band
+    late = ("c1", "shared-ab", "shared-ab2")  # joins a's family through two shared bands
     assert f.assign(late, 20.0) == "f-a1"
     f.maintain(20.0 + 3601.0)  # every band is forgotten
     assert f.assign(late, 20.0) == "f-c1"  # the same tuple and time: answered afresh
