@@ -3,10 +3,11 @@
 # a campaign that opens more accounts gets no more reasoning. Configuration: config/cohorts.
 #
 # A cohort is the first entry of `cohorts` whose conditions the request meets (account age
-# below `max_account_age_days` when given, KYC level below `below_kyc`, tier in `tiers` when
-# given, at least `min_multi_account` kinds of multi-account evidence when given: the
-# distillation module's `multi_account`, for subjects it does not exempt); its key is the
-# entry's name and, for each attribute in `by`, the request's value of it:
+# below `max_account_age_days` when given, KYC level below `below_kyc`, network type in
+# `network_types` when given, tier in `tiers` when given, at least `min_multi_account` kinds
+# of multi-account evidence when given: the distillation module's `multi_account`, for
+# subjects it does not exempt); its key is the entry's name and, for each attribute in `by`,
+# the request's value of it:
 #   network_type  hosting | proxy | other (GeoIP flags, or the ASN lists of config/distillation)
 #   tier, kyc, country, behaviour (the behavioural cluster's id, input.signals.behaviour.id)
 # The budget is a quota template of scope "cohort" (keyed `cohort:<key>:<name>`), unit
@@ -26,6 +27,7 @@ entry := [e |
 
 matches(e) if {
 	age_matches(e)
+	network_matches(e)
 	data.gatekeeper.config.kyc.levels[input.subject.kyc_level] < data.gatekeeper.config.kyc.levels[e.below_kyc]
 	tier_matches(e)
 	evidence_matches(e)
@@ -47,6 +49,11 @@ evidence_matches(e) if {
 	data.gatekeeper.distillation.multi_account >= e.min_multi_account
 	not data.gatekeeper.distillation.exempt
 }
+
+# An entry for some network types only (`network_types`: hosting, proxy, other).
+network_matches(e) if not e.network_types
+
+network_matches(e) if network_type in e.network_types
 
 tier_matches(e) if not e.tiers
 

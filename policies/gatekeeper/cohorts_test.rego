@@ -149,3 +149,28 @@ test_tool_evidence_limits_the_tool_budget_to_the_evidence_it_names if {
 	q.name == "cohort_reasoning"
 	q.cohort == "multi_account/hosting"
 }
+
+# --- an entry for some network types only ------------------------------------------------------
+
+network_cohort_config := json.patch(evidence_cohort_config, [{"op": "add", "path": "/cohorts/cohorts/0", "value": {
+	"name": "proxied",
+	"network_types": ["proxy"],
+	"below_kyc": "business",
+	"budget": {"name": "cohort_reasoning", "capacity": 300, "rate": 300, "period": 3600, "on_store_error": "local"},
+}}])
+
+test_a_network_types_entry_meters_every_unverified_account_on_those_networks if {
+	# Old, no evidence: outside every other entry, inside this one.
+	[q] := cohorts.quotas with input as young(400, "government_id", {"is_proxy": true}) with data.gatekeeper.config as network_cohort_config
+	q.cohort == "proxied"
+	q.capacity == 300
+	[r] := cohorts.quotas with input as spread(young(400, "government_id", {"is_proxy": true})) with data.gatekeeper.config as network_cohort_config
+	r.cohort == "proxied"
+}
+
+test_a_network_types_entry_leaves_other_networks_and_business_accounts_alone if {
+	[q] := cohorts.quotas with input as spread(young(400, "government_id", {"is_hosting": true})) with data.gatekeeper.config as network_cohort_config
+	q.cohort == "multi_account/hosting"
+	cohorts.quotas == [] with input as young(400, "government_id", {}) with data.gatekeeper.config as network_cohort_config
+	cohorts.quotas == [] with input as young(400, "business", {"is_proxy": true}) with data.gatekeeper.config as network_cohort_config
+}
