@@ -43,9 +43,9 @@ from gatekeeper.health import PartHealth
 from gatekeeper.policy.compile import compile_source, first_lines
 from gatekeeper.policy.engine import (
     UNDEFINED,
+    DecisionCache,
     EngineCounters,
     Verdict,
-    decision_from_json,
 )
 from gatekeeper.policy.projection import input_paths, project, projection_tree
 from gatekeeper.policy.repo import PolicySource
@@ -169,6 +169,8 @@ class _Revision:
         vm = Vm(self.plan, self._data_json) if self.plan.program is not None else None
         #: Why the VM is not used for this revision ("" while it is).
         self.vm_reason = self.plan.reason
+        #: This revision's validated decisions, by their JSON text (``DecisionCache``).
+        self.decisions = DecisionCache()
         _thread_engines()[self.key] = _Evaluators(engine, vm)
         weakref.finalize(self, _retire, self.key)
 
@@ -382,7 +384,7 @@ class EmbeddedEngine:
             raise self.counters.failed(
                 "undefined", PolicyEvaluationError("the decision rule is undefined for this input")
             )
-        validate = partial(decision_from_json, raw, input_doc)
+        validate = partial(active.decisions.decision, raw, input_doc)
         return self.counters.verdict(validate, active.revision, "evaluation")
 
     async def decide(self, input_doc: dict[str, Any]) -> Decision:
