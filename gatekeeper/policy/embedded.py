@@ -47,7 +47,7 @@ from gatekeeper.policy.engine import (
     EngineCounters,
     Verdict,
 )
-from gatekeeper.policy.projection import input_paths, project, projection_tree
+from gatekeeper.policy.projection import input_paths, projection_tree, projector
 from gatekeeper.policy.repo import PolicySource
 from gatekeeper.policy.syntax import syntax_trees
 from gatekeeper.policy.vm import Vm, VmPlan, prepare
@@ -164,7 +164,9 @@ class _Revision:
             prepared = prepare_revision(source, decision_rule, evaluator)
         #: The input paths the policy reads (None: all of it); only they are handed to regorus.
         self.input_paths = prepared.input_paths
-        self._projection = None if self.input_paths is None else projection_tree(self.input_paths)
+        self._project = (
+            None if self.input_paths is None else projector(projection_tree(self.input_paths))
+        )
         self.plan = prepared.plan
         vm = Vm(self.plan, self._data_json) if self.plan.program is not None else None
         #: Why the VM is not used for this revision ("" while it is).
@@ -191,8 +193,8 @@ class _Revision:
 
     def input_json(self, input_doc: dict[str, Any]) -> str:
         """``input_doc`` as regorus gets it: as JSON, only the paths the policy reads."""
-        if self._projection is not None:
-            input_doc = project(input_doc, self._projection)
+        if self._project is not None:
+            input_doc = self._project(input_doc)
         return orjson.dumps(input_doc).decode()
 
     def evaluate_doc(self, input_doc: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gatekeeper.policy import EmbeddedEngine, PolicySource
 from gatekeeper.policy.embedded import compile_source
-from gatekeeper.policy.projection import input_paths, project, projection_tree
+from gatekeeper.policy.projection import input_paths, project, projection_tree, projector
 from tests.policy.conftest import make_input
 from tests.policy.test_conformance import PACK
 
@@ -63,6 +63,41 @@ def test_projection_keeps_what_is_read_and_nothing_else() -> None:
     doc = {"a": {"b": 1, "z": 2}, "c": {"d": [1], "x": 3}, "e": "text", "g": 4}
     assert project(doc, tree) == {"a": {"b": 1, "z": 2}, "c": {"d": [1]}, "e": "text"}
     assert project({}, tree) == {}  # missing stays missing
+
+
+_names = st.one_of(st.sampled_from(["a", "b", "c"]), st.text(max_size=4))
+_paths = st.lists(st.lists(_names, min_size=1, max_size=4).map(tuple), min_size=1, max_size=6)
+_docs = st.recursive(
+    st.one_of(st.none(), st.integers(), st.text(max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=2), st.dictionaries(_names, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(paths=_paths, doc=st.dictionaries(_names, _docs, max_size=4))
+def test_the_compiled_projection_is_the_projection(
+    paths: list[tuple[str, ...]], doc: dict[str, Any]
+) -> None:
+    tree = projection_tree(paths)
+    assert projector(tree)(doc) == project(doc, tree)
+
+
+def test_a_deep_or_oddly_named_path_compiles() -> None:
+    deep = tuple(f"k{i}" for i in range(60))
+    odd = ("it's", 'a "quote"\n', "\\", "{x}")
+    tree = projection_tree([deep, odd])
+    doc: dict[str, Any] = {"kept": 1}
+    node = doc
+    for field in deep:
+        node[field] = {"other": 0}
+        node = node[field]
+    node["leaf"] = 1
+    doc[odd[0]] = {odd[1]: {odd[2]: {odd[3]: 2, "x": 3}}}
+    assert projector(tree)(doc) == project(doc, tree)
+    assert "kept" not in projector(tree)(doc)
 
 
 def test_the_default_pack_gets_a_fraction_of_the_input() -> None:
