@@ -438,6 +438,7 @@ class EmbeddedEngine:
                 else [".".join(path) for path in self._active.input_paths]
             ),
             "vm": self._active.vm_status(),
+            "decision_cache": self._active.decisions.as_dict(),
             **self.counters.as_dict(),
         }
 

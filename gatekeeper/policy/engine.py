@@ -168,6 +168,10 @@ class DecisionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def as_dict(self) -> dict[str, int]:
+        """Entries held, and requests served from them or validated in full."""
+        return {"entries": len(self._entries), "hits": self.hits, "misses": self.misses}
+
     def decision(self, raw: str, input_doc: dict[str, Any]) -> Decision:
         """``decision_from_json(raw, input_doc)``, from the cache where it can be."""
         request = input_doc.get("request")

@@ -155,7 +155,7 @@ async def test_a_new_revision_starts_with_an_empty_cache(pack: PolicySource) -> 
     first = await engine.verdict(doc)
     assert (await engine.verdict(doc)).decision == first.decision
     old = engine._active.decisions
-    assert old.hits == 1
+    assert engine.status()["decision_cache"] == {"entries": 1, "hits": 1, "misses": 1}
     await engine.activate(dataclasses.replace(pack, revision="changed"))
     assert engine._active.decisions is not old and len(engine._active.decisions) == 0
     verdict = await engine.verdict(doc)
