@@ -130,7 +130,7 @@ def prepare_revision(
         plan = vm_plan(source, decision_rule, engine, trees)
     else:
         plan = VmPlan(None, f"policy.evaluator is {evaluator!r}")
-    return Prepared(plan, input_paths(source.policy_modules, trees))
+    return Prepared(plan, input_paths(source.policy_modules, trees, source.data))
 
 
 class _Revision:
