@@ -246,8 +246,8 @@ _M = TypeVar("_M", bound=BaseModel)
 
 def _updated(model: _M, **values: Any) -> _M:
     """A shallow copy of ``model`` with ``values`` set, unvalidated (the caller checked them):
-    ``model_copy(update=...)`` at a third of its cost. The fields are already in the model's
-    set of fields given, as validation left it."""
+    ``model_copy(update=...)`` for 1.1 µs instead of 1.5. The fields are already in the
+    model's set of fields given, as validation left it."""
     new = model.__copy__()
     new.__dict__.update(values)
     return new
