@@ -54,6 +54,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+class _Frozen(_Model):
+    """A part of ``Decision``: immutable, since one validated decision may serve many requests
+    (``policy.engine.DecisionCache``); change one with ``model_copy(update=...)``."""
+
+    model_config = ConfigDict(frozen=True)
+
+
 class Subject(_Model):
     """Who is calling: resolved from the API key or token by the identity stage."""
 
@@ -290,7 +297,7 @@ class Input(_Model):
     time: TimeInfo
 
 
-class Reason(_Model):
+class Reason(_Frozen):
     """Why a decision was taken; ``code`` is machine-readable and stable."""
 
     code: str
@@ -310,7 +317,7 @@ QuotaScope = Literal["subject", "org", "cluster", "cohort"]
 QUOTA_TEMPLATES = "quota_templates"
 
 
-class QuotaSpec(_Model):
+class QuotaSpec(_Frozen):
     """One quota the request must fit in, chosen and parameterised by the policy.
 
     A token bucket holds ``capacity`` units and gains ``rate`` units every ``period`` seconds.
@@ -356,7 +363,7 @@ class QuotaSpec(_Model):
 ReasoningMode = Literal["full", "summary", "truncate", "redact", "drop"]
 
 
-class ReasoningPolicy(_Model):
+class ReasoningPolicy(_Frozen):
     """How much of the model's reasoning the response may expose (docs/reasoning.md).
 
     ``max_tokens`` bounds what ``summary`` and ``truncate`` show of one response (gatekeeper's
@@ -370,7 +377,7 @@ class ReasoningPolicy(_Model):
     budget_quota: str | None = None
 
 
-class Obligations(_Model):
+class Obligations(_Frozen):
     """Things the caller or the operator must do, beside allowing or refusing."""
 
     step_up_kyc: KycLevel | None = None
@@ -378,7 +385,7 @@ class Obligations(_Model):
     notes: list[str] = Field(default_factory=list)
 
 
-class Decision(_Model):
+class Decision(_Frozen):
     """The policy's verdict on one request (the value of ``data.gatekeeper.decision``)."""
 
     # Strict: a policy that returns "yes" or 1 for `allow` is broken, and must not be allowed.

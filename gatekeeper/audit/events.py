@@ -16,17 +16,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gatekeeper._version import __version__
+
 EVENT_VERSION = 1
 DECISION_PATH = "gatekeeper/decision"
 _INSTANCE_ID = str(uuid.uuid4())
 
 
+#: The last whole second ``rfc3339_ns`` formatted, and its text: events come many a second.
+#: One tuple, replaced whole, so threads (the log's writer formats too) never see it half set.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def rfc3339_ns(unix_ns: int) -> str:
     """RFC 3339 UTC with nanoseconds, trailing zeros trimmed (Go's formatting, as OPA writes)."""
+    global _last_second
     seconds, nanos = divmod(unix_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    last, stamp = _last_second
+    if seconds != last:
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, stamp)
     if nanos:
-        stamp += "." + f"{nanos:09d}".rstrip("0")
+        return f"{stamp}.{nanos:09d}".rstrip("0") + "Z"
     return stamp + "Z"
 
 
@@ -115,12 +126,16 @@ class DecisionRecord:
         return event
 
 
+#: The configured labels ``base_labels`` last saw, and its answer for them (a copy is handed out).
+_last_labels: tuple[dict[str, str], str, dict[str, str]] = ({}, "", {})
+
+
 def base_labels(labels: dict[str, str]) -> dict[str, str]:
     """OPA's ``labels``: this process's random ``id``, the ``version``, then configured ones."""
-    return {"id": _INSTANCE_ID, "version": _version(), **labels}
-
-
-def _version() -> str:
-    from gatekeeper._version import __version__
-
-    return os.environ.get("GATEKEEPER_VERSION_LABEL", __version__)
+    global _last_labels
+    version = os.environ.get("GATEKEEPER_VERSION_LABEL", __version__)
+    seen, seen_version, merged = _last_labels
+    if seen_version != version or seen != labels:
+        merged = {"id": _INSTANCE_ID, "version": version, **labels}
+        _last_labels = (dict(labels), version, merged)
+    return dict(merged)

@@ -43,11 +43,11 @@ from gatekeeper.health import PartHealth
 from gatekeeper.policy.compile import compile_source, first_lines
 from gatekeeper.policy.engine import (
     UNDEFINED,
+    DecisionCache,
     EngineCounters,
     Verdict,
-    decision_from_json,
 )
-from gatekeeper.policy.projection import input_paths, project, projection_tree
+from gatekeeper.policy.projection import input_paths, projection_tree, projector
 from gatekeeper.policy.repo import PolicySource
 from gatekeeper.policy.syntax import syntax_trees
 from gatekeeper.policy.vm import Vm, VmPlan, prepare
@@ -130,7 +130,7 @@ def prepare_revision(
         plan = vm_plan(source, decision_rule, engine, trees)
     else:
         plan = VmPlan(None, f"policy.evaluator is {evaluator!r}")
-    return Prepared(plan, input_paths(source.policy_modules, trees))
+    return Prepared(plan, input_paths(source.policy_modules, trees, source.data))
 
 
 class _Revision:
@@ -164,11 +164,15 @@ class _Revision:
             prepared = prepare_revision(source, decision_rule, evaluator)
         #: The input paths the policy reads (None: all of it); only they are handed to regorus.
         self.input_paths = prepared.input_paths
-        self._projection = None if self.input_paths is None else projection_tree(self.input_paths)
+        self._project = (
+            None if self.input_paths is None else projector(projection_tree(self.input_paths))
+        )
         self.plan = prepared.plan
         vm = Vm(self.plan, self._data_json) if self.plan.program is not None else None
         #: Why the VM is not used for this revision ("" while it is).
         self.vm_reason = self.plan.reason
+        #: This revision's validated decisions, by their JSON text (``DecisionCache``).
+        self.decisions = DecisionCache()
         _thread_engines()[self.key] = _Evaluators(engine, vm)
         weakref.finalize(self, _retire, self.key)
 
@@ -189,8 +193,8 @@ class _Revision:
 
     def input_json(self, input_doc: dict[str, Any]) -> str:
         """``input_doc`` as regorus gets it: as JSON, only the paths the policy reads."""
-        if self._projection is not None:
-            input_doc = project(input_doc, self._projection)
+        if self._project is not None:
+            input_doc = self._project(input_doc)
         return orjson.dumps(input_doc).decode()
 
     def evaluate_doc(self, input_doc: dict[str, Any]) -> str:
@@ -382,7 +386,7 @@ class EmbeddedEngine:
             raise self.counters.failed(
                 "undefined", PolicyEvaluationError("the decision rule is undefined for this input")
             )
-        validate = partial(decision_from_json, raw, input_doc)
+        validate = partial(active.decisions.decision, raw, input_doc)
         return self.counters.verdict(validate, active.revision, "evaluation")
 
     async def decide(self, input_doc: dict[str, Any]) -> Decision:
@@ -434,6 +438,7 @@ class EmbeddedEngine:
                 else [".".join(path) for path in self._active.input_paths]
             ),
             "vm": self._active.vm_status(),
+            "decision_cache": self._active.decisions.as_dict(),
             **self.counters.as_dict(),
         }
 

@@ -26,7 +26,9 @@ package gatekeeper.distillation
 # partial input document (a test's, a replayed log's) grades as calmly as an empty one.
 # `input.signals` is named in each object.get, not bound to a variable once: gatekeeper hands
 # the policy only the input paths it reads (docs/policy-authoring.md, "Evaluators"), and a
-# path under a variable cannot be seen, so `s := input.signals` would send every signal.
+# path under a variable cannot be seen, so `s := input.signals` would send every signal. For
+# the same reason a key taken from the configuration names its full `data.` path, not `c`:
+# gatekeeper reads such a key from the data, and hands the policy that one field.
 evidence := {name |
 	c := data.gatekeeper.config.distillation
 	cot := object.get(input.signals, "cot_elicitation", 0)
@@ -45,16 +47,16 @@ evidence := {name |
 			] == [true, true],
 			[
 				object.get(input.signals, ["subject", "repeat_share"], 0) >= object.get(c.template, "min_repeat_share", 2),
-				object.get(input.signals, ["subject", "requests", c.window], 0) >= c.template.min_count,
+				object.get(input.signals, ["subject", "requests", data.gatekeeper.config.distillation.window], 0) >= c.template.min_count,
 			] == [true, true],
 		},
 		# Reasoning actually shown to the client (`share_of`: exposed_share), not asked for.
 		"reasoning_heavy": [
-			object.get(input.signals, ["subject", object.get(c.reasoning_heavy, "share_of", "reasoning_share")], 0) >= c.reasoning_heavy.min_share,
-			object.get(input.signals, ["subject", "requests", c.window], 0) >= c.reasoning_heavy.min_requests,
+			object.get(input.signals, ["subject", object.get(data.gatekeeper.config.distillation.reasoning_heavy, "share_of", "reasoning_share")], 0) >= c.reasoning_heavy.min_share,
+			object.get(input.signals, ["subject", "requests", data.gatekeeper.config.distillation.window], 0) >= c.reasoning_heavy.min_requests,
 		] == [true, true],
 		# One prompt family sent by many young accounts (near-duplicates, any wording).
-		"family_spread": object.get(input.signals, ["family", "subjects_by_age", object.get(c, ["family", "age_band"], "30")], 0) >= object.get(c, ["family", "min_young_subjects"], 1e12),
+		"family_spread": object.get(input.signals, ["family", "subjects_by_age", object.get(data.gatekeeper.config.distillation, ["family", "age_band"], "30")], 0) >= object.get(c, ["family", "min_young_subjects"], 1e12),
 		# Many young accounts whose usage fingerprints are alike, most of the cluster young, this
 		# one reasoning-heavy. The young share keeps out the large mixed-age clusters honest
 		# users with default clients chain into (a campaign's accounts are mostly new).
@@ -69,7 +71,7 @@ evidence := {name |
 		"shared_intel": count([i | some i in object.get(input.signals, "indicators", []); intel_confident(i, c)]) > 0,
 		"cluster_large": size >= c.cluster.large,
 		"cluster_huge": size >= c.cluster.huge,
-		"cluster_heavy": object.get(input.signals, ["cluster", "requests", c.window], 0) >= c.cluster.heavy_requests,
+		"cluster_heavy": object.get(input.signals, ["cluster", "requests", data.gatekeeper.config.distillation.window], 0) >= c.cluster.heavy_requests,
 		"datacenter": true in {
 			object.get(input.network, "is_hosting", false),
 			object.get(input.network, "is_proxy", false),

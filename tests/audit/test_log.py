@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from gatekeeper.audit import (
     StdoutSink,
     rfc3339_ns,
 )
+from gatekeeper.audit.events import base_labels
 from gatekeeper.audit.keys import Keyring
 from gatekeeper.audit.setup import build_decision_log
 from gatekeeper.audit.sinks import checkpoint_sidecar
@@ -38,6 +40,28 @@ def test_timestamps_match_opa_formatting() -> None:
     assert rfc3339_ns(1_559_592_436_939_402_185) == "2019-06-03T20:07:16.939402185Z"
     assert rfc3339_ns(1_559_592_436_900_000_000) == "2019-06-03T20:07:16.9Z"
     assert rfc3339_ns(1_559_592_436_000_000_000) == "2019-06-03T20:07:16Z"
+
+
+def test_timestamps_of_other_seconds_are_their_own() -> None:
+    # The formatted second is reused while events come within it, and only then.
+    for unix_ns in (1_559_592_436_5, 1_559_592_437_000_000_001, 1_559_592_436_000_000_010):
+        seconds, nanos = divmod(unix_ns, 1_000_000_000)
+        expected = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        expected += f".{nanos:09d}".rstrip("0") if nanos else ""
+        assert rfc3339_ns(unix_ns) == expected + "Z"
+
+
+def test_labels_follow_the_configured_ones_and_the_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    labels = {"app": "a"}
+    first = base_labels(labels)
+    first["app"] = "changed by a consumer"
+    assert base_labels(labels)["app"] == "a"
+    labels["app"] = "b"
+    assert base_labels(labels)["app"] == "b"
+    monkeypatch.setenv("GATEKEEPER_VERSION_LABEL", "9.9")
+    assert base_labels(labels) == {"id": first["id"], "version": "9.9", "app": "b"}
 
 
 def test_event_layout_is_opa_compatible() -> None:
