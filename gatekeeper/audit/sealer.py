@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from gatekeeper.audit.canonical import FORMAT
@@ -146,11 +147,16 @@ class ChainSealer:
             store.rotate()
         snapshot = self._chain.head
         rules = self.masker.batch_rules() if self.masker is not None and entries else []
+        masker = self.masker
         for entry in entries:
             try:
-                if self.masker is not None:
-                    self.masker.apply(entry, rules)
-                line = self._chain.seal(entry)
+                if masker is None:
+                    line = self._chain.seal(entry)
+                else:
+                    # The rules first; the secret-field scan and the field cap then look at
+                    # the line the chain makes (one serialisation, not one more for them).
+                    masked = masker.apply_rules(entry, rules)
+                    line = self._chain.seal(entry, partial(masker.scan, entry, masked=masked))
             except Exception as exc:  # never write an event that could not be masked or encoded
                 line = self._chain.seal(unwritable(entry, exc))
             lines.append(line + b"\n")
