@@ -96,7 +96,7 @@ class DecisionRecord:
             "request": {"method": self.method, "path": self.path},
             "enforcement": {
                 "status": self.status,
-                "quotas": self.quotas,
+                "quotas": quota_states(self.quotas, self.result) if self.quotas else [],
                 "reasoning": self.reasoning,
                 "latency_ns": time.perf_counter_ns() - self.started_ns,
             },
@@ -113,6 +113,38 @@ class DecisionRecord:
         if self.durable:
             enforcement["durable"] = True
         return event
+
+
+def quota_states(
+    states: list[dict[str, Any]], result: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """``enforcement.quotas`` as logged: each state without the ``key`` and ``capacity`` that
+    the result's quota of the same name already says (``result.quotas``, the decision's own
+    copy: a quota's state names it by ``name``); an integral ``remaining`` as an integer (the
+    same canonical JSON, without the writer's work of cutting its ``.0``)."""
+    specs = result.get("quotas") if result is not None else None
+    by_name: dict[Any, dict[str, Any]] = {}
+    if isinstance(specs, list):
+        for spec in specs:
+            if isinstance(spec, dict):
+                by_name.setdefault(spec.get("name"), spec)
+    logged = []
+    for state in states:
+        spec = by_name.get(state.get("name"))
+        if (
+            spec is not None
+            and "key" in state
+            and spec.get("key") == state["key"]
+            and spec.get("capacity") == state.get("capacity")
+        ):
+            state = {k: v for k, v in state.items() if k != "key" and k != "capacity"}
+        else:
+            state = dict(state)
+        remaining = state.get("remaining")
+        if type(remaining) is float and remaining.is_integer() and abs(remaining) < 2**53:
+            state["remaining"] = int(remaining)
+        logged.append(state)
+    return logged
 
 
 def base_labels(labels: dict[str, str]) -> dict[str, str]:

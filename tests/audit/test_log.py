@@ -17,6 +17,7 @@ from gatekeeper.audit import (
     StdoutSink,
     rfc3339_ns,
 )
+from gatekeeper.audit.canonical import canonical_json
 from gatekeeper.audit.keys import Keyring
 from gatekeeper.audit.setup import build_decision_log
 from gatekeeper.audit.sinks import checkpoint_sidecar
@@ -52,6 +53,39 @@ def test_event_layout_is_opa_compatible() -> None:
     assert event["labels"]["app"] == "t" and event["labels"]["id"]
     assert event["gatekeeper"]["enforcement"]["status"] == 200
     assert event["gatekeeper"]["kind"] == "decision"
+
+
+def test_quota_states_leave_out_what_the_results_quota_of_that_name_says() -> None:
+    """``enforcement.quotas`` names each state's quota by ``name``: its key and capacity are
+    left out when the result's first quota of that name has the same, kept otherwise; an
+    integral ``remaining`` is an integer (the same canonical JSON)."""
+    record = DecisionRecord(decision_id="d-1", path="/v1/messages", method="POST")
+    record.result = {
+        "allow": True,
+        "quotas": [
+            {"name": "requests", "key": "subject:s:requests", "capacity": 60, "cost": 1},
+            {"name": "tokens", "key": "subject:s:tokens", "capacity": 1000, "cost": 9},
+        ],
+    }
+    record.quotas = [
+        {"name": "requests", "key": "subject:s:requests", "capacity": 60, "remaining": 59.0,
+         "refused": False},
+        {"name": "tokens", "key": "org:o:tokens", "capacity": 1000, "remaining": 0.5,
+         "refused": True},
+        {"name": "gone", "key": "k", "capacity": 1, "remaining": 1e300, "refused": False},
+        {"name": "month", "unchecked": True},
+    ]  # fmt: skip
+    logged = record.to_event({})["gatekeeper"]["enforcement"]["quotas"]
+    assert logged == [
+        {"name": "requests", "remaining": 59, "refused": False},
+        {"name": "tokens", "key": "org:o:tokens", "capacity": 1000, "remaining": 0.5,
+         "refused": True},
+        {"name": "gone", "key": "k", "capacity": 1, "remaining": 1e300, "refused": False},
+        {"name": "month", "unchecked": True},
+    ]  # fmt: skip
+    assert type(logged[0]["remaining"]) is int
+    assert record.quotas[0]["key"] == "subject:s:requests"  # the record's own states unchanged
+    assert canonical_json(logged[0]) == canonical_json({**logged[0], "remaining": 59.0})
 
 
 async def test_events_are_written_in_order_and_chained(tmp_path: Path, sealer: str) -> None:
