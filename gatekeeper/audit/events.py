@@ -21,10 +21,20 @@ DECISION_PATH = "gatekeeper/decision"
 _INSTANCE_ID = str(uuid.uuid4())
 
 
+#: The last second ``rfc3339_ns`` spelled, and its spelling (every event of a second shares it).
+_last_second: tuple[int, str] = (-1, "")
+
+
 def rfc3339_ns(unix_ns: int) -> str:
     """RFC 3339 UTC with nanoseconds, trailing zeros trimmed (Go's formatting, as OPA writes)."""
+    global _last_second
     seconds, nanos = divmod(unix_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    last = _last_second
+    if last[0] == seconds:
+        stamp = last[1]
+    else:
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, stamp)
     if nanos:
         stamp += "." + f"{nanos:09d}".rstrip("0")
     return stamp + "Z"
@@ -152,7 +162,13 @@ def base_labels(labels: dict[str, str]) -> dict[str, str]:
     return {"id": _INSTANCE_ID, "version": _version(), **labels}
 
 
-def _version() -> str:
-    from gatekeeper._version import __version__
+_VERSION: list[str] = []
 
-    return os.environ.get("GATEKEEPER_VERSION_LABEL", __version__)
+
+def _version() -> str:
+    """The ``version`` label, read once per process."""
+    if not _VERSION:
+        from gatekeeper._version import __version__
+
+        _VERSION.append(os.environ.get("GATEKEEPER_VERSION_LABEL", __version__))
+    return _VERSION[0]
