@@ -129,29 +129,25 @@ def quota_states(
     states: list[dict[str, Any]], result: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
     """``enforcement.quotas`` as logged: each state without the ``key`` and ``capacity`` that
-    the result's quota of the same name already says (``result.quotas``, the decision's own
-    copy: a quota's state names it by ``name``); an integral ``remaining`` as an integer (the
-    same canonical JSON, without the writer's work of cutting its ``.0``)."""
+    the result's first quota of the same name already says (``result.quotas``, the decision's
+    own copy: a quota's state names it by ``name``); an integral ``remaining`` as an integer
+    (the same canonical JSON, without the writer's work of cutting its ``.0``). The record's
+    own states are left as they are."""
     specs = result.get("quotas") if result is not None else None
-    by_name: dict[Any, dict[str, Any]] = {}
-    if isinstance(specs, list):
-        for spec in specs:
-            if isinstance(spec, dict):
-                by_name.setdefault(spec.get("name"), spec)
+    by_name: dict[Any, tuple[Any, Any]] = {}
+    if type(specs) is list:
+        for spec in reversed(specs):  # the first of a name wins
+            if type(spec) is dict:
+                by_name[spec.get("name")] = (spec.get("key"), spec.get("capacity"))
     logged = []
     for state in states:
-        spec = by_name.get(state.get("name"))
-        if (
-            spec is not None
-            and "key" in state
-            and spec.get("key") == state["key"]
-            and spec.get("capacity") == state.get("capacity")
-        ):
-            state = {k: v for k, v in state.items() if k != "key" and k != "capacity"}
-        else:
-            state = dict(state)
+        state = state.copy()
+        said = by_name.get(state.get("name"))
+        if said is not None and "key" in state and said == (state["key"], state.get("capacity")):
+            del state["key"]
+            state.pop("capacity", None)
         remaining = state.get("remaining")
-        if type(remaining) is float and remaining.is_integer() and abs(remaining) < 2**53:
+        if type(remaining) is float and remaining.is_integer() and -(2**53) < remaining < 2**53:
             state["remaining"] = int(remaining)
         logged.append(state)
     return logged
