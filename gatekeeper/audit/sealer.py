@@ -26,7 +26,7 @@ from gatekeeper.audit.canonical import FORMAT
 from gatekeeper.audit.chain import Chain, ChainHead, checkpoint_entry, log_entry
 from gatekeeper.audit.events import rfc3339_ns
 from gatekeeper.audit.keys import Signer
-from gatekeeper.audit.masking import Masker
+from gatekeeper.audit.masking import Masker, MaskRule
 from gatekeeper.audit.remote import Item
 from gatekeeper.audit.sinks import ChainStore, JsonlFileSink, Recovered, Sink
 
@@ -147,16 +147,9 @@ class ChainSealer:
             store.rotate()
         snapshot = self._chain.head
         rules = self.masker.batch_rules() if self.masker is not None and entries else []
-        masker = self.masker
         for entry in entries:
             try:
-                if masker is None:
-                    line = self._chain.seal(entry)
-                else:
-                    # The rules first; the secret-field scan and the field cap then look at
-                    # the line the chain makes (one serialisation, not one more for them).
-                    masked = masker.apply_rules(entry, rules)
-                    line = self._chain.seal(entry, partial(masker.scan, entry, masked=masked))
+                line = mask_and_seal(self._chain, self.masker, entry, rules)
             except Exception as exc:  # never write an event that could not be masked or encoded
                 line = self._chain.seal(unwritable(entry, exc))
             lines.append(line + b"\n")
@@ -258,6 +251,18 @@ class ChainSealer:
                 **policy,
             )
         ]
+
+
+def mask_and_seal(
+    chain: Chain, masker: Masker | None, entry: dict[str, Any], rules: Sequence[MaskRule]
+) -> bytes:
+    """Mask ``entry`` with ``rules`` (``Masker.batch_rules``) and seal it into ``chain``; its
+    line. The rules first; the secret-field scan and the field cap then look at the line the
+    chain makes (one serialisation, made again only for an entry they change)."""
+    if masker is None:
+        return chain.seal(entry)
+    masked = masker.apply_rules(entry, rules)
+    return chain.seal(entry, partial(masker.scan, entry, masked=masked))
 
 
 def chain_name(sink: Sink) -> str:
