@@ -258,8 +258,14 @@ def mask_and_seal(
 ) -> bytes:
     """Mask ``entry`` with ``rules`` (``Masker.batch_rules``) and seal it into ``chain``; its
     line. The rules first; the secret-field scan and the field cap then look at the line the
-    chain makes (one serialisation, made again only for an entry they change)."""
-    if masker is None:
+    chain makes (one serialisation, made again only for an entry they change).
+
+    Only decision events are masked: the log's own entries (``start``, ``restart``, ``gap``,
+    ``withheld``) hold nothing of a request, and the field cap would cut the 71-character
+    hashes they carry (a ``restart``'s ``previous_hash``) when ``audit.max_field_chars`` is
+    below that, breaking the chain they continue."""
+    gk = entry.get("gatekeeper")
+    if masker is None or (type(gk) is dict and gk.get("kind", "decision") != "decision"):
         return chain.seal(entry)
     masked = masker.apply_rules(entry, rules)
     return chain.seal(entry, partial(masker.scan, entry, masked=masked))

@@ -13,6 +13,7 @@ from gatekeeper.audit import (
     DecisionLogUnavailable,
     DecisionRecord,
     JsonlFileSink,
+    Masker,
     Signer,
     StdoutSink,
     rfc3339_ns,
@@ -145,6 +146,32 @@ async def test_a_restart_continues_the_chain(
     assert restart["prev_hash"] == restart["restart"]["previous_hash"]
     report = verify_log(find_log_files([path]), keyring)
     assert report.exit_code == 0 and report.restarts == 1 and report.decisions == 10
+
+
+async def test_the_smallest_field_cap_never_cuts_the_chains_own_hashes(
+    tmp_path: Path, signer: Signer, keyring: Keyring, sealer: str
+) -> None:
+    """``audit.max_field_chars`` may be 64, shorter than a hash (71 chars): it cuts a long
+    string of an event, never a ``prev_hash`` nor the ``previous_hash`` of a ``restart``
+    entry (the log's own entries are not masked), so a restarted log still verifies."""
+    path = tmp_path / "d.jsonl"
+    for run in range(2):
+        log = DecisionLog(
+            JsonlFileSink(path), signer=signer, masker=Masker(max_field_chars=64), sealer=sealer
+        )
+        for i in range(3):
+            event = decision_event(run * 3 + i)
+            event["input"]["request"]["model"] = "m" * 100
+            log.record(event)
+        await log.aclose()
+    written = entries(path)
+    restart = next(e for e in written if e["gatekeeper"]["kind"] == "restart")
+    assert len(restart["gatekeeper"]["restart"]["previous_hash"]) == 71
+    decisions = [e for e in written if e["gatekeeper"]["kind"] == "decision"]
+    assert len(decisions) == 6
+    assert all(e["truncated"] == ["/input/request/model"] for e in decisions)
+    report = verify_log(find_log_files([path]), keyring)
+    assert report.exit_code == 0 and report.restarts == 1, report.problem
 
 
 async def test_a_torn_final_line_is_cut_and_described_at_restart(
