@@ -73,6 +73,7 @@ from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, Signer, parse_r
 from gatekeeper.audit.chain import Chain
 from gatekeeper.audit.keys import Keyring
 from gatekeeper.audit.process import ProcessSealer
+from gatekeeper.audit.sealer import mask_and_seal
 from gatekeeper.offline.audit.reader import find_log_files
 from gatekeeper.offline.audit.verify import verify_log
 from tests.audit.conftest import decision_event
@@ -173,9 +174,9 @@ def bench_seal(n: int) -> tuple[float, float]:
     batch, chain, mask = events(n), Chain(), masker()
 
     def run() -> None:
+        rules = mask.batch_rules()  # once per batch, as the writer does
         for event in batch:
-            mask.apply(event)
-            chain.seal(event)
+            mask_and_seal(chain, mask, event, rules)
 
     return timed(run)
 

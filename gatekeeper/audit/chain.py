@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +68,15 @@ class Chain:
         #: The chain's name in its checkpoints (set when the writer opens the log).
         self.chain_id = chain_id or str(uuid.uuid4())
 
-    def seal(self, entry: dict[str, Any]) -> bytes:
+    def seal(self, entry: dict[str, Any], finish: Callable[[bytes], bool] | None = None) -> bytes:
         """Chain ``entry`` (adding its chain fields) and return its canonical JSON.
 
-        Raises ``NotCanonicalizable`` without changing the chain when the entry cannot be
-        written.
+        ``finish`` (the masker's last step) is given that JSON before it is hashed; when it
+        returns True it changed the entry, whose JSON is made again. So the line is made once
+        for an entry that needs no change, which is nearly every one.
+
+        Raises ``NotCanonicalizable`` (or what ``finish`` raises) without changing the chain
+        when the entry cannot be written.
         """
         gk = entry.get("gatekeeper")
         if not isinstance(gk, dict):
@@ -82,6 +87,8 @@ class Chain:
         gk["format"] = FORMAT
         _time_as_string(entry)
         line = canonical_json(entry)
+        if finish is not None and finish(line):
+            line = canonical_json(entry)
         entry_hash = digest(line)
         if gk["kind"] == "checkpoint":
             self.head = ChainHead(gk["seq"], entry_hash, {"seq": gk["seq"], "hash": entry_hash}, 0)

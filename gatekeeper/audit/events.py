@@ -107,7 +107,7 @@ class DecisionRecord:
             "request": {"method": self.method, "path": self.path},
             "enforcement": {
                 "status": self.status,
-                "quotas": self.quotas,
+                "quotas": quota_states(self.quotas, self.result) if self.quotas else [],
                 "reasoning": self.reasoning,
                 "latency_ns": time.perf_counter_ns() - self.started_ns,
             },
@@ -124,6 +124,34 @@ class DecisionRecord:
         if self.durable:
             enforcement["durable"] = True
         return event
+
+
+def quota_states(
+    states: list[dict[str, Any]], result: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """``enforcement.quotas`` as logged: each state without the ``key`` and ``capacity`` that
+    the result's first quota of the same name already says (``result.quotas``, the decision's
+    own copy: a quota's state names it by ``name``); an integral ``remaining`` as an integer
+    (the same canonical JSON, without the writer's work of cutting its ``.0``). The record's
+    own states are left as they are."""
+    specs = result.get("quotas") if result is not None else None
+    by_name: dict[Any, tuple[Any, Any]] = {}
+    if type(specs) is list:
+        for spec in reversed(specs):  # the first of a name wins
+            if type(spec) is dict:
+                by_name[spec.get("name")] = (spec.get("key"), spec.get("capacity"))
+    logged = []
+    for state in states:
+        state = state.copy()
+        said = by_name.get(state.get("name"))
+        if said is not None and "key" in state and said == (state["key"], state.get("capacity")):
+            del state["key"]
+            state.pop("capacity", None)
+        remaining = state.get("remaining")
+        if type(remaining) is float and remaining.is_integer() and -(2**53) < remaining < 2**53:
+            state["remaining"] = int(remaining)
+        logged.append(state)
+    return logged
 
 
 #: The configured labels ``base_labels`` last saw, and its answer for them (a copy is handed out).

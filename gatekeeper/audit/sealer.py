@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from gatekeeper.audit.canonical import FORMAT
 from gatekeeper.audit.chain import Chain, ChainHead, checkpoint_entry, log_entry
 from gatekeeper.audit.events import rfc3339_ns
 from gatekeeper.audit.keys import Signer
-from gatekeeper.audit.masking import Masker
+from gatekeeper.audit.masking import Masker, MaskRule
 from gatekeeper.audit.remote import Item
 from gatekeeper.audit.sinks import ChainStore, JsonlFileSink, Recovered, Sink
 
@@ -148,9 +149,7 @@ class ChainSealer:
         rules = self.masker.batch_rules() if self.masker is not None and entries else []
         for entry in entries:
             try:
-                if self.masker is not None:
-                    self.masker.apply(entry, rules)
-                line = self._chain.seal(entry)
+                line = mask_and_seal(self._chain, self.masker, entry, rules)
             except Exception as exc:  # never write an event that could not be masked or encoded
                 line = self._chain.seal(unwritable(entry, exc))
             lines.append(line + b"\n")
@@ -252,6 +251,24 @@ class ChainSealer:
                 **policy,
             )
         ]
+
+
+def mask_and_seal(
+    chain: Chain, masker: Masker | None, entry: dict[str, Any], rules: Sequence[MaskRule]
+) -> bytes:
+    """Mask ``entry`` with ``rules`` (``Masker.batch_rules``) and seal it into ``chain``; its
+    line. The rules first; the secret-field scan and the field cap then look at the line the
+    chain makes (one serialisation, made again only for an entry they change).
+
+    Only decision events are masked: the log's own entries (``start``, ``restart``, ``gap``,
+    ``withheld``) hold nothing of a request, and the field cap would cut the 71-character
+    hashes they carry (a ``restart``'s ``previous_hash``) when ``audit.max_field_chars`` is
+    below that, breaking the chain they continue."""
+    gk = entry.get("gatekeeper")
+    if masker is None or (type(gk) is dict and gk.get("kind", "decision") != "decision"):
+        return chain.seal(entry)
+    masked = masker.apply_rules(entry, rules)
+    return chain.seal(entry, partial(masker.scan, entry, masked=masked))
 
 
 def chain_name(sink: Sink) -> str:

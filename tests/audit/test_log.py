@@ -14,10 +14,12 @@ from gatekeeper.audit import (
     DecisionLogUnavailable,
     DecisionRecord,
     JsonlFileSink,
+    Masker,
     Signer,
     StdoutSink,
     rfc3339_ns,
 )
+from gatekeeper.audit.canonical import canonical_json
 from gatekeeper.audit.events import base_labels
 from gatekeeper.audit.keys import Keyring
 from gatekeeper.audit.setup import build_decision_log
@@ -78,6 +80,39 @@ def test_event_layout_is_opa_compatible() -> None:
     assert event["gatekeeper"]["kind"] == "decision"
 
 
+def test_quota_states_leave_out_what_the_results_quota_of_that_name_says() -> None:
+    """``enforcement.quotas`` names each state's quota by ``name``: its key and capacity are
+    left out when the result's first quota of that name has the same, kept otherwise; an
+    integral ``remaining`` is an integer (the same canonical JSON)."""
+    record = DecisionRecord(decision_id="d-1", path="/v1/messages", method="POST")
+    record.result = {
+        "allow": True,
+        "quotas": [
+            {"name": "requests", "key": "subject:s:requests", "capacity": 60, "cost": 1},
+            {"name": "tokens", "key": "subject:s:tokens", "capacity": 1000, "cost": 9},
+        ],
+    }
+    record.quotas = [
+        {"name": "requests", "key": "subject:s:requests", "capacity": 60, "remaining": 59.0,
+         "refused": False},
+        {"name": "tokens", "key": "org:o:tokens", "capacity": 1000, "remaining": 0.5,
+         "refused": True},
+        {"name": "gone", "key": "k", "capacity": 1, "remaining": 1e300, "refused": False},
+        {"name": "month", "unchecked": True},
+    ]  # fmt: skip
+    logged = record.to_event({})["gatekeeper"]["enforcement"]["quotas"]
+    assert logged == [
+        {"name": "requests", "remaining": 59, "refused": False},
+        {"name": "tokens", "key": "org:o:tokens", "capacity": 1000, "remaining": 0.5,
+         "refused": True},
+        {"name": "gone", "key": "k", "capacity": 1, "remaining": 1e300, "refused": False},
+        {"name": "month", "unchecked": True},
+    ]  # fmt: skip
+    assert type(logged[0]["remaining"]) is int
+    assert record.quotas[0]["key"] == "subject:s:requests"  # the record's own states unchanged
+    assert canonical_json(logged[0]) == canonical_json({**logged[0], "remaining": 59.0})
+
+
 async def test_events_are_written_in_order_and_chained(tmp_path: Path, sealer: str) -> None:
     log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), sealer=sealer)
     for i in range(100):
@@ -135,6 +170,32 @@ async def test_a_restart_continues_the_chain(
     assert restart["prev_hash"] == restart["restart"]["previous_hash"]
     report = verify_log(find_log_files([path]), keyring)
     assert report.exit_code == 0 and report.restarts == 1 and report.decisions == 10
+
+
+async def test_the_smallest_field_cap_never_cuts_the_chains_own_hashes(
+    tmp_path: Path, signer: Signer, keyring: Keyring, sealer: str
+) -> None:
+    """``audit.max_field_chars`` may be 64, shorter than a hash (71 chars): it cuts a long
+    string of an event, never a ``prev_hash`` nor the ``previous_hash`` of a ``restart``
+    entry (the log's own entries are not masked), so a restarted log still verifies."""
+    path = tmp_path / "d.jsonl"
+    for run in range(2):
+        log = DecisionLog(
+            JsonlFileSink(path), signer=signer, masker=Masker(max_field_chars=64), sealer=sealer
+        )
+        for i in range(3):
+            event = decision_event(run * 3 + i)
+            event["input"]["request"]["model"] = "m" * 100
+            log.record(event)
+        await log.aclose()
+    written = entries(path)
+    restart = next(e for e in written if e["gatekeeper"]["kind"] == "restart")
+    assert len(restart["gatekeeper"]["restart"]["previous_hash"]) == 71
+    decisions = [e for e in written if e["gatekeeper"]["kind"] == "decision"]
+    assert len(decisions) == 6
+    assert all(e["truncated"] == ["/input/request/model"] for e in decisions)
+    report = verify_log(find_log_files([path]), keyring)
+    assert report.exit_code == 0 and report.restarts == 1, report.problem
 
 
 async def test_a_torn_final_line_is_cut_and_described_at_restart(

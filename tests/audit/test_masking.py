@@ -14,6 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.audit import DecisionLog, JsonlFileSink, Masker, entry_hash, parse_rules
+from gatekeeper.audit.canonical import canonical_json
 from gatekeeper.audit.masking import keyed_hash
 from gatekeeper.audit.setup import build_decision_log
 from gatekeeper.errors import ConfigurationError
@@ -187,12 +188,14 @@ _names = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(names=_names, text=st.text(alphabet='abc_-."x: ', max_size=60))
 def test_the_secret_probe_finds_exactly_the_secret_field_names(names: list[str], text: str) -> None:
-    """The probe is a prefix tree of the names; it must match where a plain list would."""
-    probe = Masker(secret_fields=names)._probe
-    assert probe is not None
+    """The probe is a prefix tree of the names, read backwards; it must match where a plain
+    list would (in any case)."""
+    masker = Masker(secret_fields=names)
     flat = re.compile(b'"(?:' + b"|".join(re.escape(n.encode()) for n in names) + b')":')
-    for candidate in [text.encode(), *(b'"' + n.encode() + b'":' for n in names)]:
-        assert bool(probe.search(candidate)) == bool(flat.search(candidate)), candidate
+    candidates = [text.encode(), *(b'"' + n.encode() + b'":' for n in names)]
+    for candidate in [*candidates, *(c.upper() for c in candidates)]:
+        expected = bool(flat.search(candidate.lower()))
+        assert masker.may_hold_secret(candidate) == expected, candidate
 
 
 async def test_a_logged_secret_is_erased_and_the_chain_covers_what_was_written(
@@ -248,3 +251,28 @@ def test_strings_longer_than_max_field_chars_are_cut_however_they_are_escaped(
     for text in strings({k: v for k, v in masked.items() if k != "truncated"}):
         assert len(text) <= limit or "…[truncated: " in text
     assert bool(masked.get("truncated")) == (longest > limit)
+
+
+async def test_the_writer_scans_the_line_it_seals_and_never_cuts_the_chain(tmp_path: Path) -> None:
+    """The writer hands the line the chain made to the secret scan and the field cap (one
+    serialisation): an event with a secret or a long string is changed and made again before
+    it is hashed, one without is written as made; the chain's own ``prev_hash`` (71 chars) is
+    longer than the smallest cap (64) and is never cut."""
+    log = DecisionLog(JsonlFileSink(tmp_path / "d.jsonl"), masker=Masker(max_field_chars=64))
+    long = {"decision_id": "l", "input": {"request": {"model": "m" * 100}}, "result": {}}
+    plain = {"decision_id": "p", "input": {"subject": {"id": "s"}}, "result": {"allow": True}}
+    for logged in (event(), long, plain):
+        log.record(logged)
+    await log.aclose()
+    raw = (tmp_path / "d.jsonl").read_bytes()
+    assert b"gk-secret" not in raw and b"m" * 65 not in raw
+    entries = [json.loads(line) for line in raw.splitlines()]
+    by_id = {e["decision_id"]: e for e in entries}
+    assert by_id["l"]["truncated"] == ["/input/request/model"]
+    assert by_id["l"]["input"]["request"]["model"] == "m" * 64 + "…[truncated: 100 chars]"
+    assert "/input/request/headers/Authorization" in by_id["d"]["erased"]
+    assert "truncated" not in by_id["p"] and "erased" not in by_id["p"]
+    for before, after in itertools.pairwise(entries):
+        assert after["gatekeeper"]["prev_hash"] == entry_hash(before)
+    for line, entry in zip(raw.splitlines(), entries, strict=True):
+        assert canonical_json(entry) == line
