@@ -25,7 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
 from gatekeeper.quota.base import QuotaAdjustment
@@ -139,32 +139,51 @@ class ScriptBatcher:
             _settle(future, reply, self.description)
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        """Every call of ``batch`` in one write; each reply, or the error Redis answered."""
+        command = b"".join([_evalsha(script, keys, args) for script, keys, args, _ in batch])
+        return await self._send(command, len(batch))
 
     async def _one(self, script: LuaScript, keys: list[bytes], args: list[bytes]) -> Any:
-        """One ``EVALSHA`` on a connection of the client's pool, packed here.
+        (reply,) = await self._send(_evalsha(script, keys, args), 1)
+        if isinstance(reply, NoScriptError):
+            # The server lost its scripts (first use, restart): EVAL runs and caches it.
+            return await self.client.eval(script.source, len(keys), *keys, *args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
-        Not ``client.evalsha``: its per-call machinery (argument encoding, retry wrapper,
-        operation metrics) costs more CPU than the call's own I/O, and gatekeeper uses none of
-        it (the client never retries, see ``redis_client``). The pool is the client's own, so
-        its connection checks (a stale connection is replaced) still apply; a connection that
-        fails or is cancelled mid-call is closed by redis-py before it goes back.
+    async def _send(self, command: bytes, replies: int) -> list[Any]:
+        """``command`` (packed RESP) on a connection of the client's pool, and its replies;
+        a reply that is an error (``ResponseError``) is returned, not raised.
+
+        Not ``client.evalsha`` or ``client.pipeline``: their per-call machinery (argument
+        encoding, retry wrapper, operation metrics) costs more CPU than the call's own I/O, and
+        gatekeeper uses none of it (the client never retries, see ``redis_client``). The pool
+        is the client's own, so its connection checks (a stale connection is replaced) still
+        apply, and redis-py closes a connection that fails or is cancelled mid-call before it
+        goes back.
         """
-        command = _pack(b"EVALSHA", script.sha_bytes, b"%d" % len(keys), *keys, *args)
         pool = self.client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await conn.send_packed_command(command)
-            return await conn.read_response()
-        except NoScriptError:
-            pass  # the server lost its scripts (first use, restart): load it with EVAL below
+            out: list[Any] = []
+            for _ in range(replies):
+                try:
+                    out.append(await conn.read_response())
+                except ResponseError as exc:  # an error reply: the connection is still in step
+                    out.append(exc)
+            return out
+        except BaseException:
+            # Replies may be left unread (e.g. -BUSY, raised as a ConnectionError): never reuse.
+            await conn.disconnect(nowait=True)
+            raise
         finally:
             await pool.release(conn)
-        return await self.client.eval(script.source, len(keys), *keys, *args)
+
+
+def _evalsha(script: LuaScript, keys: list[bytes], args: list[bytes]) -> bytes:
+    return _pack(b"EVALSHA", script.sha_bytes, b"%d" % len(keys), *keys, *args)
 
 
 def _pack(*args: bytes) -> bytes:
