@@ -116,18 +116,27 @@ def bucket_state(
     spec: QuotaSpec, level: float, *, retry: float = 0.0, source: Source = "store"
 ) -> BucketState:
     """The state of a token bucket holding ``level`` (may be negative: a debt)."""
-    rate = spec.refill_per_second
-    full_in = (spec.capacity - level) / rate if rate > 0 else math.inf
+    # Every quota of every request: arguments by position, the rate read once.
+    capacity = spec.capacity
+    rate = spec.rate / spec.period  # spec.refill_per_second
+    if rate > 0:
+        full_in, refill = (capacity - level) / rate, capacity / rate
+    else:
+        full_in = refill = math.inf
+    if spec.kind == "window" and spec.window is not None:
+        refill = parse_window(spec.window).nominal_seconds  # as window_seconds(spec)
     return BucketState(
-        name=spec.name,
-        key=spec.key,
-        unit=spec.unit,
-        capacity=spec.capacity,
-        remaining=max(0.0, level),
-        window_seconds=window_seconds(spec),
-        full_in_seconds=max(0.0, full_in),
-        retry_after_seconds=retry,
-        source=source,
+        spec.name,
+        spec.key,
+        spec.unit,
+        capacity,
+        level if level > 0.0 else 0.0,
+        refill,
+        full_in if full_in > 0.0 else 0.0,
+        retry,
+        "token_bucket",
+        None,
+        source,
     )
 
 
@@ -150,21 +159,22 @@ def window_state(
     source: Source = "store",
 ) -> BucketState:
     """The state of a calendar window ``[start, end)`` in which ``used`` units were spent."""
+    capacity = spec.capacity
     retry = 0.0
     if refused:
-        retry = math.inf if spec.cost > spec.capacity else max(0.0, end - now)
+        retry = math.inf if spec.cost > capacity else max(0.0, end - now)
     return BucketState(
-        name=spec.name,
-        key=spec.key,
-        unit=spec.unit,
-        capacity=spec.capacity,
-        remaining=max(0.0, spec.capacity - used),
-        window_seconds=window_seconds(spec),
-        full_in_seconds=max(0.0, end - now) if used > 0 else 0.0,
-        retry_after_seconds=retry,
-        kind="window",
-        window_start=start,
-        source=source,
+        spec.name,
+        spec.key,
+        spec.unit,
+        capacity,
+        max(0.0, capacity - used),
+        window_seconds(spec),
+        max(0.0, end - now) if used > 0 else 0.0,
+        retry,
+        "window",
+        start,
+        source,
     )
 
 

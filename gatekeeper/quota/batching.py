@@ -25,7 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
 from gatekeeper.quota.base import QuotaAdjustment
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gatekeeper.quota")
 
-_Call = tuple["LuaScript", list[str], list[str], "asyncio.Future[Any]"]
+_Call = tuple["LuaScript", list[bytes], list[bytes], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
@@ -64,7 +64,7 @@ class ScriptBatcher:
         self._in_flight = 0
         self._flushing: set[asyncio.Task[None]] = set()
 
-    async def run(self, script: LuaScript, keys: list[str], args: list[str]) -> Any:
+    async def run(self, script: LuaScript, keys: list[bytes], args: list[bytes]) -> Any:
         """The script's reply; ``QuotaStoreError`` when Redis cannot answer, and
         ``QuotaStoreTimeout`` when it sent nothing back within ``timeout`` of the send.
 
@@ -139,17 +139,56 @@ class ScriptBatcher:
             _settle(future, reply, self.description)
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        """Every call of ``batch`` in one write; each reply, or the error Redis answered."""
+        command = b"".join([_evalsha(script, keys, args) for script, keys, args, _ in batch])
+        return await self._send(command, len(batch))
 
-    async def _one(self, script: LuaScript, keys: list[str], args: list[str]) -> Any:
-        try:
-            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
+    async def _one(self, script: LuaScript, keys: list[bytes], args: list[bytes]) -> Any:
+        (reply,) = await self._send(_evalsha(script, keys, args), 1)
+        if isinstance(reply, NoScriptError):
+            # The server lost its scripts (first use, restart): EVAL runs and caches it.
             return await self.client.eval(script.source, len(keys), *keys, *args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def _send(self, command: bytes, replies: int) -> list[Any]:
+        """``command`` (packed RESP) on a connection of the client's pool, and its replies;
+        a reply that is an error (``ResponseError``) is returned, not raised.
+
+        Not ``client.evalsha`` or ``client.pipeline``: their per-call machinery (argument
+        encoding, retry wrapper, operation metrics) costs more CPU than the call's own I/O, and
+        gatekeeper uses none of it (the client never retries, see ``redis_client``). The pool
+        is the client's own, so its connection checks (a stale connection is replaced) still
+        apply, and redis-py closes a connection that fails or is cancelled mid-call before it
+        goes back.
+        """
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(command)
+            out: list[Any] = []
+            for _ in range(replies):
+                try:
+                    out.append(await conn.read_response())
+                except ResponseError as exc:  # an error reply: the connection is still in step
+                    out.append(exc)
+            return out
+        except BaseException:
+            # Replies may be left unread (e.g. -BUSY, raised as a ConnectionError): never reuse.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+
+
+def _evalsha(script: LuaScript, keys: list[bytes], args: list[bytes]) -> bytes:
+    return _pack(b"EVALSHA", script.sha_bytes, b"%d" % len(keys), *keys, *args)
+
+
+def _pack(*args: bytes) -> bytes:
+    """A command in the Redis protocol (RESP): an array of bulk strings."""
+    return b"".join([b"*%d\r\n" % len(args), *[b"$%d\r\n%b\r\n" % (len(a), a) for a in args]])
 
 
 def _settle(future: asyncio.Future[Any], reply: Any, description: str) -> None:

@@ -54,17 +54,19 @@ from gatekeeper.redis_client import RedisClient
 
 @dataclass(frozen=True, slots=True)
 class LuaScript:
-    """A script's source and its SHA1, as ``EVALSHA`` names it."""
+    """A script's source and its SHA1, as ``EVALSHA`` names it (``sha_bytes``: encoded once)."""
 
     source: str
     sha: str
+    sha_bytes: bytes
 
     @classmethod
     def load(cls, *names: str) -> LuaScript:
         """Concatenate package-data scripts (shared functions first)."""
         folder = resources.files("gatekeeper.quota") / "lua"
         source = "\n".join((folder / name).read_text(encoding="utf-8") for name in names)
-        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+        sha = hashlib.sha1(source.encode()).hexdigest()
+        return cls(source, sha, sha.encode())
 
 
 ACQUIRE = LuaScript.load("calendar.lua", "acquire.lua")
@@ -83,20 +85,32 @@ def storage_key(prefix: str, key: str) -> str:
     return f"{prefix}:{{{key}}}"
 
 
-def _spec_args(spec: QuotaSpec, amount: int) -> tuple[str, ...]:
-    return _args(spec.kind, spec.capacity, spec.refill_per_second, spec.window, amount)
+@functools.lru_cache(maxsize=65_536)
+def _key_bytes(prefix: str, key: str) -> bytes:
+    """``storage_key``, encoded as it goes on the wire."""
+    return storage_key(prefix, key).encode()
+
+
+def _spec_arg(spec: QuotaSpec, amount: int) -> bytes:
+    """A quota's one script argument: its six fields joined by spaces (``lua/acquire.lua``)."""
+    return _arg(spec.kind, spec.capacity, spec.rate, spec.period, spec.window, amount)
 
 
 @functools.lru_cache(maxsize=4096)
-def _args(
-    kind: str, capacity: int, per_second: float, window: str | None, amount: int
-) -> tuple[str, ...]:
+def _arg(
+    kind: str, capacity: int, rate: float, period: float, window: str | None, amount: int
+) -> bytes:
     # Cached: a policy hands out few distinct quota shapes, and every request repeats them.
+    # One argument per quota, not six: redis-py (and the packing) pays per argument.
     if kind == "window":
         calendar = parse_window(window or "")
-        code, multiples = str(calendar.code), str(calendar.multiples)
-        return ("w", str(capacity), "0", str(amount), code, multiples)
-    return ("b", str(capacity), repr(per_second), str(amount), "0", "0")
+        return b"w %d 0 %d %d %d" % (capacity, amount, calendar.code, calendar.multiples)
+    per_second = repr(rate / period).encode()  # QuotaSpec.refill_per_second
+    return b"b %d %b %d 0 0" % (capacity, per_second, amount)
+
+
+def _window_start(start: float | None) -> bytes:
+    return b"-" if start is None else f"{start:.0f}".encode()
 
 
 def _text(value: Any) -> str:
@@ -147,7 +161,7 @@ class RedisQuotaStore:
                 description=description,
             )
 
-    async def _run(self, script: LuaScript, keys: list[str], args: list[str]) -> Any:
+    async def _run(self, script: LuaScript, keys: list[bytes], args: list[bytes]) -> Any:
         if self._batcher is not None:
             return await self._batcher.run(script, keys, args)
         try:
@@ -166,19 +180,19 @@ class RedisQuotaStore:
             f"quota store {self.description}: no answer within {self.timeout * 1000:g} ms"
         )
 
-    def _groups(self, keys: list[str]) -> list[list[int]]:
+    def _groups(self, keys: list[bytes]) -> list[list[int]]:
         """Indices of ``keys`` grouped by cluster slot (one group outside a cluster)."""
         if not self.cluster:
             return [list(range(len(keys)))]
         slots: dict[int, list[int]] = {}
         for index, key in enumerate(keys):
-            slots.setdefault(key_slot(key.encode()), []).append(index)
+            slots.setdefault(key_slot(key), []).append(index)
         return list(slots.values())
 
     async def acquire(self, specs: list[QuotaSpec]) -> QuotaResult:
         if not specs:
             return QuotaResult(True, ())
-        keys = [storage_key(self.prefix, spec.key) for spec in specs]
+        keys = [_key_bytes(self.prefix, spec.key) for spec in specs]
         groups = self._groups(keys)
         if len(groups) == 1:
             # The common case (one Redis, or one slot): one script call, nothing to undo.
@@ -209,11 +223,9 @@ class RedisQuotaStore:
         return QuotaResult(False, tuple(states), most_delayed(refusing))
 
     async def _acquire_group(
-        self, specs: list[QuotaSpec], keys: list[str], group: list[int]
+        self, specs: list[QuotaSpec], keys: list[bytes], group: list[int]
     ) -> _GroupReply:
-        args: list[str] = []
-        for index in group:
-            args += _spec_args(specs[index], specs[index].cost)
+        args = [_spec_arg(specs[index], specs[index].cost) for index in group]
         reply = await self._run(ACQUIRE, [keys[i] for i in group], args)
         admitted = int(reply[0]) == 1
         now = int(reply[1]) / 1e6
@@ -270,14 +282,15 @@ class RedisQuotaStore:
         todo = [a for a in adjustments if a.delta != 0]
         if not todo:
             return
-        keys = [storage_key(self.prefix, a.spec.key) for a in todo]
+        keys = [_key_bytes(self.prefix, a.spec.key) for a in todo]
         calls = []
         for group in self._groups(keys):
-            args: list[str] = []
-            for index in group:
-                adj = todo[index]
-                start = "" if adj.window_start is None else f"{adj.window_start:.0f}"
-                args += [*_spec_args(adj.spec, adj.delta), start]
+            # One argument per correction: the quota's six fields and the window start ("-" for
+            # buckets), as lua/adjust.lua splits them.
+            args = [
+                b"%b %b" % (_spec_arg(adj.spec, adj.delta), _window_start(adj.window_start))
+                for adj in (todo[index] for index in group)
+            ]
             calls.append(self._run(ADJUST, [keys[i] for i in group], args))
         if len(calls) == 1:
             # The common case: awaited directly, without the task gather would wrap it in

@@ -136,3 +136,32 @@ async def test_each_request_costs_one_script_call_and_a_share_of_one(
     finally:
         await observer.aclose()
         await store.aclose()
+
+
+async def test_an_error_reply_fails_its_own_call_not_the_pipeline_it_shares(
+    redis_process: RedisProcess,
+) -> None:
+    """The batcher writes calls itself and reads their replies one by one: a script error for
+    one request (its key holds a hash) is that request's ``QuotaStoreError``; the requests sent
+    in the same write are answered, and the connection stays usable."""
+    import asyncio
+
+    from gatekeeper.errors import QuotaStoreError
+    from gatekeeper.quota.redis_store import storage_key
+
+    prefix = unique_prefix()
+    store = RedisQuotaStore(aioredis.Redis.from_url(redis_process.url), prefix=prefix, timeout=5.0)
+    broken = bucket("subject:broken:requests")
+    redis_process.cli("HSET", storage_key(prefix, broken.key), "field", "value")
+    good = bucket("subject:s1:requests", capacity=1000, rate=0)
+    try:
+        specs = [[good] if i % 10 else [broken] for i in range(200)]
+        results = await asyncio.gather(*(store.acquire(s) for s in specs), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert len(failed) == 20
+        assert all(isinstance(r, QuotaStoreError) and "WRONGTYPE" in str(r) for r in failed)
+        assert all(r.allowed for r in results if not isinstance(r, BaseException))
+        after = await store.acquire([good])
+        assert after.allowed and after.states[0].remaining == 1000 - 181
+    finally:
+        await store.aclose()

@@ -1,17 +1,21 @@
 -- Check every quota of one request and debit all of them, or none (calendar.lua comes first).
--- KEYS: one per quota. ARGV: 6 per quota: kind ("b" bucket, "w" window), capacity,
--- refill per second, cost, granularity code, multiples (the last two for windows).
+-- KEYS: one per quota. ARGV: one per quota, six fields separated by single spaces (one
+-- argument instead of six: redis-py encodes each argument of a call on its own): kind ("b"
+-- bucket, "w" window), capacity, refill per second, cost, granularity code, multiples (the
+-- last two for windows).
 -- Returns {admitted (1/0), now_us, then per quota: level or used, window start, window end}.
 local n = #KEYS
+local kinds, capacities, rates, costs = {}, {}, {}, {}
 local levels, starts, ends = {}, {}, {}
 local admitted = 1
 
 for i = 1, n do
-  local a = (i - 1) * 6
-  local kind, capacity = ARGV[a + 1], tonumber(ARGV[a + 2])
-  local rate, cost = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local kind, capacity, rate, cost, code, multiples =
+    string.match(ARGV[i], "^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$")
+  capacity, rate, cost = tonumber(capacity), tonumber(rate), tonumber(cost)
+  kinds[i], capacities[i], rates[i], costs[i] = kind, capacity, rate, cost
   if kind == "w" then
-    local start, finish = window_bounds(now_s, tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]))
+    local start, finish = window_bounds(now_s, tonumber(code), tonumber(multiples))
     local used = window_used(KEYS[i], start)
     starts[i], ends[i], levels[i] = start, finish, used
     if cost > 0 and used + cost > capacity then admitted = 0 end
@@ -24,15 +28,12 @@ end
 
 if admitted == 1 then
   for i = 1, n do
-    local a = (i - 1) * 6
-    local capacity, rate = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-    local cost = tonumber(ARGV[a + 4])
-    if ARGV[a + 1] == "w" then
-      levels[i] = levels[i] + cost
+    if kinds[i] == "w" then
+      levels[i] = levels[i] + costs[i]
       put_window(KEYS[i], starts[i], ends[i], levels[i])
     else
-      levels[i] = levels[i] - cost
-      put_bucket(KEYS[i], capacity, rate, levels[i])
+      levels[i] = levels[i] - costs[i]
+      put_bucket(KEYS[i], capacities[i], rates[i], levels[i])
     end
   end
 end
