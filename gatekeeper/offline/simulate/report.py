@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import math
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from gatekeeper.offline.simulate.population import Population
@@ -202,23 +203,11 @@ def render_text(report: dict[str, Any]) -> str:
         f"{'+refused':>10}{'degraded':>10}",
     ]
     for name, entry in report["benign"].items():
-        base = entry.get("baseline", {}).get("refused_share")
-        pack = entry.get("pack", {}).get("refused_share")
-        lines.append(
-            f"  {name:<22}{entry['requests']:>9}{_pct(base):>16}{_pct(pack):>16}"
-            f"{_pct(entry.get('refused_by_pack_share')):>10}"
-            f"{_pct(entry.get('degraded_by_pack_share')):>10}"
-        )
-        review = entry.get("review")
-        for part in ("before", "after") if isinstance(review, dict) else ():
-            sub = review[part]
-            label = f"  {part} review flag"
+        for part, sub in _benign_parts(entry):
+            label = name if part is None else f"  {part} review flag"
+            base, pack, added, degraded = _benign_shares(sub)
             lines.append(
-                f"  {label:<22}{sub['requests']:>9}"
-                f"{_pct(sub.get('baseline', {}).get('refused_share')):>16}"
-                f"{_pct(sub.get('pack', {}).get('refused_share')):>16}"
-                f"{_pct(sub.get('refused_by_pack_share')):>10}"
-                f"{_pct(sub.get('degraded_by_pack_share')):>10}"
+                f"  {label:<22}{sub['requests']:>9}{base:>16}{pack:>16}{added:>10}{degraded:>10}"
             )
     lines += ["", "evidence noted by the pack (requests carrying each piece of evidence)"]
     for kind in ("campaigns", "benign"):
@@ -253,6 +242,25 @@ def _listed(codes: Any) -> str:
     if not isinstance(codes, dict) or not codes:
         return "none"
     return ", ".join(f"{code} {n}" for code, n in codes.items())
+
+
+def _benign_parts(entry: dict[str, Any]) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """A benign group's figures, then those before and after a reviewer's flag (scenario
+    ``review``): (None, the figures), then ("before", …) and ("after", …)."""
+    yield None, entry
+    review = entry.get("review")
+    for part in ("before", "after") if isinstance(review, dict) else ():
+        yield part, review[part]
+
+
+def _benign_shares(entry: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Refused under the baseline, under the pack, refused and degraded by the pack."""
+    return (
+        _pct(entry.get("baseline", {}).get("refused_share")),
+        _pct(entry.get("pack", {}).get("refused_share")),
+        _pct(entry.get("refused_by_pack_share")),
+        _pct(entry.get("degraded_by_pack_share")),
+    )
 
 
 def _pct(value: Any) -> str:
@@ -292,40 +300,16 @@ def render_html(report: dict[str, Any]) -> str:
         )
     benign = []
     for name, entry in report["benign"].items():
-        benign.append(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(v))}</td>"
-                for v in (
-                    name,
-                    entry["requests"],
-                    _pct(entry.get("baseline", {}).get("refused_share")),
-                    _pct(entry.get("pack", {}).get("refused_share")),
-                    _pct(entry.get("refused_by_pack_share")),
-                    _pct(entry.get("degraded_by_pack_share")),
-                    _listed(entry.get("pack", {}).get("evidence_by_code")),
-                )
+        for part, sub in _benign_parts(entry):
+            label = name if part is None else f"{name}: {part} the review flag"
+            cells = (
+                label,
+                sub["requests"],
+                *_benign_shares(sub),
+                _listed(sub.get("pack", {}).get("evidence_by_code")),
             )
-            + "</tr>"
-        )
-        review = entry.get("review")
-        for part in ("before", "after") if isinstance(review, dict) else ():
-            sub = review[part]
             benign.append(
-                "<tr>"
-                + "".join(
-                    f"<td>{html.escape(str(v))}</td>"
-                    for v in (
-                        f"{name}: {part} the review flag",
-                        sub["requests"],
-                        _pct(sub.get("baseline", {}).get("refused_share")),
-                        _pct(sub.get("pack", {}).get("refused_share")),
-                        _pct(sub.get("refused_by_pack_share")),
-                        _pct(sub.get("degraded_by_pack_share")),
-                        _listed(sub.get("pack", {}).get("evidence_by_code")),
-                    )
-                )
-                + "</tr>"
+                "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>"
             )
     time_note = html.escape(str(report.get("time", {}).get("clock", "")))
     title = html.escape(report["scenario"])
