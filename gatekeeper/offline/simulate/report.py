@@ -249,8 +249,9 @@ def _benign_parts(entry: dict[str, Any]) -> Iterator[tuple[str | None, dict[str,
     ``review``): (None, the figures), then ("before", …) and ("after", …)."""
     yield None, entry
     review = entry.get("review")
-    for part in ("before", "after") if isinstance(review, dict) else ():
-        yield part, review[part]
+    if isinstance(review, dict):
+        yield "before", review["before"]
+        yield "after", review["after"]
 
 
 def _benign_shares(entry: dict[str, Any]) -> tuple[str, str, str, str]:
