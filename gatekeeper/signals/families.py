@@ -202,9 +202,10 @@ class FamilyIndex(PassWindow):
                 family = best
         if family is None:
             # A new family, named after its first band no other family holds (a band it
-            # shares stays with the family that had it first).
-            fresh = next((key for key in keys if key not in bands), keys[0])
-            family = "f-" + fresh.replace(":", "").replace(".", "")[:16]
+            # shares stays with the family that had it first); with none left to name it
+            # after, every band is another family's: it joins the one holding the most.
+            fresh = next((key for key in keys if key not in bands), None)
+            family = "f-" + fresh.replace(":", "").replace(".", "")[:16] if fresh else best
         for key in keys:
             entry = bands.get(key)
             if entry is None:

@@ -62,6 +62,9 @@ def test_one_shared_band_does_not_join_a_family_two_do() -> None:
     # Most bands win; a one-band prompt joins on its one band.
     assert index.assign(("y1", "y2", "x3", "v4"), 4) == "f-y1"
     assert index.assign(("x4",), 5) == "f-x1"
+    # Every band another family's, none with two: the one holding the most (the first, on a
+    # tie), not a family named after a band it does not hold.
+    assert index.assign(("x4", "y2", "z2"), 6) == "f-x1"
 
 
 def test_a_common_phrase_does_not_chain_a_campaign_into_honest_families() -> None:
