@@ -234,8 +234,11 @@ def floor_app(redis_url: str, directory: Path, quota_scale: int = QUOTA_SCALE) -
     engine = EmbeddedEngine(load_policy(bench_pack(directory, quota_scale)), check=False)
     document = sample_input()
     app = hello_app()
-    # EVALSHA, loading the script on the first NOSCRIPT (redis-py's Script does that).
-    script = redis_asyncio.from_url(redis_url).register_script(FLOOR_SCRIPT)
+    # EVALSHA, loading the script on the first NOSCRIPT (redis-py's Script does that). One
+    # connection per request in flight: redis-py 8's pool refuses past 100 by default
+    # (MaxConnectionsError), which at wrk -c128 answered the floor's requests 500.
+    client = redis_asyncio.from_url(redis_url, max_connections=1024)
+    script = client.register_script(FLOOR_SCRIPT)
 
     async def floor(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
