@@ -34,7 +34,7 @@ from gatekeeper.audit.chain import ChainHead
 from gatekeeper.audit.keys import Signer
 from gatekeeper.audit.masking import Masker
 from gatekeeper.audit.remote import Item, RemoteSink
-from gatekeeper.audit.sealer import ChainSealer, Publish, Sealer, chain_name
+from gatekeeper.audit.sealer import ChainSealer, Publish, Sealer, SealOptions, chain_name
 from gatekeeper.audit.sinks import JsonlFileSink, Sink, StdoutSink
 from gatekeeper.audit.witness import WitnessPublisher, witness_record
 from gatekeeper.audit.writer import CLOSE, FLUSH, ChainWriter, WriterStopped
@@ -106,31 +106,27 @@ class DecisionLog:
         self.sink = sink
         self.sinks = [sink, *sinks]
         self.remote = list(remote)
-        self.masker = masker
-        self.signer = signer
-        self.checkpoint_every = checkpoint_every
-        self.checkpoint_seconds = checkpoint_seconds
         self.labels = dict(labels or {})
         self.remote_drain_seconds = remote_drain_seconds
         self.linger_seconds = linger_seconds
         self.witness = witness
         self.sealer_kind = sealer
-        publish = _publisher(witness, chain_name(sink)) if witness is not None else None
-        options: dict[str, Any] = {
-            "masker": masker,
-            "signer": signer,
-            "checkpoint_every": checkpoint_every,
-            "checkpoint_seconds": checkpoint_seconds,
-            "labels": self.labels,
-            "publish": publish,
-        }
+        #: How the chain is sealed (the sealer's, whichever it is).
+        self.options = SealOptions(
+            masker=masker,
+            signer=signer,
+            checkpoint_every=checkpoint_every,
+            checkpoint_seconds=checkpoint_seconds,
+            labels=self.labels,
+            publish=_publisher(witness, chain_name(sink)) if witness is not None else None,
+        )
         part: Sealer
         if sealer == "process":
             from gatekeeper.audit.process import ProcessSealer
 
-            part = ProcessSealer(sink, sinks=sinks, remote=bool(self.remote), **options)
+            part = ProcessSealer(sink, self.options, sinks=sinks, remote=bool(self.remote))
         elif sealer == "thread":
-            part = ChainSealer(sink, sinks=sinks, **options)
+            part = ChainSealer(sink, self.options, sinks=sinks)
         else:
             raise ValueError(f"unknown sealer {sealer!r} (thread or process)")
         self._queue_size = queue_size

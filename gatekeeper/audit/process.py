@@ -54,7 +54,7 @@ from gatekeeper.audit.keys import Signer
 from gatekeeper.audit.lock import ChainLock
 from gatekeeper.audit.masking import Masker
 from gatekeeper.audit.remote import Item
-from gatekeeper.audit.sealer import ChainSealer, Publish, SealerStopped, unwritable
+from gatekeeper.audit.sealer import ChainSealer, SealerStopped, SealOptions, unwritable
 from gatekeeper.audit.sinks import JsonlFileSink, Sink, StdoutSink
 
 log = logging.getLogger("gatekeeper.audit")
@@ -71,37 +71,27 @@ class ProcessSealer:
     ``StdoutSink()`` writing to the standard output (which the process shares)."""
 
     def __init__(
-        self,
-        sink: Sink,
-        *,
-        sinks: Sequence[Sink] = (),
-        masker: Masker | None = None,
-        signer: Signer | None = None,
-        checkpoint_every: int = 1000,
-        checkpoint_seconds: float = 60.0,
-        labels: dict[str, str] | None = None,
-        publish: Publish | None = None,
-        remote: bool = False,
+        self, sink: Sink, options: SealOptions, *, sinks: Sequence[Sink] = (), remote: bool = False
     ) -> None:
         if not isinstance(sink, JsonlFileSink):
             raise ValueError("the process sealer writes a JSONL chain file (JsonlFileSink)")
         if any(not isinstance(s, StdoutSink) or s.stream is not None for s in sinks):
             raise ValueError("the process sealer's other sinks can only be stdout (StdoutSink())")
         self.sink = sink
-        self.masker = masker
-        self.publish = publish
+        self.masker = options.masker
+        self.publish = options.publish
         self._spec: dict[str, Any] = {
             "path": str(sink.path),
             "rotate_bytes": sink.rotate_bytes,
             "rotate_seconds": sink.rotate_seconds,
             "stdout": bool(sinks),
-            "masker": masker.describe() if masker is not None else None,
-            "signing_key": signer.private_pem().decode() if signer is not None else None,
-            "checkpoint_every": checkpoint_every,
-            "checkpoint_seconds": checkpoint_seconds,
-            "labels": dict(labels or {}),
+            "masker": self.masker.describe() if self.masker is not None else None,
+            "signing_key": options.signer.private_pem().decode() if options.signer else None,
+            "checkpoint_every": options.checkpoint_every,
+            "checkpoint_seconds": options.checkpoint_seconds,
+            "labels": dict(options.labels),
             "remote": remote,
-            "witness": publish is not None,
+            "witness": self.publish is not None,
         }
         self._head = ChainHead()
         self._checkpoint_due: float | None = None
@@ -308,9 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     key = spec["signing_key"]
     checkpoints: list[bytes] = []
-    sealer = ChainSealer(
-        sink,
-        sinks=[StdoutSink()] if spec["stdout"] else [],
+    options = SealOptions(
         masker=masker,
         signer=Signer.from_pem(key.encode()) if key is not None else None,
         checkpoint_every=spec["checkpoint_every"],
@@ -318,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         labels=spec["labels"],
         publish=checkpoints.append if spec["witness"] else None,
     )
+    sealer = ChainSealer(sink, options, sinks=[StdoutSink()] if spec["stdout"] else [])
     remote = bool(spec["remote"])
     try:
         while (frame := _read_frame(inbox)) is not None:

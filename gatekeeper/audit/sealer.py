@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -79,30 +80,32 @@ class Sealer(Protocol):
 Publish = Callable[[bytes], None]
 
 
+@dataclass(frozen=True, slots=True)
+class SealOptions:
+    """How the chain is sealed, the same wherever it is: ``DecisionLog`` takes them one by one
+    and hands them on to its sealer, ``ChainSealer`` seals with them, ``ProcessSealer`` sends
+    them to its writer process, which seals with them in a ``ChainSealer`` of its own."""
+
+    masker: Masker | None = None
+    #: Signs checkpoints; none without it.
+    signer: Signer | None = None
+    #: A checkpoint after this many entries…
+    checkpoint_every: int = 1000
+    #: …or this many seconds after the last one, when entries came since (0: never).
+    checkpoint_seconds: float = 60.0
+    #: Added to the log's own entries (``start``, ``restart``, checkpoints).
+    labels: dict[str, str] = field(default_factory=dict)
+    publish: Publish | None = None
+
+
 class ChainSealer:
     """Masks, seals, signs and writes, where it is called (see the module docstring)."""
 
-    def __init__(
-        self,
-        sink: Sink,
-        *,
-        sinks: Sequence[Sink] = (),
-        masker: Masker | None = None,
-        signer: Signer | None = None,
-        checkpoint_every: int = 1000,
-        checkpoint_seconds: float = 60.0,
-        labels: dict[str, str] | None = None,
-        publish: Publish | None = None,
-    ) -> None:
+    def __init__(self, sink: Sink, options: SealOptions, *, sinks: Sequence[Sink] = ()) -> None:
         self.sink = sink
         #: Every local sink, the chain's own first.
         self.sinks = [sink, *sinks]
-        self.masker = masker
-        self.signer = signer
-        self.checkpoint_every = checkpoint_every
-        self.checkpoint_seconds = checkpoint_seconds
-        self.labels = dict(labels or {})
-        self.publish = publish
+        self.options = options
         self._chain = Chain()
         self._last_checkpoint_at = time.monotonic()
         #: fsyncs of the chain's file so far (a durable event or a checkpoint asked for one).
@@ -123,9 +126,10 @@ class ChainSealer:
         return None
 
     def until_checkpoint(self) -> float | None:
-        if self.signer is None or not self.checkpoint_seconds or not self.head.since_checkpoint:
+        every = self.options.checkpoint_seconds
+        if self.options.signer is None or not every or not self.head.since_checkpoint:
             return None
-        return max(0.0, self._last_checkpoint_at + self.checkpoint_seconds - time.monotonic())
+        return max(0.0, self._last_checkpoint_at + every - time.monotonic())
 
     def start(self) -> list[Item]:
         return self.write(self._opening_entries(), False, None)
@@ -133,34 +137,35 @@ class ChainSealer:
     def write(
         self, entries: list[dict[str, Any]], sync: bool, checkpoint: str | None
     ) -> list[Item]:
+        masker, signed = self.options.masker, self.options.signer is not None
         store = self.sink if isinstance(self.sink, ChainStore) else None
         lines: list[bytes] = []
         items: list[Item] = []
         checkpoints: list[bytes] = []
         if entries and store is not None and store.rotation_due():
             # Each rotated file ends with a checkpoint: it can be archived as a sealed unit.
-            if self.signer is not None and self.head.since_checkpoint:
+            if signed and self.head.since_checkpoint:
                 snapshot = self._chain.head
                 self._seal_checkpoint("rotation", lines, items, checkpoints)
                 self._store_lines(lines, True, checkpoints, snapshot)
                 lines, checkpoints = [], []
             store.rotate()
         snapshot = self._chain.head
-        rules = self.masker.batch_rules() if self.masker is not None and entries else []
+        rules = masker.batch_rules() if masker is not None and entries else []
         for entry in entries:
             try:
-                line = mask_and_seal(self._chain, self.masker, entry, rules)
+                line = mask_and_seal(self._chain, masker, entry, rules)
             except Exception as exc:  # never write an event that could not be masked or encoded
                 line = self._chain.seal(unwritable(entry, exc))
             lines.append(line + b"\n")
             items.append((self.head.seq, line))
-            if self.signer is not None and self.head.since_checkpoint >= self.checkpoint_every:
+            if signed and self.head.since_checkpoint >= self.options.checkpoint_every:
                 self._seal_checkpoint("interval", lines, items, checkpoints)
         # A shutdown checkpoint is written even right after another one: it marks a clean
         # close, which the next start and the verifier report.
         if (
             checkpoint is not None
-            and self.signer is not None
+            and signed
             and (self.head.since_checkpoint or checkpoint == "shutdown")
         ):
             self._seal_checkpoint(checkpoint, lines, items, checkpoints)
@@ -170,9 +175,10 @@ class ChainSealer:
     def _seal_checkpoint(
         self, reason: str, lines: list[bytes], items: list[Item], checkpoints: list[bytes]
     ) -> None:
-        assert self.signer is not None
+        signer, labels = self.options.signer, self.options.labels
+        assert signer is not None
         line = self._chain.seal(
-            checkpoint_entry(self.head, self.signer, reason, self.labels, self._chain.chain_id)
+            checkpoint_entry(self.head, signer, reason, labels, self._chain.chain_id)
         )
         lines.append(line + b"\n")
         items.append((self.head.seq, line))
@@ -195,9 +201,10 @@ class ChainSealer:
             self.syncs += 1
             for line in checkpoints:
                 store.write_checkpoint(line)
-        if self.publish is not None:
+        publish = self.options.publish
+        if publish is not None:
             for line in checkpoints:
-                self.publish(line.rstrip(b"\n"))
+                publish(line.rstrip(b"\n"))
         for extra in self.sinks[1:]:
             try:
                 extra.write_batch(lines)
@@ -206,32 +213,32 @@ class ChainSealer:
 
     def _opening_entries(self) -> list[dict[str, Any]]:
         """Recover the chain from disk; the ``start`` or ``restart`` entry to write first."""
-        key = self.signer.fingerprint if self.signer is not None else None
+        options, labels = self.options, self.options.labels
+        signed = options.signer is not None
+        key = options.signer.fingerprint if options.signer is not None else None
         policy = {
             "chain_id": self._chain.chain_id,
             "format": FORMAT,
-            "checkpoint_every": self.checkpoint_every if self.signer is not None else None,
-            "checkpoint_seconds": self.checkpoint_seconds if self.signer is not None else None,
+            "checkpoint_every": options.checkpoint_every if signed else None,
+            "checkpoint_seconds": options.checkpoint_seconds if signed else None,
         }
         try:
             found = self.sink.recover() if isinstance(self.sink, ChainStore) else Recovered()
         except Exception as exc:
             log.exception("could not read the end of the decision log; starting a new chain")
-            return [log_entry("start", self.labels, key=key, recovery_error=str(exc), **policy)]
+            return [log_entry("start", labels, key=key, recovery_error=str(exc), **policy)]
         last = found.last_entry
         gk = last.get("gatekeeper") if last is not None else None
         if not isinstance(gk, dict) or not isinstance(gk.get("seq"), int):
             extra = {"unchained_predecessor": True} if last is not None else {}
             return [
-                log_entry(
-                    "start", self.labels, key=key, torn_tail=found.torn_tail, **extra, **policy
-                )
+                log_entry("start", labels, key=key, torn_tail=found.torn_tail, **extra, **policy)
             ]
         assert found.last_hash is not None
         if found.chain_id is not None:
             self._chain.chain_id = policy["chain_id"] = found.chain_id
-        if found.checkpoint_line is not None and self.publish is not None:
-            self.publish(found.checkpoint_line)  # again: a crash may have kept it from it
+        if found.checkpoint_line is not None and options.publish is not None:
+            options.publish(found.checkpoint_line)  # again: a crash may have kept it from it
         clean = gk.get("kind") == "checkpoint" and gk["checkpoint"].get("reason") == "shutdown"
         self._chain.head = ChainHead(
             seq=gk["seq"],
@@ -242,7 +249,7 @@ class ChainSealer:
         return [
             log_entry(
                 "restart",
-                self.labels,
+                labels,
                 previous_seq=gk["seq"],
                 previous_hash=found.last_hash,
                 clean_shutdown=clean,

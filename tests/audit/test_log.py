@@ -298,7 +298,7 @@ async def test_settings_build_every_sink(tmp_path: Path) -> None:
     log = build_decision_log(settings.audit)
     assert [type(s).__name__ for s in log.sinks] == ["JsonlFileSink", "StdoutSink"]
     assert [s.name for s in log.remote] == ["redis", "http"]
-    assert log.signer is not None and (tmp_path / "keys").is_dir()
+    assert log.options.signer is not None and (tmp_path / "keys").is_dir()
     await log.aclose()
 
 
