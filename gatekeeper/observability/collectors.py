@@ -65,33 +65,32 @@ def _part_counters(parts: ObservedParts) -> Iterator[Metric]:
         state = parts.engine.status()
     except Exception:
         state = {}
-    errors = state.get("errors")
     yield from _evaluator_metrics(state)
     yield from _reload_metrics(state)
-    if isinstance(errors, dict):
-        yield _counters(
+    geo = parts.geo
+    for name, documentation, label, counts in (
+        (
             "gatekeeper_policy_engine_errors",
             "Policy engine failures by kind (each one refused a request).",
             "kind",
-            sorted(errors.items()),
-        )
-    geo = parts.geo
-    if geo is not None:
-        yield _counters(
+            state.get("errors"),
+        ),
+        (
             "gatekeeper_geoip_events",
             "GeoIP database events: lookup_errors (each address treated as unknown), reloads, "
             "reload_failures (a changed file refused, the last good one kept).",
             "event",
-            sorted(geo.counters.items()),
-        )
-    counters = getattr(parts.quotas, "counters", None)
-    if isinstance(counters, dict):
-        yield _counters(
+            geo.counters if geo is not None else None,
+        ),
+        (
             "gatekeeper_quota_store_events",
             "What the quota store counted (store errors, fallbacks), by event.",
             "event",
-            sorted(counters.items()),
-        )
+            getattr(parts.quotas, "counters", None),
+        ),
+    ):
+        if isinstance(counts, dict):  # a part that keeps none is left out
+            yield _counters(name, documentation, label, sorted(counts.items()))
 
 
 def _counters(
