@@ -150,6 +150,14 @@ def add_cmd(
     click.echo(key)
 
 
+async def _record(admin: SubjectAdmin, subject_id: str) -> SubjectRecord:
+    """The store's (first) record of ``subject_id``; a ``ConfigurationError`` if it has none."""
+    for record in await admin.records():
+        if record.id == subject_id:
+            return record
+    raise ConfigurationError(f"no subject {subject_id!r} in {admin.where}")
+
+
 @subjects.command("list")
 @json_option("One JSON object per line.")
 @_store_options
@@ -196,10 +204,7 @@ def flag_cmd(subject_id: str, flags: tuple[str, ...], remove: bool, **store: Any
     admin, delay = _admin(**store)
 
     async def work(a: SubjectAdmin) -> list[str]:
-        found = [r for r in await a.records() if r.id == subject_id]
-        if not found:
-            raise ConfigurationError(f"no subject {subject_id!r} in {a.where}")
-        current = list(found[0].flags)
+        current = list((await _record(a, subject_id)).flags)
         if remove:
             updated = [f for f in current if f not in flags]
         else:
@@ -242,10 +247,8 @@ def rotate_cmd(subject_id: str, **store: Any) -> None:
     key = new_api_key()
 
     async def work(a: SubjectAdmin) -> None:
-        found = [r for r in await a.records() if r.id == subject_id]
-        if not found:
-            raise ConfigurationError(f"no subject {subject_id!r} in {a.where}")
-        fresh = found[0].model_copy(update={"key": None, "key_sha256": hash_api_key(key)})
+        record = await _record(a, subject_id)
+        fresh = record.model_copy(update={"key": None, "key_sha256": hash_api_key(key)})
         await a.remove(subject_id)
         await a.add(fresh)
 
