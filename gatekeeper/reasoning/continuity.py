@@ -26,6 +26,7 @@ import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -143,24 +144,29 @@ def open_vault(storage: str, *, max_entries: int = 100_000) -> ReasoningVault:
         raise ConfigurationError(f"reasoning vault {redact(uri)!r}: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class ContinuityVault:
+    """The vault continuity keeps reasoning in, and how: the same for every request."""
+
+    vault: ReasoningVault
+    #: ``quota.key_prefix``: continuity's keys live beside the quotas'.
+    prefix: str = "gk"
+    #: ``shaping.continuity_ttl_seconds``: how long kept reasoning can be restored.
+    ttl: float = 86_400.0
+    #: ``shaping.continuity_timeout``: seconds a vault read or write may take.
+    timeout: float = 0.25
+
+
 class Continuity:
     """Continuity for one request of one subject: restore its history, keep its response."""
 
-    def __init__(
-        self,
-        vault: ReasoningVault,
-        subject_id: str,
-        *,
-        prefix: str = "gk",
-        ttl: float = 86_400.0,
-        timeout: float = 0.25,
-    ) -> None:
-        self.vault = vault
-        self.ttl = ttl
-        self.timeout = timeout
+    def __init__(self, kept: ContinuityVault, subject_id: str) -> None:
+        self.vault = kept.vault
+        self.ttl = kept.ttl
+        self.timeout = kept.timeout
         # The subject id is hashed: any id makes a valid Redis hash tag, and ids stay out of keys.
         tag = hashlib.sha256(subject_id.encode("utf-8")).hexdigest()[:20]
-        self._prefix = f"{prefix}:rv:{{{tag}}}:"
+        self._prefix = f"{kept.prefix}:rv:{{{tag}}}:"
         #: For the decision log: blocks restored, blocks kept, vault errors.
         self.restored = 0
         self.kept = 0

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatekeeper.contract import QuotaSpec, ReasoningPolicy
 from gatekeeper.quota import QuotaResult
-from gatekeeper.reasoning.continuity import Continuity, ReasoningVault
+from gatekeeper.reasoning.continuity import Continuity, ContinuityVault, ReasoningVault
 from gatekeeper.reasoning.shaper import ResponseShaper
 from gatekeeper.reasoning.summarize import Summariser
 from gatekeeper.reasoning.trace import ShapingOptions
@@ -51,12 +51,7 @@ class ReasoningSetup:
     #: What shapers get beyond the decision's policy (the summariser among them).
     options: ShapingOptions
     #: Where continuity keeps reasoning; None when ``shaping.continuity`` is off.
-    vault: ReasoningVault | None
-    #: ``quota.key_prefix``: continuity's keys live beside the quotas'.
-    key_prefix: str
-    #: ``shaping.continuity_ttl_seconds`` and ``shaping.continuity_timeout``.
-    continuity_ttl: float
-    continuity_timeout: float
+    continuity: ContinuityVault | None
 
     @classmethod
     def of(
@@ -74,13 +69,15 @@ class ReasoningSetup:
             keep=vault is not None,
             buffer_chars=shaping.buffer_chars,
         )
-        return cls(
-            options,
+        if vault is None:
+            return cls(options, None)
+        kept = ContinuityVault(
             vault,
-            key_prefix=key_prefix,
-            continuity_ttl=shaping.continuity_ttl_seconds,
-            continuity_timeout=shaping.continuity_timeout,
+            prefix=key_prefix,
+            ttl=shaping.continuity_ttl_seconds,
+            timeout=shaping.continuity_timeout,
         )
+        return cls(options, kept)
 
 
 class ReasoningEnforcement:
@@ -99,14 +96,8 @@ class ReasoningEnforcement:
         self.policy = policy
         self.options = setup.options
         self.continuity: Continuity | None = None
-        if setup.vault is not None and dialect is not None:
-            self.continuity = Continuity(
-                setup.vault,
-                subject_id,
-                prefix=setup.key_prefix,
-                ttl=setup.continuity_ttl,
-                timeout=setup.continuity_timeout,
-            )
+        if setup.continuity is not None and dialect is not None:
+            self.continuity = Continuity(setup.continuity, subject_id)
         self.budget: dict[str, Any] | None = None
         self._budget_spec: QuotaSpec | None = None
         self.shaper: ResponseShaper | None = None

@@ -13,6 +13,7 @@ from gatekeeper.dialects import AnthropicMessages, OpenAIResponses
 from gatekeeper.errors import ConfigurationError
 from gatekeeper.reasoning.continuity import (
     Continuity,
+    ContinuityVault,
     MemoryVault,
     ReasoningVault,
     RedisVault,
@@ -101,7 +102,7 @@ def follow_up(content: list[Any]) -> bytes:
 async def keep(vault: ReasoningVault, subject: str) -> list[Any]:
     s = shaper(AnthropicMessages(), "drop", keep=True)
     shown = now(s.shape_json(RESPONSE))
-    continuity = Continuity(vault, subject)
+    continuity = Continuity(ContinuityVault(vault), subject)
     await continuity.save(s.kept)
     assert continuity.kept == 1
     return list(shown["content"])
@@ -114,7 +115,7 @@ def vault(request: pytest.FixtureRequest, redis_url: str) -> ReasoningVault:
 
 async def test_the_same_subject_gets_its_reasoning_back(vault: ReasoningVault) -> None:
     shown = await keep(vault, "alice")
-    continuity = Continuity(vault, "alice")
+    continuity = Continuity(ContinuityVault(vault), "alice")
     body = await continuity.restore(AnthropicMessages(), follow_up(shown))
     assert orjson.loads(body)["messages"][1]["content"] == RESPONSE["content"]
     assert continuity.restored == 1
@@ -123,7 +124,7 @@ async def test_the_same_subject_gets_its_reasoning_back(vault: ReasoningVault) -
 async def test_another_subject_replaying_the_ids_restores_nothing(vault: ReasoningVault) -> None:
     shown = await keep(vault, "alice")
     request = follow_up(shown)
-    continuity = Continuity(vault, "mallory")
+    continuity = Continuity(ContinuityVault(vault), "mallory")
     assert await continuity.restore(AnthropicMessages(), request) is request
     assert continuity.restored == 0
 
@@ -134,12 +135,13 @@ async def test_a_body_without_markers_is_not_even_parsed() -> None:
             raise AssertionError("no lookup expected")
 
     body = b'{"input": "just a question"}'
-    assert await Continuity(Refusing(), "s").restore(OpenAIResponses(), body) is body
+    continuity = Continuity(ContinuityVault(Refusing()), "s")
+    assert await continuity.restore(OpenAIResponses(), body) is body
 
 
 async def test_an_unreachable_vault_never_fails_the_request() -> None:
     vault = RedisVault(redis_client(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2))
-    continuity = Continuity(vault, "alice", timeout=1.0)
+    continuity = Continuity(ContinuityVault(vault, timeout=1.0), "alice")
     s = shaper(AnthropicMessages(), "drop", keep=True)
     shown = now(s.shape_json(RESPONSE))
     await continuity.save(s.kept)
