@@ -80,13 +80,14 @@ class ProcessSealer:
         self.sink = sink
         self.masker = options.masker
         self.publish = options.publish
+        signer = options.signer
         self._spec: dict[str, Any] = {
             "path": str(sink.path),
             "rotate_bytes": sink.rotate_bytes,
             "rotate_seconds": sink.rotate_seconds,
             "stdout": bool(sinks),
             "masker": self.masker.describe() if self.masker is not None else None,
-            "signing_key": options.signer.private_pem().decode() if options.signer else None,
+            "signing_key": signer.private_pem().decode() if signer is not None else None,
             "checkpoint_every": options.checkpoint_every,
             "checkpoint_seconds": options.checkpoint_seconds,
             "labels": dict(options.labels),
