@@ -163,6 +163,14 @@ class RollingTally:
             totals = self._totals
             totals[key] = totals.get(key, 0) + amount
 
+    def copy_key(self, source: str, target: str) -> None:
+        """Count ``target`` in every bucket as many times as ``source`` (``target`` unseen)."""
+        for tally in self._tallies:
+            if tally and source in tally:
+                tally[target] = tally[source]
+        if source in self._totals:
+            self._totals[target] = self._totals[source]
+
     def count(self, now: float, key: str) -> int:
         """How many times ``key`` was added inside the window ending at ``now``."""
         oldest = math.floor(now / self._size) - self._n
