@@ -230,11 +230,19 @@ def usage_document(
         doc["reasoning_share"] = doc["exposed_share"] = doc["repeat_share"] = 0.0
     else:
         # Lengths are equal by construction (a total per map, a name per window): zip's
-        # strict keyword costs 0.3 µs a call on Python 3.11, seven calls a read.
-        doc = {
-            name: dict(zip(windows, column))  # noqa: B905
-            for name, column in zip(USAGE_MAPS, zip(*totals))  # noqa: B905
-        }
+        # strict keyword costs 0.3 µs a call on Python 3.11, seven calls a read. Three
+        # windows (the default) get dict displays: 2.6 µs a document instead of 6.6.
+        if len(windows) == 3:
+            (w0, w1, w2), (t0, t1, t2) = windows, totals
+            doc = {
+                name: {w0: a, w1: b, w2: c}
+                for name, a, b, c in zip(USAGE_MAPS, t0, t1, t2)  # noqa: B905
+            }
+        else:
+            doc = {
+                name: dict(zip(windows, column))  # noqa: B905
+                for name, column in zip(USAGE_MAPS, zip(*totals))  # noqa: B905
+            }
         main_totals = totals[main]
         requests = main_totals[_REQUESTS]
         if requests > 0:

@@ -25,6 +25,7 @@ from gatekeeper.contract import (
 )
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.input_document import (
+    USAGE_MAPS,
     behaviour_document,
     build_input,
     cluster_document,
@@ -275,3 +276,18 @@ def test_the_sample_input_is_built_from_parts_and_complete() -> None:
         "hour_utc": 0,
     }
     assert doc["signals"]["available"] is False
+
+
+@given(
+    st.lists(st.sampled_from(["10m", "1h", "24h", "7d"]), unique=True, min_size=1, max_size=4),
+    st.data(),
+)
+def test_a_usage_map_holds_each_windows_total_of_its_metric(windows: list[str], data: Any) -> None:
+    totals = data.draw(
+        st.lists(
+            st.lists(count, min_size=7, max_size=7), min_size=len(windows), max_size=len(windows)
+        )
+    )
+    doc = usage_document(windows, totals)
+    for metric, name in enumerate(USAGE_MAPS):
+        assert doc[name] == {window: totals[i][metric] for i, window in enumerate(windows)}

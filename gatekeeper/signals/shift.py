@@ -36,24 +36,49 @@ _ALL = "\x00all"
 
 
 class _Mix:
-    """One subject's requests by model in the recent and the prior (longer) window."""
+    """One subject's requests by model in the recent and the prior (longer) window.
 
-    __slots__ = ("prior", "recent")
+    Most subjects call one model: while they do, its counts are the totals' (``only``), and
+    only the totals are kept. A second model gives the first its own key, copied from the
+    totals, and from then on every model has one.
+    """
+
+    __slots__ = ("only", "prior", "read", "recent")
 
     def __init__(self, recent: float, prior: float, buckets: int) -> None:
         self.recent = RollingTally(recent, buckets)
         self.prior = RollingTally(prior, buckets)
+        #: The one model called so far ("" before the first; ``None`` once there were two).
+        self.only: str | None = ""
+        #: The last ``ShiftIndex.read``'s model, time and shares: the request's ``add`` at the
+        #: same time finds the same (nothing was added since, or ``add`` cleared it).
+        self.read: tuple[str, float, tuple[float, float, int, int]] | None = None
 
     def add(self, at: float, model: str) -> None:
+        self.read = None
+        only = self.only
+        if only == "":
+            self.only = only = model
+        elif only is not None and only != model:
+            for tally in (self.recent, self.prior):
+                tally.copy_key(_ALL, only)
+            self.only = only = None
         for tally in (self.recent, self.prior):
-            tally.add(at, model)
+            if only is None:
+                tally.add(at, model)
             tally.add(at, _ALL)
 
     def counts(self, now: float, model: str) -> tuple[int, int, int, int]:
         """(recent on model, recent total, prior on model, prior total), the prior window
         without the recent one."""
-        recent_on, recent_all = self.recent.count(now, model), self.recent.count(now, _ALL)
-        long_on, long_all = self.prior.count(now, model), self.prior.count(now, _ALL)
+        recent_all, long_all = self.recent.count(now, _ALL), self.prior.count(now, _ALL)
+        only = self.only
+        if only is None:
+            recent_on, long_on = self.recent.count(now, model), self.prior.count(now, model)
+        elif only == model:
+            recent_on, long_on = recent_all, long_all
+        else:
+            recent_on = long_on = 0
         return recent_on, recent_all, max(0, long_on - recent_on), max(0, long_all - recent_all)
 
     def idle(self, now: float) -> bool:
@@ -102,8 +127,13 @@ class ShiftIndex:
         if mix is None:
             mix = _Mix(self.recent_seconds, self.prior_seconds, self._buckets)
             self._mixes[subject] = mix
-        # The shares as this request found them (the request counted in the recent one).
-        recent, prior, history, count = self._shares(mix, at, model)
+        # The shares as this request found them (the request counted in the recent one):
+        # those its inspection read, when nothing was added to the subject since.
+        read = mix.read
+        if read is not None and read[0] == model and read[1] == at:
+            recent, prior, history, count = read[2]
+        else:
+            recent, prior, history, count = self._shares(mix, at, model)
         mix.add(at, model)
         if (
             history >= self.min_prior
@@ -124,7 +154,9 @@ class ShiftIndex:
         if mix is None:
             recent, prior, history = 1.0, 0.0, 0
         else:
-            recent, prior, history, _ = self._shares(mix, now, model)
+            shares = self._shares(mix, now, model)
+            mix.read = (model, now, shares)
+            recent, prior, history, _ = shares
         moved = self._moved.get(model)
         return shift_document(
             model,

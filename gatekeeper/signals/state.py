@@ -155,15 +155,16 @@ class _Usage:
         self.counts = [RollingCounts(seconds, buckets, width) for seconds in windows]
         self.templates = RollingTally(main, buckets)
 
-    def add(self, obs: Observation, family: str | None = None) -> None:
-        amounts = obs.amounts
+    def add(
+        self, at: float, amounts: tuple[int, ...], template: str | None, family: str | None
+    ) -> None:
         for counter in self.counts:
-            counter.add(obs.at, amounts)
-        if obs.template is not None:
-            self.templates.add(obs.at, obs.template)
+            counter.add(at, amounts)
+        if template is not None:
+            self.templates.add(at, template)
         if family is not None:
             # Family ids ("f-...") and template hashes (hex) never collide: one tally.
-            self.templates.add(obs.at, family)
+            self.templates.add(at, family)
 
     def merge(self, other: _Usage) -> None:
         for mine, theirs in zip(self.counts, other.counts, strict=True):
@@ -320,10 +321,11 @@ class SignalState:
             usage = subjects[obs.subject] = self._new_usage()
         else:
             subjects.move_to_end(obs.subject)  # most recently active last
-        usage.add(obs, family)
+        amounts = obs.amounts
+        usage.add(obs.at, amounts, obs.template, family)
         cluster = self._cluster_usage.get(self.clusters.find(obs.subject))
         if cluster is not None:
-            cluster.add(obs, family)
+            cluster.add(obs.at, amounts, obs.template, family)
         # After counting: an eviction may run ``maintain``, which forgets idle (empty) usage.
         if new and len(subjects) > self.max_subjects:
             self._evict(obs.at)

@@ -134,9 +134,13 @@ class RollingTally:
         """Take the buckets with an index <= ``oldest`` out of the totals."""
         if oldest <= self._expired:
             return
-        expired = self._expired
-        for pos, stamp in enumerate(self._stamps):
-            if expired < stamp <= oldest:
+        expired, stamps, n = self._expired, self._stamps, self._n
+        # Only the buckets that left since the last call: an index's bucket can only sit at
+        # its position (index % n). After a long idle spell, every position once.
+        indexes = range(expired + 1, oldest + 1) if oldest - expired < n else stamps
+        for index in indexes:
+            pos = index % n
+            if expired < stamps[pos] == index <= oldest:
                 tally = self._tallies[pos]
                 if tally:
                     self._subtract(tally)
@@ -158,6 +162,14 @@ class RollingTally:
         if index > self._expired:
             totals = self._totals
             totals[key] = totals.get(key, 0) + amount
+
+    def copy_key(self, source: str, target: str) -> None:
+        """Count ``target`` in every bucket as many times as ``source`` (``target`` unseen)."""
+        for tally in self._tallies:
+            if tally and source in tally:
+                tally[target] = tally[source]
+        if source in self._totals:
+            self._totals[target] = self._totals[source]
 
     def count(self, now: float, key: str) -> int:
         """How many times ``key`` was added inside the window ending at ``now``."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatekeeper.contract import Decision, Network, Subject
 from gatekeeper.signals import MemorySignalStore, SignalStage, SignalState
@@ -120,3 +122,42 @@ def test_maintenance_in_slices_forgets_idle_and_evicted_subjects_and_keeps_the_r
     # The 200 idle for a day and the evicted one are forgotten; the active one stays.
     assert index.stats()["shift_subjects"] == 1
     assert index.read("active", "old", t + 90_100, "active")["prior_requests"] == 0
+
+
+def bucketed_count(
+    requests: list[tuple[float, str]], now: float, seconds: float, model: str | None
+) -> int:
+    """Brute force: the requests (of ``model``; all for None) in the bucketed window at ``now``."""
+    size = seconds / 12
+    oldest = int(now // size) - 12
+    return sum(1 for at, m in requests if int(at // size) > oldest and model in (None, m))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(min_value=0, max_value=3 * 86400), st.sampled_from("abc")),
+        max_size=40,
+    ),
+    st.sampled_from("abcd"),
+    st.floats(min_value=0, max_value=3600),
+)
+def test_shares_match_a_brute_force_count_whatever_the_models(
+    raw: list[tuple[float, str]], asked: str, later: float
+) -> None:
+    # A subject calling one model keeps only its totals; a second model splits them by
+    # model. Either way the shares read are those of counting every request by model.
+    requests = sorted(raw)
+    index = ShiftIndex(600.0, 86400.0, 12, min_prior=10**9)
+    for at, model in requests:
+        index.add("s", model, 1_000_000.0 + at, alone)
+    now = 1_000_000.0 + (requests[-1][0] if requests else 0.0) + later
+    shifted = [(1_000_000.0 + at, m) for at, m in requests]
+    recent_on = bucketed_count(shifted, now, 600.0, asked)
+    recent_all = bucketed_count(shifted, now, 600.0, None)
+    prior_on = bucketed_count(shifted, now, 86400.0, asked) - recent_on
+    prior_all = bucketed_count(shifted, now, 86400.0, None) - recent_all
+    doc = index.read("s", asked, now, "s")
+    assert doc["recent_share"] == round((recent_on + 1) / (recent_all + 1), 4)
+    assert doc["prior_share"] == round(prior_on / prior_all if prior_all else 0.0, 4)
+    assert doc["prior_requests"] == prior_all
