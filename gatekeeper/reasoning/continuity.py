@@ -125,8 +125,19 @@ class RedisVault:
         await self.client.aclose()
 
 
-def open_vault(storage: str, *, max_entries: int = 100_000) -> ReasoningVault:
-    """The vault for the quota storage URI ``storage`` (memory or the Redis family)."""
+def open_vault(
+    storage: str,
+    *,
+    max_entries: int = 100_000,
+    max_connections: int = 100,
+    pool_timeout: float = 1.0,
+) -> ReasoningVault:
+    """The vault for the quota storage URI ``storage`` (memory or the Redis family).
+
+    A Redis vault's client holds at most ``max_connections`` connections; a read or write that
+    finds them all busy waits up to ``pool_timeout`` seconds for one (``redis_client``), then
+    fails like a vault that cannot be reached (continuity degrades, the request goes on).
+    """
     # Imported here: the quota package is not needed by callers that only use the memory vault.
     from gatekeeper.quota.factory import SCHEMES
     from gatekeeper.redis_client import redact, redis_client
@@ -138,7 +149,8 @@ def open_vault(storage: str, *, max_entries: int = 100_000) -> ReasoningVault:
     if scheme not in SCHEMES:
         raise ConfigurationError(f"no reasoning vault for storage {redact(uri)!r}")
     try:
-        return RedisVault(redis_client(uri), description=redact(uri))
+        client = redis_client(uri, max_connections=max_connections, pool_timeout=pool_timeout)
+        return RedisVault(client, description=redact(uri))
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"reasoning vault {redact(uri)!r}: {exc}") from exc
 
