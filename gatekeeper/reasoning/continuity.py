@@ -20,6 +20,7 @@ and counted, the request goes on without restoration, and the response is sent w
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -155,6 +156,15 @@ def open_vault(
         raise ConfigurationError(f"reasoning vault {redact(uri)!r}: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=65_536)
+def _subject_prefix(prefix: str, subject_id: str) -> str:
+    """The vault key prefix of one subject. The subject id is hashed: any id makes a valid
+    Redis hash tag, and ids stay out of keys. Cached: a subject's requests repeat it, and the
+    hash is most of what a request's ``Continuity`` costs to build."""
+    tag = hashlib.sha256(subject_id.encode("utf-8")).hexdigest()[:20]
+    return f"{prefix}:rv:{{{tag}}}:"
+
+
 class Continuity:
     """Continuity for one request of one subject: restore its history, keep its response."""
 
@@ -170,9 +180,7 @@ class Continuity:
         self.vault = vault
         self.ttl = ttl
         self.timeout = timeout
-        # The subject id is hashed: any id makes a valid Redis hash tag, and ids stay out of keys.
-        tag = hashlib.sha256(subject_id.encode("utf-8")).hexdigest()[:20]
-        self._prefix = f"{prefix}:rv:{{{tag}}}:"
+        self._prefix = _subject_prefix(prefix, subject_id)
         #: For the decision log: blocks restored, blocks kept, vault errors.
         self.restored = 0
         self.kept = 0
