@@ -19,7 +19,13 @@ from pydantic import BaseModel, ValidationError
 from gatekeeper.contract import Decision, QuotaSpec
 from gatekeeper.errors import InvalidDecisionError, PolicyError, PolicyEvaluationError
 from gatekeeper.health import PartHealth
-from gatekeeper.policy.quota_templates import resolve_quotas, validation_context
+from gatekeeper.policy.quota_templates import (
+    TemplateSlot,
+    fill_slots,
+    resolve_quotas,
+    template_slots,
+    validation_context,
+)
 from gatekeeper.policy.repo import PolicySource
 
 UNDEFINED = object()
@@ -185,7 +191,7 @@ class DecisionCache:
             if self.size > 0:
                 if len(entries) >= self.size:
                     del entries[next(iter(entries))]
-                entries[key] = _Cached.of(raw, decision)
+                entries[key] = _Cached.of(raw, decision, model_call)
             return decision
         entries[key] = cached  # most recently used last
         filled = cached.filled(input_doc)
@@ -197,24 +203,36 @@ class DecisionCache:
 
 
 class _Cached:
-    """One validated decision, and its quotas as the policy wrote them (templates unfilled)."""
+    """One validated decision, and its quotas as the policy wrote them (templates unfilled),
+    taken apart once into what each request fills in (``template_slots``)."""
 
-    __slots__ = ("decision", "mode", "quotas")
+    __slots__ = ("decision", "mode", "quotas", "slots")
 
-    def __init__(self, decision: Decision, quotas: list[Any] | None, mode: str) -> None:
+    def __init__(
+        self,
+        decision: Decision,
+        quotas: list[Any] | None,
+        mode: str,
+        slots: list[TemplateSlot] | None = None,
+    ) -> None:
         self.decision = decision
         self.quotas = quotas
         self.mode = mode
+        self.slots = slots
 
     @classmethod
-    def of(cls, raw: str, decision: Decision) -> _Cached:
+    def of(cls, raw: str, decision: Decision, model_call: bool) -> _Cached:
         if not decision.quotas:
             return cls(decision, None, "drop")
         # The value validation read, as ``Decision._fill_quota_templates`` reads it.
         value = orjson.loads(raw)
         reasoning = value.get("reasoning")
         mode = reasoning.get("mode", "drop") if isinstance(reasoning, dict) else "drop"
-        return cls(decision, value["quotas"], mode)
+        quotas = value["quotas"]
+        compiled = template_slots(quotas, model_call, mode)
+        # The cache key holds model_call, so every request of the entry keeps these quotas.
+        slots = compiled[0] if compiled and compiled[1] == len(decision.quotas) else None
+        return cls(decision, quotas, mode, slots)
 
     def filled(self, input_doc: dict[str, Any]) -> Decision | None:
         """The decision with its quota templates filled in from ``input_doc``; None when a
@@ -223,12 +241,16 @@ class _Cached:
         if self.quotas is None:
             return decision
         specs = decision.quotas
-        quotas = resolve_quotas(self.quotas, input_doc, self.mode)
-        if len(quotas) != len(specs):
-            return None
+        if self.slots is not None:
+            filled = fill_slots(self.slots, input_doc)
+        else:
+            quotas = resolve_quotas(self.quotas, input_doc, self.mode)
+            if len(quotas) != len(specs):
+                return None
+            filled = [(i, q.get("key"), q.get("cost")) for i, q in enumerate(quotas)]
         changed: list[QuotaSpec] | None = None
-        for i, (quota, spec) in enumerate(zip(quotas, specs, strict=True)):
-            key, cost = quota.get("key"), quota.get("cost")
+        for i, key, cost in filled:
+            spec = specs[i]
             if key == spec.key and cost == spec.cost and type(cost) is int:
                 continue
             if type(key) is not str or type(cost) is not int or cost < 0:
