@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.observability import recorder as _recorder
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -26,6 +27,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
 RedisClient = Redis | RedisCluster
+
+#: What ``recorder`` holds before it looked for a metrics collector.
+_UNKNOWN = object()
 
 #: redis-py's own pool size, and the default of ``quota.max_connections``.
 MAX_CONNECTIONS = 100
@@ -46,16 +50,54 @@ class WaitingConnectionPool(BlockingConnectionPool):
     return wakes a waiter only when one is queued; a checkout that must wait (or arrives behind
     one that does, so none is overtaken) is ``BlockingConnectionPool``'s, whose timeout raises
     ``PoolTimeout`` here.
+
+    Lean checkout and return: while redis-py records no connection metrics (no OpenTelemetry
+    collector configured) and no credential provider may re-authenticate a returned
+    connection, taking an idle connection and giving it back is what ``ConnectionPool`` does
+    without its no-op metric records, its release event and its lock (there is no await
+    between taking a connection and marking it in use). The connection is still checked
+    (``ensure_connection``: connected, nothing unread), and anything else (a connection to
+    make, one marked for reconnection, the pool's lock held) takes redis-py's own path;
+    so does a connection that is not clean (``ensure_connection`` reconnects it).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._waiting = 0
+        # Only this class, not a subclass with its own rules (Sentinel's pool).
+        self._may_be_lean = (
+            type(self) is WaitingConnectionPool
+            and self.connection_kwargs.get("credential_provider") is None
+        )
+
+    def _lean(self) -> bool:
+        return (
+            self._may_be_lean
+            and not self._lock.locked()
+            and getattr(_recorder, "_async_collector_resolved", False) is True
+            and getattr(_recorder, "_async_metrics_collector", _UNKNOWN) is None
+        )
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        if not self._waiting and self._available_connections and self._lean():
+            connection: AbstractConnection = self._available_connections.pop()
+            self._in_use_connections.add(connection)
+            try:
+                # ensure_connection's checks: connected, and nothing unread (an unread reply,
+                # or the server's close); what is not clean gets ensure_connection itself.
+                try:
+                    clean = connection.is_connected and not await connection.can_read()
+                except (RedisConnectionError, TimeoutError, OSError):
+                    clean = False
+                if not clean:
+                    await self.ensure_connection(connection)
+            except BaseException:
+                await self.release(connection)
+                raise
+            return connection
         if not self._waiting and self.can_get_connection():
             try:
-                connection: AbstractConnection = await ConnectionPool.get_connection(self)  # type: ignore[no-untyped-call]
+                connection = await ConnectionPool.get_connection(self)  # type: ignore[no-untyped-call]
                 return connection
             except MaxConnectionsError:
                 pass  # taken while this task waited for the pool's lock: wait like the rest
@@ -74,7 +116,11 @@ class WaitingConnectionPool(BlockingConnectionPool):
             self._waiting -= 1
 
     async def release(self, connection: AbstractConnection) -> None:
-        await ConnectionPool.release(self, connection)
+        if self._lean() and not connection.should_reconnect():  # type: ignore[no-untyped-call]
+            self._in_use_connections.remove(connection)
+            self._available_connections.append(connection)
+        else:
+            await ConnectionPool.release(self, connection)
         if self._waiting:
             async with self._condition:
                 self._condition.notify()

@@ -116,3 +116,27 @@ def test_a_sentinel_primary_gets_the_waiting_pool_too() -> None:
     assert isinstance(client, Redis)
     pool = _pool(client)
     assert (pool.max_connections, pool.timeout) == (7, 0.3)
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
+    redis_url: str,
+) -> None:
+    # The lean checkout still checks the connection it takes, as redis-py's pool does.
+    client = redis_client(redis_url, max_connections=1)
+    assert isinstance(client, Redis)
+    assert await client.client_setname("gk-test-lean")
+    killer = redis_client(redis_url)
+    assert isinstance(killer, Redis)
+    idle = _pool(client)._available_connections[0]
+    assert await killer.execute_command("CLIENT", "KILL", "ADDR", await _address(client)) == 1
+    await asyncio.sleep(0.1)  # the close reaches this process
+    assert await client.ping()
+    assert _opened(_pool(client)) == 1 and _pool(client)._available_connections[0] is idle
+    assert await client.client_getname() is None  # a new connection (the name was not kept)
+    await killer.aclose()
+    await client.aclose()
+
+
+async def _address(client: Redis) -> str:
+    info = await client.client_info()
+    return str(info["addr"])
