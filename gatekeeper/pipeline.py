@@ -121,6 +121,8 @@ class RequestContext:
     input: dict[str, Any] | None = None
     revision: str | None = None
     decision: Decision | None = None
+    #: The decision as the log records it, when the engine has it cheaper (``Verdict.result``).
+    result_of: Callable[[], dict[str, Any]] | None = None
     # quotas
     reasoning: ReasoningEnforcement | None = None
     quotas: QuotaResult | None = None
@@ -202,7 +204,12 @@ class Pipeline:
                 }
         if ctx.decision is not None:
             # Unset optional fields (null) are left out: parsing the result back restores them.
-            rec.result = ctx.decision.model_dump(mode="json", exclude_none=True)
+            result_of = ctx.result_of
+            rec.result = (
+                result_of()
+                if result_of is not None
+                else ctx.decision.model_dump(mode="json", exclude_none=True)
+            )
         if ctx.quotas is not None:
             rec.quotas = _quota_states(ctx.quotas, ctx.settled or {})
         responder, reasoning = ctx.responder, ctx.reasoning
@@ -304,6 +311,7 @@ class Pipeline:
             raise Refusal(exc.status, exc.code, str(exc)) from exc
         ctx.timer.lap("timer_rego_query_eval_ns")
         decision = ctx.decision = verdict.decision
+        ctx.result_of = verdict.result
         ctx.revision = verdict.revision  # the revision that decided, even across a hot reload
         if self.gk.signals is not None and ctx.signals is not None:
             self.gk.signals.observe(ctx.signals, decision)  # counted whatever happens next

@@ -192,6 +192,8 @@ def _quota_store(settings: Settings) -> QuotaStore:
         retry_interval=quota.retry_interval,
         failure_threshold=quota.failure_threshold,
         settle_interval=quota.settle_interval,
+        max_connections=quota.max_connections,
+        pool_timeout=quota.pool_timeout,
     )
 
 
@@ -199,7 +201,13 @@ def _vault(settings: Settings) -> ReasoningVault | None:
     # Continuity keeps reasoning where quotas live: in process, or in the same Redis.
     if not settings.shaping.continuity:
         return None
-    return open_vault(settings.quota.storage, max_entries=settings.shaping.continuity_max_entries)
+    quota = settings.quota
+    return open_vault(
+        quota.storage,
+        max_entries=settings.shaping.continuity_max_entries,
+        max_connections=quota.max_connections,
+        pool_timeout=quota.pool_timeout,
+    )
 
 
 def _signal_stage(settings: Settings) -> SignalStage | None:

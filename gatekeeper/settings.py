@@ -412,6 +412,20 @@ class QuotaSettings(_Section):
         description="Seconds a token settlement may wait in memory to be written to Redis "
         "together with others (one script call for all); 0: each is written at once.",
     )
+    max_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Redis storage: connections each Redis client of the process (quota "
+        "store, reasoning vault) may hold open; a command that finds them all busy waits for "
+        "one (pool_timeout). A Redis Cluster: per node, without waiting (redis-py's cluster "
+        "pool).",
+    )
+    pool_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds a Redis command waits for a free pooled connection; then it fails "
+        "as when the store is unreachable (each quota's on_store_error; continuity degrades).",
+    )
 
 
 _LINK_KINDS = frozenset({"payment", "org", "network", "asn", "user_agent"})

@@ -26,6 +26,8 @@ from gatekeeper.contract import (
 from gatekeeper.dialects.base import RequestFacts
 from gatekeeper.input_document import (
     USAGE_MAPS,
+    _time,
+    _time_of,
     behaviour_document,
     build_input,
     cluster_document,
@@ -291,3 +293,21 @@ def test_a_usage_map_holds_each_windows_total_of_its_metric(windows: list[str], 
     doc = usage_document(windows, totals)
     for metric, name in enumerate(USAGE_MAPS):
         assert doc[name] == {window: totals[i][metric] for i, window in enumerate(windows)}
+
+
+#: 2001-09-09 to 2286-11-20, and exact seconds, and fractions that round up to the next second.
+_NANOS = st.one_of(
+    st.integers(min_value=10**18, max_value=10**19 - 1),
+    st.integers(min_value=10**9, max_value=10**10).map(lambda s: s * 10**9),
+    st.integers(min_value=10**9, max_value=10**10).map(lambda s: s * 10**9 + 999_999_500),
+    st.integers(min_value=10**9, max_value=10**10).map(lambda s: s * 10**9 + 499),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(first=_NANOS, offset=st.integers(min_value=-(10**10), max_value=10**10))
+def test_the_time_part_is_what_datetime_makes_of_the_arrival(first: int, offset: int) -> None:
+    # Two arrivals: the second within ten seconds of the first, or in the same second (the
+    # calendar part is kept from one second to the next).
+    for unix_ns in (first, first + offset, first + offset % 10**9):
+        assert _time(unix_ns) == _time_of(unix_ns)

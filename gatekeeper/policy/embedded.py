@@ -386,7 +386,7 @@ class EmbeddedEngine:
             raise self.counters.failed(
                 "undefined", PolicyEvaluationError("the decision rule is undefined for this input")
             )
-        validate = partial(active.decisions.decision, raw, input_doc)
+        validate = partial(active.decisions.resolve, raw, input_doc)
         return self.counters.verdict(validate, active.revision, "evaluation")
 
     async def decide(self, input_doc: dict[str, Any]) -> Decision:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -19,7 +20,13 @@ from pydantic import BaseModel, ValidationError
 from gatekeeper.contract import Decision, QuotaSpec
 from gatekeeper.errors import InvalidDecisionError, PolicyError, PolicyEvaluationError
 from gatekeeper.health import PartHealth
-from gatekeeper.policy.quota_templates import resolve_quotas, validation_context
+from gatekeeper.policy.quota_templates import (
+    TemplateSlot,
+    fill_slots,
+    resolve_quotas,
+    template_slots,
+    validation_context,
+)
 from gatekeeper.policy.repo import PolicySource
 
 UNDEFINED = object()
@@ -28,12 +35,22 @@ UNDEFINED = object()
 ERROR_KINDS = ("evaluation", "timeout", "unavailable", "undefined", "invalid")
 
 
+#: The decision as the decision log records it, built on request (``Verdict.result``).
+ResultOf = Callable[[], dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """A validated decision and the policy revision that produced it."""
+    """A validated decision and the policy revision that produced it.
+
+    ``result``, when the engine has one, returns what
+    ``decision.model_dump(mode="json", exclude_none=True)`` returns (a new dict each call),
+    for less: the decision cache keeps each decision's dump and patches in the quotas' keys
+    and costs of the request (``DecisionCache.resolve``)."""
 
     decision: Decision
     revision: str
+    result: ResultOf | None = None
 
 
 class PolicyEngine(Protocol):
@@ -98,17 +115,25 @@ class EngineCounters:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         return error
 
-    def verdict(self, validate: Callable[[], Decision], revision: str, other: str) -> Verdict:
+    def verdict(
+        self,
+        validate: Callable[[], Decision | tuple[Decision, ResultOf | None]],
+        revision: str,
+        other: str,
+    ) -> Verdict:
         """The verdict of ``validate()`` under ``revision``, counted: a decision that does not
-        validate fails as ``invalid``, any other ``PolicyError`` as ``other``."""
+        validate fails as ``invalid``, any other ``PolicyError`` as ``other``. ``validate``
+        may return the decision with its ``Verdict.result``."""
         try:
-            decision = validate()
+            validated = validate()
         except InvalidDecisionError as exc:
             raise self.failed("invalid", exc) from exc
         except PolicyError as exc:
             raise self.failed(other, exc) from exc
         self.decisions += 1
-        return Verdict(decision, revision)
+        if isinstance(validated, tuple):
+            return Verdict(validated[0], revision, validated[1])
+        return Verdict(validated, revision)
 
     def as_dict(self) -> dict[str, Any]:
         return {"decisions": self.decisions, "errors": dict(self.errors)}
@@ -174,6 +199,11 @@ class DecisionCache:
 
     def decision(self, raw: str, input_doc: dict[str, Any]) -> Decision:
         """``decision_from_json(raw, input_doc)``, from the cache where it can be."""
+        return self.resolve(raw, input_doc)[0]
+
+    def resolve(self, raw: str, input_doc: dict[str, Any]) -> tuple[Decision, ResultOf | None]:
+        """``decision(raw, input_doc)``, and for a decision from the cache its
+        ``Verdict.result`` (None for one validated in full)."""
         request = input_doc.get("request")
         model_call = isinstance(request.get("dialect"), str) if isinstance(request, dict) else False
         key = (raw, model_call)
@@ -185,50 +215,72 @@ class DecisionCache:
             if self.size > 0:
                 if len(entries) >= self.size:
                     del entries[next(iter(entries))]
-                entries[key] = _Cached.of(raw, decision)
-            return decision
+                entries[key] = _Cached.of(raw, decision, model_call)
+            return decision, None
         entries[key] = cached  # most recently used last
         filled = cached.filled(input_doc)
         if filled is None:  # a key or cost the copies cannot take: validate in full
             self.misses += 1
-            return decision_from_json(raw, input_doc)
+            return decision_from_json(raw, input_doc), None
         self.hits += 1
-        return filled
+        return filled[0], partial(cached.result, *filled)
 
 
 class _Cached:
-    """One validated decision, and its quotas as the policy wrote them (templates unfilled)."""
+    """One validated decision, and its quotas as the policy wrote them (templates unfilled),
+    taken apart once into what each request fills in (``template_slots``)."""
 
-    __slots__ = ("decision", "mode", "quotas")
+    __slots__ = ("decision", "dumped", "mode", "quotas", "slots")
 
-    def __init__(self, decision: Decision, quotas: list[Any] | None, mode: str) -> None:
+    def __init__(
+        self,
+        decision: Decision,
+        quotas: list[Any] | None,
+        mode: str,
+        slots: list[TemplateSlot] | None = None,
+    ) -> None:
         self.decision = decision
         self.quotas = quotas
         self.mode = mode
+        self.slots = slots
+        #: ``decision``'s dump as JSON (``result``), made at the first request that asks.
+        self.dumped: bytes | None = None
 
     @classmethod
-    def of(cls, raw: str, decision: Decision) -> _Cached:
+    def of(cls, raw: str, decision: Decision, model_call: bool) -> _Cached:
         if not decision.quotas:
             return cls(decision, None, "drop")
         # The value validation read, as ``Decision._fill_quota_templates`` reads it.
         value = orjson.loads(raw)
         reasoning = value.get("reasoning")
         mode = reasoning.get("mode", "drop") if isinstance(reasoning, dict) else "drop"
-        return cls(decision, value["quotas"], mode)
+        quotas = value["quotas"]
+        compiled = template_slots(quotas, model_call, mode)
+        # The cache key holds model_call, so every request of the entry keeps these quotas.
+        slots = compiled[0] if compiled and compiled[1] == len(decision.quotas) else None
+        return cls(decision, quotas, mode, slots)
 
-    def filled(self, input_doc: dict[str, Any]) -> Decision | None:
-        """The decision with its quota templates filled in from ``input_doc``; None when a
-        filled-in key or cost would need validating."""
+    def filled(
+        self, input_doc: dict[str, Any]
+    ) -> tuple[Decision, list[tuple[int, str, int]]] | None:
+        """The decision with its quota templates filled in from ``input_doc``, and the
+        positions, keys and costs of the quotas that differ from the cached decision's; None
+        when a filled-in key or cost would need validating."""
         decision = self.decision
         if self.quotas is None:
-            return decision
+            return decision, []
         specs = decision.quotas
-        quotas = resolve_quotas(self.quotas, input_doc, self.mode)
-        if len(quotas) != len(specs):
-            return None
+        if self.slots is not None:
+            filled = fill_slots(self.slots, input_doc)
+        else:
+            quotas = resolve_quotas(self.quotas, input_doc, self.mode)
+            if len(quotas) != len(specs):
+                return None
+            filled = [(i, q.get("key"), q.get("cost")) for i, q in enumerate(quotas)]
         changed: list[QuotaSpec] | None = None
-        for i, (quota, spec) in enumerate(zip(quotas, specs, strict=True)):
-            key, cost = quota.get("key"), quota.get("cost")
+        changes: list[tuple[int, str, int]] = []
+        for i, key, cost in filled:
+            spec = specs[i]
             if key == spec.key and cost == spec.cost and type(cost) is int:
                 continue
             if type(key) is not str or type(cost) is not int or cost < 0:
@@ -236,9 +288,31 @@ class _Cached:
             if changed is None:
                 changed = list(specs)
             changed[i] = _updated(spec, key=key, cost=cost)
+            changes.append((i, key, cost))
         if changed is None:
-            return decision
-        return _updated(decision, quotas=changed)
+            return decision, changes
+        return _updated(decision, quotas=changed), changes
+
+    def result(self, decision: Decision, changes: list[tuple[int, str, int]]) -> dict[str, Any]:
+        """``decision.model_dump(mode="json", exclude_none=True)`` for a decision ``filled``
+        made with ``changes``: the cached decision's dump, parsed anew (the caller may change
+        it), with those quotas' keys and costs (never None, so never left out)."""
+        dumped = self.dumped
+        if dumped is None:
+            try:
+                dumped = orjson.dumps(self.decision.model_dump(mode="json", exclude_none=True))
+            except TypeError:  # an integer orjson cannot write: dump each decision itself
+                dumped = b""
+            self.dumped = dumped
+        if not dumped:
+            return decision.model_dump(mode="json", exclude_none=True)
+        document: dict[str, Any] = orjson.loads(dumped)
+        if changes:
+            quotas = document["quotas"]
+            for i, key, cost in changes:
+                quotas[i]["key"] = key
+                quotas[i]["cost"] = cost
+        return document
 
 
 _M = TypeVar("_M", bound=BaseModel)

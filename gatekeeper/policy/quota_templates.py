@@ -79,6 +79,86 @@ def resolve_quotas(
     return out
 
 
+#: ``TemplateSlot`` costs that depend on the request: its estimated tokens, or none at all (a
+#: unit without a default cost: validation rejects the quota).
+TOKENS: Any = object()
+NO_COST: Any = object()
+
+#: One quota whose key or cost a template leaves out: its position among the quotas kept, its
+#: key (a string, or ``(scope, name)`` when the owner comes from the input) and its cost (an
+#: integer, ``TOKENS`` or ``NO_COST``; or whatever the policy gave).
+TemplateSlot = tuple[int, "str | tuple[str, str]", Any]
+
+
+def template_slots(
+    quotas: list[Any], model_call: bool, reasoning_mode: str = "drop"
+) -> tuple[list[TemplateSlot], int] | None:
+    """``resolve_quotas`` of ``quotas`` taken apart once: what every request's input fills in.
+
+    For a decision's quotas, whether the request is a model call, and the reasoning mode, what
+    ``resolve_quotas`` does is the same for every input but the owners and the token estimate;
+    ``fill_slots`` does only that part. Returns the slots and how many quotas are kept (those
+    with no cost for such a request are left out, as ``resolve_quotas`` leaves them), or None
+    for quotas it cannot take apart (validation rejects them anyway).
+    """
+    slots: list[TemplateSlot] = []
+    kept = 0
+    for quota in quotas:
+        if not isinstance(quota, dict):
+            return None
+        if "key" in quota and "cost" in quota:
+            kept += 1
+            continue
+        if "cost" in quota:
+            cost = quota["cost"]
+        else:
+            unit = quota.get("unit", "requests")
+            if unit == "requests":
+                cost = 1
+            elif unit in ("tokens", "reasoning_tokens"):
+                if not model_call or (unit == "reasoning_tokens" and reasoning_mode == "drop"):
+                    continue
+                cost = TOKENS
+            else:
+                cost = NO_COST
+        key: str | tuple[str, str]
+        if "key" in quota:
+            key = quota["key"]
+        else:
+            name = quota.get("name")
+            if not isinstance(name, str):
+                return None
+            scope = quota.get("scope", "subject")
+            cohort = quota.get("cohort")
+            if scope == "cohort" and isinstance(cohort, str) and cohort:
+                key = f"cohort:{cohort}:{name}"
+            else:
+                key = (scope, name)
+        slots.append((kept, key, cost))
+        kept += 1
+    return slots, kept
+
+
+def fill_slots(slots: list[TemplateSlot], input_doc: dict[str, Any]) -> list[tuple[int, Any, Any]]:
+    """Each slot's position, key and cost for ``input_doc``: what ``resolve_quotas`` gives
+    the quota at that position (``None`` for a cost left out)."""
+    request = input_doc.get("request") or {}
+    tokens = request.get("estimated_tokens", 0)
+    owners: dict[str, str] | None = None
+    out = []
+    for index, key, cost in slots:
+        if cost is TOKENS:
+            cost = tokens
+        elif cost is NO_COST:
+            cost = None
+        if type(key) is tuple:
+            owners = owners or _owners(input_doc)
+            scope, name = key
+            key = f"{owners.get(scope, owners['subject'])}:{name}"
+        out.append((index, key, cost))
+    return out
+
+
 def _owners(input_doc: dict[str, Any]) -> dict[str, str]:
     """The key prefix of each quota scope for one input document."""
     subject = input_doc.get("subject") or {}

@@ -30,6 +30,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
 from gatekeeper.quota.base import QuotaAdjustment
 from gatekeeper.quota.deadline import wire_timeout
+from gatekeeper.redis_client import PoolTimeout
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -78,6 +79,8 @@ class ScriptBatcher:
                     return await self._one(script, keys, args)
             except TimeoutError as exc:
                 raise self._timed_out() from exc
+            except PoolTimeout as exc:
+                raise self._pool_timed_out(exc) from exc
             except (RedisError, OSError) as exc:
                 raise QuotaStoreError(f"quota store {self.description}: {exc}") from exc
             finally:
@@ -91,6 +94,11 @@ class ScriptBatcher:
         return QuotaStoreTimeout(
             f"quota store {self.description}: no answer within {self.timeout * 1000:g} ms"
         )
+
+    def _pool_timed_out(self, exc: PoolTimeout) -> QuotaStoreTimeout:
+        # Every connection stayed busy: calls already sent went unanswered that long. A slow
+        # store, counted like a timeout (failure_threshold), not a refused connection.
+        return QuotaStoreTimeout(f"quota store {self.description}: {exc}")
 
     def _drain(self) -> None:
         """Send what is queued as one pipeline, if a slot is free."""
@@ -113,6 +121,8 @@ class ScriptBatcher:
             error = (
                 self._timed_out()
                 if isinstance(exc, TimeoutError)
+                else self._pool_timed_out(exc)
+                if isinstance(exc, PoolTimeout)
                 else QuotaStoreError(f"quota store {self.description}: {exc!r}")
             )
             for *_, future in batch:

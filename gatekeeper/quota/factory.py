@@ -40,6 +40,8 @@ def open_quota_store(
     failure_threshold: int = 3,
     settle_interval: float = 0.0,
     settle_batch: int = 256,
+    max_connections: int = 100,
+    pool_timeout: float = 1.0,
 ) -> QuotaStore:
     """The quota store named by ``uri``; raises ``ConfigurationError`` for a bad one.
 
@@ -48,6 +50,7 @@ def open_quota_store(
     ``settle_interval`` > 0 defers a Redis store's settlements (``quota.settle_interval``; 0,
     the default here, writes each at once); ``settle_batch`` pending corrections are sent
     without waiting for the interval. Deferred writes get the same ``timeout`` as a check.
+    ``max_connections`` and ``pool_timeout`` bound the client's pool (``redis_client``).
     """
     uri = uri.strip().removeprefix("async+")
     parsed = urllib.parse.urlparse(uri)
@@ -64,7 +67,13 @@ def open_quota_store(
         # Every send is bounded by the store's wire timeout (and every call, as a last resort,
         # by the failover layer's cap): a socket-level read timeout on top would cost two
         # extra tasks per command.
-        client = redis_client(uri, socket_timeout=bound, read_timeout=False)
+        client = redis_client(
+            uri,
+            socket_timeout=bound,
+            read_timeout=False,
+            max_connections=max_connections,
+            pool_timeout=pool_timeout,
+        )
         store = RedisQuotaStore(
             client,
             prefix=prefix,

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from gatekeeper.quota.base import BucketState, QuotaResult
 
 
+@functools.lru_cache(maxsize=1024)
 def _sf_string(value: str) -> str:
+    # Cached: quota names and units repeat on every request.
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def policy_header(state: BucketState) -> str:
     """``"<name>";q=<capacity>;w=<seconds>`` (``qu`` only for non-request units)."""
-    parts = [_sf_string(state.name), f"q={state.capacity}"]
-    if state.unit != "requests":
-        parts.append(f"qu={_sf_string(state.unit)}")
-    if math.isfinite(state.window_seconds) and state.window_seconds >= 1:
-        parts.append(f"w={math.ceil(state.window_seconds)}")
-    return ";".join(parts)
+    return _policy(state.name, state.capacity, state.unit, state.window_seconds).decode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy(name: str, capacity: int, unit: str, window_seconds: float) -> bytes:
+    # Cached: it depends on the quota's shape only, and a policy hands out few shapes.
+    parts = [_sf_string(name), f"q={capacity}"]
+    if unit != "requests":
+        parts.append(f"qu={_sf_string(unit)}")
+    if math.isfinite(window_seconds) and window_seconds >= 1:
+        parts.append(f"w={math.ceil(window_seconds)}")
+    return ";".join(parts).encode()
 
 
 def state_header(state: BucketState) -> str:
@@ -35,7 +44,10 @@ def rate_limit_headers(result: QuotaResult) -> list[tuple[bytes, bytes]]:
     if state is None:
         return []
     headers = [
-        (b"ratelimit-policy", policy_header(state).encode()),
+        (
+            b"ratelimit-policy",
+            _policy(state.name, state.capacity, state.unit, state.window_seconds),
+        ),
         (b"ratelimit", state_header(state).encode()),
     ]
     if not result.allowed:

@@ -20,6 +20,7 @@ and counted, the request goes on without restoration, and the response is sent w
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -126,8 +127,19 @@ class RedisVault:
         await self.client.aclose()
 
 
-def open_vault(storage: str, *, max_entries: int = 100_000) -> ReasoningVault:
-    """The vault for the quota storage URI ``storage`` (memory or the Redis family)."""
+def open_vault(
+    storage: str,
+    *,
+    max_entries: int = 100_000,
+    max_connections: int = 100,
+    pool_timeout: float = 1.0,
+) -> ReasoningVault:
+    """The vault for the quota storage URI ``storage`` (memory or the Redis family).
+
+    A Redis vault's client holds at most ``max_connections`` connections; a read or write that
+    finds them all busy waits up to ``pool_timeout`` seconds for one (``redis_client``), then
+    fails like a vault that cannot be reached (continuity degrades, the request goes on).
+    """
     # Imported here: the quota package is not needed by callers that only use the memory vault.
     from gatekeeper.quota.factory import SCHEMES
     from gatekeeper.redis_client import redact, redis_client
@@ -139,7 +151,8 @@ def open_vault(storage: str, *, max_entries: int = 100_000) -> ReasoningVault:
     if scheme not in SCHEMES:
         raise ConfigurationError(f"no reasoning vault for storage {redact(uri)!r}")
     try:
-        return RedisVault(redis_client(uri), description=redact(uri))
+        client = redis_client(uri, max_connections=max_connections, pool_timeout=pool_timeout)
+        return RedisVault(client, description=redact(uri))
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"reasoning vault {redact(uri)!r}: {exc}") from exc
 
@@ -157,6 +170,15 @@ class ContinuityVault:
     timeout: float = 0.25
 
 
+@functools.lru_cache(maxsize=65_536)
+def _subject_prefix(prefix: str, subject_id: str) -> str:
+    """The vault key prefix of one subject. The subject id is hashed: any id makes a valid
+    Redis hash tag, and ids stay out of keys. Cached: a subject's requests repeat it, and the
+    hash is most of what a request's ``Continuity`` costs to build."""
+    tag = hashlib.sha256(subject_id.encode("utf-8")).hexdigest()[:20]
+    return f"{prefix}:rv:{{{tag}}}:"
+
+
 class Continuity:
     """Continuity for one request of one subject: restore its history, keep its response."""
 
@@ -164,9 +186,7 @@ class Continuity:
         self.vault = kept.vault
         self.ttl = kept.ttl
         self.timeout = kept.timeout
-        # The subject id is hashed: any id makes a valid Redis hash tag, and ids stay out of keys.
-        tag = hashlib.sha256(subject_id.encode("utf-8")).hexdigest()[:20]
-        self._prefix = f"{kept.prefix}:rv:{{{tag}}}:"
+        self._prefix = _subject_prefix(kept.prefix, subject_id)
         #: For the decision log: blocks restored, blocks kept, vault errors.
         self.restored = 0
         self.kept = 0

@@ -81,9 +81,13 @@ def test_every_request_gets_the_decision_validation_makes_for_its_input(
     for raw, subject, org, cluster, dialect, tokens in requests:
         doc = input_doc(subject, org, cluster, dialect, tokens)
         expected = decision_from_json(raw, doc)
-        got = cache.decision(raw, doc)
+        got, result_of = cache.resolve(raw, doc)
         assert got == expected
         assert got.model_dump(mode="json") == expected.model_dump(mode="json")
+        if result_of is not None:  # the decision log's result, without dumping the decision
+            logged = expected.model_dump(mode="json", exclude_none=True)
+            assert result_of() == logged
+            assert list(result_of()) == list(logged)  # the same fields in the same order
         assert [q.model_fields_set for q in got.quotas] == [
             q.model_fields_set for q in expected.quotas
         ]
@@ -117,6 +121,22 @@ def test_a_cost_that_does_not_validate_fails_as_it_would_uncached(tokens: Any) -
             cache.decision(raw, doc)
     else:
         assert cache.decision(raw, doc) == expected
+
+
+def test_each_result_is_a_new_document() -> None:
+    # The decision log may mask fields of an event's result in place: no request's result is
+    # another's, nor the cache's.
+    cache = DecisionCache()
+    raw = RAWS[1]
+    assert cache.resolve(raw, input_doc())[1] is None  # validated in full: no result
+    decision, result_of = cache.resolve(raw, input_doc(subject="s2"))
+    assert result_of is not None
+    first = result_of()
+    first["quotas"][0]["key"] = "masked"
+    first["allow"] = "masked"
+    assert result_of() == decision.model_dump(mode="json", exclude_none=True)
+    again = cache.resolve(raw, input_doc())[1]
+    assert again is not None and again()["quotas"][0]["key"] == "subject:s1:requests"
 
 
 def test_an_invalid_decision_is_not_cached() -> None:

@@ -150,3 +150,21 @@ async def test_an_unreachable_vault_never_fails_the_request() -> None:
     assert (continuity.kept, continuity.restored, continuity.errors) == (0, 0, 2)
     assert (await vault.health())["state"] == "down"
     await vault.aclose()
+
+
+async def test_a_vault_without_a_free_connection_degrades_continuity(redis_url: str) -> None:
+    # quota.max_connections 1, its one connection busy longer than quota.pool_timeout.
+    vault = open_vault(redis_url, max_connections=1, pool_timeout=0.05)
+    assert isinstance(vault, RedisVault)
+    held = asyncio.ensure_future(vault.client.blpop(["gk:test:none"], 0.5))
+    await asyncio.sleep(0.05)
+    continuity = Continuity(ContinuityVault(vault, timeout=1.0), "alice")
+    s = shaper(AnthropicMessages(), "drop", keep=True)
+    shown = now(s.shape_json(RESPONSE))
+    await continuity.save(s.kept)
+    request = follow_up(shown["content"])
+    assert await continuity.restore(AnthropicMessages(), request) is request
+    assert (continuity.kept, continuity.restored, continuity.errors) == (0, 0, 2)
+    assert await held is None
+    await keep(vault, "alice")  # the connection is back: continuity works again
+    await vault.aclose()
