@@ -29,7 +29,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
 from gatekeeper.quota.base import QuotaAdjustment
-from gatekeeper.quota.deadline import wire_timeout
+from gatekeeper.quota.deadline import hard_bound, wire_timeout
 from gatekeeper.redis_client import PoolTimeout
 
 if TYPE_CHECKING:
@@ -88,7 +88,10 @@ class ScriptBatcher:
                 self._drain()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((script, keys, args, future))
-        return await future
+        # The wait is not the store's to answer for, but no call outlasts a send's hard bound
+        # (``call_bound``: the failover layer arms no cap of its own over this store).
+        async with asyncio.timeout(hard_bound(self.timeout)):
+            return await future
 
     def _timed_out(self) -> QuotaStoreTimeout:
         return QuotaStoreTimeout(

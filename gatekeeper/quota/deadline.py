@@ -35,6 +35,11 @@ from types import TracebackType
 GRACE_TURNS = 4
 
 
+def hard_bound(seconds: float) -> float:
+    """The wall time after which ``wire_timeout(seconds)`` fires however busy the loop is."""
+    return max(1.0, 20 * seconds)
+
+
 class wire_timeout:  # lower case: used like asyncio.timeout
     """``async with wire_timeout(seconds):`` raises ``TimeoutError`` when the body's store call
     got no answer in ``seconds`` during which the event loop was free (see the module)."""
@@ -53,7 +58,7 @@ class wire_timeout:  # lower case: used like asyncio.timeout
         await self._timeout.__aenter__()
         self._loop = asyncio.get_running_loop()
         now = self._loop.time()
-        self._hard = now + max(1.0, 20 * self._seconds)
+        self._hard = now + hard_bound(self._seconds)
         self._arm(now)
         return self
 

@@ -47,7 +47,7 @@ from gatekeeper.quota.base import (
     window_state,
 )
 from gatekeeper.quota.batching import ScriptBatcher, SettlementQueue
-from gatekeeper.quota.deadline import wire_timeout
+from gatekeeper.quota.deadline import hard_bound, wire_timeout
 from gatekeeper.quota.windows import parse_window
 from gatekeeper.redis_client import RedisClient
 
@@ -150,6 +150,11 @@ class RedisQuotaStore:
         self._batcher: ScriptBatcher | None = None
         if not isinstance(client, RedisCluster):
             self._batcher = ScriptBatcher(client, description, timeout=timeout)
+        #: Wall time within which every call of this store returns whatever happens: each
+        #: goes through the batcher, whose sends and queue are bounded by ``hard_bound``. None
+        #: for a cluster (a refund may follow a request's checks). ``FailoverQuotaStore`` arms
+        #: no cap of its own over a store that has one.
+        self.call_bound: float | None = None if self.cluster else hard_bound(timeout)
         #: Deferred settlements (None when ``settle_interval`` is 0).
         self.settlements: SettlementQueue | None = None
         if settle_interval > 0:

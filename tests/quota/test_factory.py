@@ -129,3 +129,20 @@ def test_settlements_wait_as_long_as_the_settings_say(
 def test_bad_quota_settings_are_refused(override: dict) -> None:
     with pytest.raises(ConfigurationError):
         Settings.load(DEMO, quota=override)
+
+
+@pytest.mark.parametrize(
+    ("uri", "bounded"),
+    [
+        pytest.param("redis://127.0.0.1:6379/2", True, id="redis"),
+        pytest.param("redis+sentinel://127.0.0.1:26379/mymaster", True, id="sentinel"),
+        pytest.param("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", False, id="cluster"),
+    ],
+)
+def test_the_last_resort_cap_is_armed_once_per_call(uri: str, bounded: bool) -> None:
+    # A store that bounds each call itself (every send and every queued wait, at wire_timeout's
+    # hard bound) gets no second timer from the failover layer; a cluster store keeps it.
+    store = open_quota_store(uri, timeout=0.1)
+    assert isinstance(store, FailoverQuotaStore) and isinstance(store.store, RedisQuotaStore)
+    assert store._bounded is bounded
+    assert store.store.call_bound == (store.cap if bounded else None)
