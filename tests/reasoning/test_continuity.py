@@ -139,8 +139,9 @@ async def test_a_body_without_markers_is_not_even_parsed() -> None:
     assert await continuity.restore(OpenAIResponses(), body) is body
 
 
-async def test_an_unreachable_vault_never_fails_the_request() -> None:
-    vault = RedisVault(redis_client(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2))
+async def keeping_and_restoring_fail(vault: ReasoningVault) -> None:
+    """A response's reasoning cannot be kept nor a follow-up restored: the follow-up goes on
+    as the client sent it, and both failures are counted."""
     continuity = Continuity(ContinuityVault(vault, timeout=1.0), "alice")
     s = shaper(AnthropicMessages(), "drop", keep=True)
     shown = now(s.shape_json(RESPONSE))
@@ -148,6 +149,11 @@ async def test_an_unreachable_vault_never_fails_the_request() -> None:
     request = follow_up(shown["content"])
     assert await continuity.restore(AnthropicMessages(), request) is request
     assert (continuity.kept, continuity.restored, continuity.errors) == (0, 0, 2)
+
+
+async def test_an_unreachable_vault_never_fails_the_request() -> None:
+    vault = RedisVault(redis_client(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2))
+    await keeping_and_restoring_fail(vault)
     assert (await vault.health())["state"] == "down"
     await vault.aclose()
 
@@ -158,13 +164,7 @@ async def test_a_vault_without_a_free_connection_degrades_continuity(redis_url: 
     assert isinstance(vault, RedisVault)
     held = asyncio.ensure_future(vault.client.blpop(["gk:test:none"], 0.5))
     await asyncio.sleep(0.05)
-    continuity = Continuity(ContinuityVault(vault, timeout=1.0), "alice")
-    s = shaper(AnthropicMessages(), "drop", keep=True)
-    shown = now(s.shape_json(RESPONSE))
-    await continuity.save(s.kept)
-    request = follow_up(shown["content"])
-    assert await continuity.restore(AnthropicMessages(), request) is request
-    assert (continuity.kept, continuity.restored, continuity.errors) == (0, 0, 2)
+    await keeping_and_restoring_fail(vault)
     assert await held is None
     await keep(vault, "alice")  # the connection is back: continuity works again
     await vault.aclose()
