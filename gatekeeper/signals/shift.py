@@ -33,6 +33,8 @@ from gatekeeper.signals.windows import RollingTally
 
 #: The tally key of every request (the subject's total), never a model name.
 _ALL = "\x00all"
+#: ``_Mix.only`` before the first request (any model name, even "", may follow).
+_NO_MODEL_YET = "\x00none"
 
 
 class _Mix:
@@ -48,8 +50,9 @@ class _Mix:
     def __init__(self, recent: float, prior: float, buckets: int) -> None:
         self.recent = RollingTally(recent, buckets)
         self.prior = RollingTally(prior, buckets)
-        #: The one model called so far ("" before the first; ``None`` once there were two).
-        self.only: str | None = ""
+        #: The one model called so far (``_NO_MODEL_YET`` before the first; ``None`` once
+        #: there were two).
+        self.only: str | None = _NO_MODEL_YET
         #: The last ``ShiftIndex.read``'s model, time and shares: the request's ``add`` at the
         #: same time finds the same (nothing was added since, or ``add`` cleared it).
         self.read: tuple[str, float, tuple[float, float, int, int]] | None = None
@@ -57,7 +60,7 @@ class _Mix:
     def add(self, at: float, model: str) -> None:
         self.read = None
         only = self.only
-        if only == "":
+        if only == _NO_MODEL_YET:
             self.only = only = model
         elif only is not None and only != model:
             for tally in (self.recent, self.prior):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.contract import Decision, Network, Subject
@@ -136,12 +136,15 @@ def bucketed_count(
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.floats(min_value=0, max_value=3 * 86400), st.sampled_from("abc")),
+        st.tuples(
+            st.floats(min_value=0, max_value=1.5 * 86400), st.sampled_from(["a", "b", "c", ""])
+        ),
         max_size=40,
     ),
     st.sampled_from("abcd"),
-    st.floats(min_value=0, max_value=3600),
+    st.floats(min_value=0, max_value=900),
 )
+@example(raw=[(0.0, ""), (60.0, ""), (120.0, "a")], asked="a", later=0.0)
 def test_shares_match_a_brute_force_count_whatever_the_models(
     raw: list[tuple[float, str]], asked: str, later: float
 ) -> None:
