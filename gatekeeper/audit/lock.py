@@ -69,6 +69,17 @@ class ChainLocked(ConfigurationError):
         self.holder = holder
 
 
+def _finalizer(lock: ChainLock, fd: int) -> weakref.finalize:  # type: ignore[type-arg]
+    """Closes ``fd`` when ``lock`` is dropped, but not at interpreter exit: weakref's exit hook
+    runs before the decision log's own (``atexit`` runs the later registered first), and
+    would release the lock while the log's writer still writes the events an app left
+    unclosed (or hands the lock to its writer process: a descriptor closed under it). The
+    system closes it when the process ends."""
+    release = weakref.finalize(lock, _close, fd)
+    release.atexit = False
+    return release
+
+
 class ChainLock:
     """An exclusive, non-blocking lock on the chain whose active file is ``path``.
 
@@ -96,7 +107,7 @@ class ChainLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         # A sink dropped without close (start-up failed further on) must not keep the lock.
-        self._release = weakref.finalize(self, _close, fd)
+        self._release = _finalizer(self, fd)
 
     @classmethod
     def inherited(cls, path: Path, fd: int) -> ChainLock:
@@ -105,7 +116,7 @@ class ChainLock:
         open file, which both share, so it holds while either keeps it open."""
         lock = cls.__new__(cls)
         lock.path = lock_path(path)
-        lock._release = weakref.finalize(lock, _close, fd)
+        lock._release = _finalizer(lock, fd)
         return lock
 
     def fileno(self) -> int:

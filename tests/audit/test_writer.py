@@ -326,3 +326,30 @@ async def test_a_writer_falling_behind_runs_before_events_are_dropped(
     assert log.dropped == 0
     assert len(decision_ids(path)) == 3000
     await log.aclose()
+
+
+LOCK_AT_EXIT = """
+import atexit, os, sys
+from pathlib import Path
+from gatekeeper.audit.lock import ChainLock
+
+lock = ChainLock(Path(sys.argv[1]))
+fd = lock.fileno()
+atexit._run_exitfuncs()  # what the interpreter runs at exit, before the log's own hook ends
+os.fstat(fd)  # EBADF if an exit hook closed the lock under the writer
+print("held")
+"""
+
+
+def test_the_chain_lock_outlives_the_interpreters_exit_hooks(tmp_path: Path) -> None:
+    # weakref's exit hook runs before the decision log's (the later registered runs first):
+    # had it released the lock, a log left unclosed would hand its writer process a closed
+    # descriptor (seen as "OSError: [Errno 9] Bad file descriptor" when the process started).
+    done = subprocess.run(
+        [sys.executable, "-c", LOCK_AT_EXIT, str(tmp_path / "d.jsonl")],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "held"), done.stderr
