@@ -12,7 +12,7 @@ request is refused (fail closed).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -56,9 +56,19 @@ class _Model(BaseModel):
 
 class _Frozen(_Model):
     """A part of ``Decision``: immutable, since one validated decision may serve many requests
-    (``policy.engine.DecisionCache``); change one with ``model_copy(update=...)``."""
+    (``policy.engine.DecisionCache``); change one with ``model_copy(update=...)``, or
+    ``with_valid`` for values known valid."""
 
     model_config = ConfigDict(frozen=True)
+
+    def with_valid(self, **values: Any) -> Self:
+        """A shallow copy with ``values`` set, unvalidated: the caller knows them valid.
+        ``model_copy(update=...)`` for less (1.1 to 1.5 µs instead of 1.5 to 2.4: the request path
+        copies a few decisions and quotas per request)."""
+        copy = self.__copy__()
+        copy.__dict__.update(values)
+        copy.__pydantic_fields_set__.update(values)
+        return copy
 
 
 class Subject(_Model):

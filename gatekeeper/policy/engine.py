@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from gatekeeper.contract import Decision, QuotaSpec
 from gatekeeper.errors import InvalidDecisionError, PolicyError, PolicyEvaluationError
@@ -287,11 +287,11 @@ class _Cached:
                 return None
             if changed is None:
                 changed = list(specs)
-            changed[i] = _updated(spec, key=key, cost=cost)
+            changed[i] = spec.with_valid(key=key, cost=cost)
             changes.append((i, key, cost))
         if changed is None:
             return decision, changes
-        return _updated(decision, quotas=changed), changes
+        return decision.with_valid(quotas=changed), changes
 
     def result(self, decision: Decision, changes: list[tuple[int, str, int]]) -> dict[str, Any]:
         """``decision.model_dump(mode="json", exclude_none=True)`` for a decision ``filled``
@@ -313,18 +313,6 @@ class _Cached:
                 quotas[i]["key"] = key
                 quotas[i]["cost"] = cost
         return document
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _updated(model: _M, **values: Any) -> _M:
-    """A shallow copy of ``model`` with ``values`` set, unvalidated (the caller checked them):
-    ``model_copy(update=...)`` for 1.1 µs instead of 1.5. The fields are already in the
-    model's set of fields given, as validation left it."""
-    new = model.__copy__()
-    new.__dict__.update(values)
-    return new
 
 
 def _invalid(exc: ValidationError) -> InvalidDecisionError:

@@ -80,16 +80,6 @@ class ReasoningSetup:
         return cls(options, kept)
 
 
-def _free_of_charge(spec: QuotaSpec, on_store_error: str) -> QuotaSpec:
-    """``spec.model_copy(update={"cost": 0, "on_store_error": ...})`` without its update
-    machinery (1.5 instead of 2.4 µs, per request with a budget): both values are valid."""
-    copy = spec.__copy__()
-    copy.__dict__["cost"] = 0
-    copy.__dict__["on_store_error"] = on_store_error
-    copy.__pydantic_fields_set__.update(("cost", "on_store_error"))
-    return copy
-
-
 class ReasoningEnforcement:
     """The reasoning side of one request: budget, continuity, shaper, log record."""
 
@@ -124,7 +114,7 @@ class ReasoningEnforcement:
             if spec.name == name and self._budget_spec is None:
                 # A store outage on a "deny" budget degrades the mode instead of refusing.
                 mode = "allow" if spec.on_store_error == "deny" else spec.on_store_error
-                spec = _free_of_charge(spec, mode)
+                spec = spec.with_valid(cost=0, on_store_error=mode)
                 self._budget_spec = spec
             out.append(spec)
         return out
