@@ -48,33 +48,29 @@ def resolve_quotas(
     Quotas that give their own ``key`` or ``cost`` keep them; anything malformed is passed on
     unchanged for validation to reject.
     """
-    owners: dict[str, str] | None = None
     request = input_doc.get("request") or {}
     model_call = isinstance(request.get("dialect"), str)
     tokens = request.get("estimated_tokens", 0)
+    owners: dict[str, str] | None = None
     out: list[Any] = []
     for quota in quotas:
         if not isinstance(quota, dict) or ("key" in quota and "cost" in quota):
             out.append(quota)
             continue
+        template = _template(quota, model_call, reasoning_mode)
+        if template is None:
+            continue
+        key, cost = template
         quota = dict(quota)
-        if "cost" not in quota:
-            unit = quota.get("unit", "requests")
-            if unit == "requests":
-                quota["cost"] = 1
-            elif unit in ("tokens", "reasoning_tokens"):
-                if not model_call or (unit == "reasoning_tokens" and reasoning_mode == "drop"):
-                    continue
-                quota["cost"] = tokens
-        if "key" not in quota and isinstance(quota.get("name"), str):
+        if cost is TOKENS:
+            cost = tokens
+        if cost is not NO_COST:
+            quota["cost"] = cost
+        if type(key) is tuple:
             owners = owners or _owners(input_doc)
-            scope = quota.get("scope", "subject")
-            cohort = quota.get("cohort")
-            if scope == "cohort" and isinstance(cohort, str) and cohort:
-                owner = f"cohort:{cohort}"
-            else:
-                owner = owners.get(scope, owners["subject"])
-            quota["key"] = f"{owner}:{quota['name']}"
+            key = _owned(key, owners)
+        if key is not NO_KEY:
+            quota["key"] = key
         out.append(quota)
     return out
 
@@ -90,16 +86,61 @@ NO_COST: Any = object()
 TemplateSlot = tuple[int, "str | tuple[str, str]", Any]
 
 
+#: What ``_template`` gives a quota with no name to make its key from (validation rejects it).
+NO_KEY: Any = object()
+
+
+def _template(
+    quota: dict[str, Any], model_call: bool, reasoning_mode: str
+) -> tuple[Any, Any] | None:
+    """The rules of ``resolve_quotas`` for one quota that leaves its key or cost out, as far
+    as they do not read the input: its key (its own, a cohort's, ``(scope, name)`` for an
+    owner the input gives, or ``NO_KEY``) and its cost (its own, 1, ``TOKENS`` or
+    ``NO_COST``); None when it has no cost for such a request (it is left out)."""
+    if "cost" in quota:
+        cost = quota["cost"]
+    else:
+        unit = quota.get("unit", "requests")
+        if unit == "requests":
+            cost = 1
+        elif unit in ("tokens", "reasoning_tokens"):
+            if not model_call or (unit == "reasoning_tokens" and reasoning_mode == "drop"):
+                return None
+            cost = TOKENS
+        else:
+            cost = NO_COST
+    key: Any
+    if "key" in quota:
+        key = quota["key"]
+    else:
+        name = quota.get("name")
+        scope = quota.get("scope", "subject")
+        cohort = quota.get("cohort")
+        if not isinstance(name, str):
+            key = NO_KEY
+        elif scope == "cohort" and isinstance(cohort, str) and cohort:
+            key = f"cohort:{cohort}:{name}"
+        else:
+            key = (scope, name)
+    return key, cost
+
+
+def _owned(key: tuple[str, str], owners: dict[str, str]) -> str:
+    """The key of quota ``name`` of ``scope`` (``key``) for the input's ``owners``."""
+    scope, name = key
+    return f"{owners.get(scope, owners['subject'])}:{name}"
+
+
 def template_slots(
     quotas: list[Any], model_call: bool, reasoning_mode: str = "drop"
 ) -> tuple[list[TemplateSlot], int] | None:
     """``resolve_quotas`` of ``quotas`` taken apart once: what every request's input fills in.
 
     For a decision's quotas, whether the request is a model call, and the reasoning mode, what
-    ``resolve_quotas`` does is the same for every input but the owners and the token estimate;
-    ``fill_slots`` does only that part. Returns the slots and how many quotas are kept (those
-    with no cost for such a request are left out, as ``resolve_quotas`` leaves them), or None
-    for quotas it cannot take apart (validation rejects them anyway).
+    ``resolve_quotas`` does is the same for every input but the owners and the token estimate
+    (``_template``); ``fill_slots`` does only that part. Returns the slots and how many quotas
+    are kept (those with no cost for such a request are left out, as ``resolve_quotas`` leaves
+    them), or None for quotas it cannot take apart (validation rejects them anyway).
     """
     slots: list[TemplateSlot] = []
     kept = 0
@@ -109,32 +150,12 @@ def template_slots(
         if "key" in quota and "cost" in quota:
             kept += 1
             continue
-        if "cost" in quota:
-            cost = quota["cost"]
-        else:
-            unit = quota.get("unit", "requests")
-            if unit == "requests":
-                cost = 1
-            elif unit in ("tokens", "reasoning_tokens"):
-                if not model_call or (unit == "reasoning_tokens" and reasoning_mode == "drop"):
-                    continue
-                cost = TOKENS
-            else:
-                cost = NO_COST
-        key: str | tuple[str, str]
-        if "key" in quota:
-            key = quota["key"]
-        else:
-            name = quota.get("name")
-            if not isinstance(name, str):
-                return None
-            scope = quota.get("scope", "subject")
-            cohort = quota.get("cohort")
-            if scope == "cohort" and isinstance(cohort, str) and cohort:
-                key = f"cohort:{cohort}:{name}"
-            else:
-                key = (scope, name)
-        slots.append((kept, key, cost))
+        template = _template(quota, model_call, reasoning_mode)
+        if template is None:
+            continue
+        if template[0] is NO_KEY:
+            return None
+        slots.append((kept, template[0], template[1]))
         kept += 1
     return slots, kept
 
@@ -153,8 +174,7 @@ def fill_slots(slots: list[TemplateSlot], input_doc: dict[str, Any]) -> list[tup
             cost = None
         if type(key) is tuple:
             owners = owners or _owners(input_doc)
-            scope, name = key
-            key = f"{owners.get(scope, owners['subject'])}:{name}"
+            key = _owned(key, owners)
         out.append((index, key, cost))
     return out
 
