@@ -93,20 +93,17 @@ def _key_bytes(prefix: str, key: str) -> bytes:
 
 def _spec_arg(spec: QuotaSpec, amount: int) -> bytes:
     """A quota's one script argument: its six fields joined by spaces (``lua/acquire.lua``)."""
-    return _arg(spec.kind, spec.capacity, spec.rate, spec.period, spec.window, amount)
+    return _arg(spec.kind, spec.capacity, spec.refill_per_second, spec.window, amount)
 
 
 @functools.lru_cache(maxsize=4096)
-def _arg(
-    kind: str, capacity: int, rate: float, period: float, window: str | None, amount: int
-) -> bytes:
+def _arg(kind: str, capacity: int, per_second: float, window: str | None, amount: int) -> bytes:
     # Cached: a policy hands out few distinct quota shapes, and every request repeats them.
     # One argument per quota, not six: redis-py (and the packing) pays per argument.
     if kind == "window":
         calendar = parse_window(window or "")
         return b"w %d 0 %d %d %d" % (capacity, amount, calendar.code, calendar.multiples)
-    per_second = repr(rate / period).encode()  # QuotaSpec.refill_per_second
-    return b"b %d %b %d 0 0" % (capacity, per_second, amount)
+    return b"b %d %b %d 0 0" % (capacity, repr(per_second).encode(), amount)
 
 
 def _window_start(start: float | None) -> bytes:
