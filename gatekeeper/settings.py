@@ -701,6 +701,15 @@ class ServerSettings(_Section):
 
     host: str = Field(default="127.0.0.1", description="Address `gatekeeper demo`/`proxy` bind.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port they listen on.")
+    loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        default="auto",
+        description="The event loop uvicorn runs them on: auto (uvloop, installed with "
+        "gatekeeper), asyncio (the standard library's) or uvloop. A worker saturated by 64 or "
+        "more connections serves some of them seconds late on uvloop (128 connections: p99 "
+        "1.7-6 s, requests timed out) and all within about 0.3 s on asyncio, for 5-15% fewer "
+        "requests/s; request.max_admitting can shed load only on asyncio, since uvloop leaves "
+        "the waiting requests unread (docs/operations.md, Overload).",
+    )
 
 
 class RuntimeSettings(_Section):

@@ -24,3 +24,26 @@ def config_option(help: str) -> Decorator:
 def json_option(help: str) -> Decorator:
     """``--json``: print the result as JSON (the command receives ``as_json``)."""
     return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def loop_option() -> Decorator:
+    """``--loop auto|asyncio|uvloop``: the event loop uvicorn serves on (``server.loop``)."""
+    return click.option(
+        "--loop",
+        type=click.Choice(["auto", "asyncio", "uvloop"]),
+        default=None,
+        help="Event loop: auto (uvloop), asyncio or uvloop (default: server.loop, auto). "
+        "asyncio keeps a saturated worker's tail short (docs/operations.md, Overload).",
+    )
+
+
+def event_loop(name: str) -> str:
+    """The loop uvicorn runs for ``server.loop`` = ``name``: ``auto`` is uvloop when it can be
+    imported (uvicorn's own rule), else asyncio."""
+    if name != "auto":
+        return name
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from gatekeeper._version import __version__
+from gatekeeper.cli._options import event_loop, loop_option
 from gatekeeper.errors import ConfigurationError
 
 # Subcommand groups, imported only when invoked (or listed by --help): each pulls in its own
@@ -70,21 +71,31 @@ def cli() -> None:
 )
 @click.option("--host", default=None, help="Listen address (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (default: server.port, 8000).")
-def demo(config: Path, host: str | None, port: int | None) -> None:
+@loop_option()
+def demo(config: Path, host: str | None, port: int | None, loop: str | None) -> None:
     """Serve demo-reasoner (three API dialects) behind gatekeeper's default policies."""
     import uvicorn
 
     from gatekeeper.offline.demo.app import create_demo_app, demo_banner
     from gatekeeper.settings import Settings
 
-    settings = Settings.load(config)
+    settings = Settings.load(config, **({"server": {"loop": loop}} if loop else {}))
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
+    loop_name = event_loop(settings.server.loop)
     app = create_demo_app(config)
-    click.echo(demo_banner(host, port, settings))
+    click.echo(demo_banner(host, port, settings, loop_name))
     # gatekeeper resolves the client address itself (trusted proxies); uvicorn must not rewrite
     # the peer from X-Forwarded-For first.
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop=loop_name,
+        log_level="warning",
+        lifespan="on",
+        proxy_headers=False,
+    )
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from gatekeeper.cli._options import config_option
+from gatekeeper.cli._options import config_option, event_loop, loop_option
 
 
 @click.command("proxy")
@@ -23,6 +23,7 @@ from gatekeeper.cli._options import config_option
 )
 @click.option("--host", default=None, help="Listen address (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (default: server.port, 8000).")
+@loop_option()
 @click.option(
     "--json-logs/--text-logs",
     default=None,
@@ -38,6 +39,7 @@ def proxy_command(
     config: Path | None,
     host: str | None,
     port: int | None,
+    loop: str | None,
     json_logs: bool | None,
     access_log: bool | None,
 ) -> None:
@@ -58,6 +60,8 @@ def proxy_command(
     overrides: dict[str, Any] = {}
     if upstream is not None:
         overrides["proxy"] = {"upstream": upstream}
+    if loop is not None:
+        overrides["server"] = {"loop": loop}
     observability: dict[str, Any] = {}
     if json_logs is not None:
         observability["json_logs"] = json_logs
@@ -77,11 +81,13 @@ def proxy_command(
     )
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
+    loop_name = event_loop(settings.server.loop)
     click.echo(
         f"gatekeeper proxy on http://{host}:{port} -> {redact(settings.proxy.upstream or '')}\n"
         f"  policy:       {settings.policy.path} ({settings.policy.engine} engine)\n"
         f"  quotas:       {redact(settings.quota.storage)}\n"
-        f"  decision log: {settings.audit.path}",
+        f"  decision log: {settings.audit.path}\n"
+        f"  event loop:   {loop_name}",
         err=True,
     )
     uvicorn.run(
@@ -89,6 +95,7 @@ def proxy_command(
         host=host,
         port=port,
         lifespan="on",
+        loop=loop_name,
         log_config=log_config,
         access_log=False,
         # gatekeeper reads forwarding headers itself, from network.trusted_proxies only.

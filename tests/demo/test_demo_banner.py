@@ -22,3 +22,8 @@ def test_banner_hides_the_quota_store_password() -> None:
     banner = demo_banner("127.0.0.1", 8000, settings)
     assert "hunter2" not in banner
     assert "redis://:***@127.0.0.1:6379/0" in banner
+
+
+def test_banner_names_the_event_loop() -> None:
+    banner = demo_banner("127.0.0.1", 8000, Settings.load(DEMO), "asyncio")
+    assert "  event loop:   asyncio" in banner

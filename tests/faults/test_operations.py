@@ -138,8 +138,9 @@ def test_a_lazily_built_middleware_without_lifespan_refuses_in_the_api_format(
         ("GATEKEEPER_NETWORK__TRUSTED_PROXIES", '["127.0.0.1"'),
         ("GATEKEEPER_SERVER__PORT", "eighty"),
         ("GATEKEEPER_POLICY__PATH", MISSING_POLICY),
+        ("GATEKEEPER_SERVER__LOOP", "libuv"),
     ],
-    ids=["broken-json-list", "not-a-number", "missing-policy"],
+    ids=["broken-json-list", "not-a-number", "missing-policy", "unknown-loop"],
 )
 @pytest.mark.parametrize("command", ["demo", "proxy"])
 def test_the_cli_prints_a_settings_error_and_exits_2(

@@ -116,7 +116,7 @@ class Stack:
 
     model: Launched  # the demo model server, alone on its port
     echo: Launched  # tests/proxy/upstream.py
-    to_model: Launched  # proxy → model server
+    to_model: Launched  # proxy → model server, on the asyncio loop
     to_echo: Launched  # proxy → echo upstream, upstream key set, JSON + access logs
     to_echo_fast: Launched  # proxy → echo upstream with a 0.5 s read timeout
     to_nothing: Launched  # proxy → a port nobody listens on
@@ -171,7 +171,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, echo: Launched) -> Iterator[
     built = Stack(
         model=model,
         echo=echo,
-        to_model=launch_proxy(model.url, tmp, "to-model", "--access-log"),
+        # On the standard library's loop (``server.loop``), the others on uvloop (auto): the
+        # SDK tests through it run on both.
+        to_model=launch_proxy(model.url, tmp, "to-model", "--access-log", "--loop", "asyncio"),
         to_echo=launch_proxy(
             echo.url,
             tmp,

@@ -300,6 +300,14 @@ def test_client_disconnect_cancels_the_upstream_request(stack: Stack) -> None:
 # --- operations endpoints on the proxy -----------------------------------------------------
 
 
+def test_the_banner_names_the_event_loop_each_proxy_serves_on(stack: Stack) -> None:
+    """``--loop asyncio`` (``server.loop``) against the default, auto: uvloop, installed with
+    gatekeeper. Every SDK test above through ``to_model`` ran on the asyncio loop."""
+    assert "  event loop:   asyncio" in stack.to_model.log_text()
+    assert "  event loop:   uvloop" in stack.to_echo.log_text()
+
+
+
 def test_health_and_metrics_are_answered_by_the_proxy_itself(stack: Stack) -> None:
     with httpx.Client(base_url=stack.to_nothing.url, timeout=10) as http:
         assert http.get("/healthz").json()["status"] == "ok"

@@ -30,7 +30,7 @@ def create_demo_app(config: Path | str | None = None, **overrides: object) -> St
     return app
 
 
-def demo_banner(host: str, port: int, settings: Settings) -> str:
+def demo_banner(host: str, port: int, settings: Settings, loop: str = "auto") -> str:
     """What ``make run`` prints: the keys and three copy-paste curl lines."""
     base = f"http://{host}:{port}"
     keys = "\n".join(
@@ -40,6 +40,7 @@ def demo_banner(host: str, port: int, settings: Settings) -> str:
   policy:       {settings.policy.path} ({settings.policy.engine} engine)
   quotas:       {_without_password(settings.quota.storage)}
   decision log: {settings.audit.path}
+  event loop:   {loop}
 
 API keys (Authorization: Bearer <key> or x-api-key: <key>):
 {keys}
