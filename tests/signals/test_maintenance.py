@@ -411,3 +411,33 @@ def test_a_request_during_the_account_clusters_rebuild_sees_old_or_new_clusters(
     swapped = seen.index(new)
     assert all(read == old for read in seen[:swapped])
     assert all(read == new for read in seen[swapped:])
+
+
+def test_a_pass_abandoned_during_the_account_recount_leaves_the_old_clusters() -> None:
+    """Closing the pass in the middle of the account clusters' recount (a cancelled
+    background task) leaves the clusters it started from and no hooks; the next pass then
+    gives what a one-shot pass gives."""
+    now = 7300.0
+    state, reference = clustered(6), clustered(6)
+
+    def clusters() -> dict[str, Any]:
+        out = {}
+        for i in range(90):
+            cluster = state.read_documents(f"s{i}", None, (), now)[1]
+            out[f"s{i}"] = {k: cluster[k] for k in ("id", "size", "subjects_by_age")}
+        return out
+
+    before = clusters()
+    work = state.maintenance(now, chunk=3)
+    for _ in work:
+        if state._recounting is not None and state._recounting.work:
+            break
+    assert state._recounting is not None  # stopped with members still to count
+    work.close()
+    assert state._recounting is None and state.clusters._journal is None
+    assert state._running is None
+    assert clusters() == before
+    state.maintain(now)
+    assert clusters() != before  # the pass does change them
+    one_shot(reference, now)
+    assert snapshot(state, now) == snapshot(reference, now)
