@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Generator, Iterable, Iterator, Set
+from collections.abc import Iterable, Iterator, Set
 
 from gatekeeper.signals.windows import PassWindow
 
@@ -62,8 +62,11 @@ class ClusterIndex(PassWindow):
         self._by_age: dict[str, list[int]] = {}
         #: subject -> the last time it used any link key (with ``_band``)
         self._seen: dict[str, float] = {}
-        #: While ``regrouping`` runs: the (subject, key) memberships added since it started.
+        #: While a ``Regroup`` runs: the (subject, key) memberships added since it started.
         self._journal: list[tuple[str, str]] | None = None
+        #: In a ``Regroup``'s new union-find built with ``groups``: root of a cluster of two
+        #: or more -> its members (``members``).
+        self._groups: dict[str, list[str]] | None = None
         # While ``prune`` runs (``PassWindow``): links last used before ``_cutoff``, or
         # before ``_pass_now`` by a subject in ``_forget``, are as good as forgotten.
 
@@ -90,6 +93,14 @@ class ClusterIndex(PassWindow):
     def size(self, root: str) -> int:
         return self._size.get(root, 1)
 
+    def roots(self) -> list[str]:
+        """The roots of the clusters of two or more."""
+        return list(self._size)
+
+    def is_root(self, subject: str) -> bool:
+        """Whether ``subject`` is the root of a cluster of two or more."""
+        return subject in self._size
+
     def link(
         self, subject: str, keys: Iterable[str], at: float, band: int | None = None
     ) -> list[tuple[str, str]]:
@@ -113,6 +124,8 @@ class ClusterIndex(PassWindow):
             members = self._members.get(key)
             if members is None:
                 self._members[key] = {subject: at}
+                if self._journal is not None:
+                    self._journal.append((subject, key))  # as below
                 continue
             seen = members.get(subject)
             if seen is not None and (
@@ -123,14 +136,27 @@ class ClusterIndex(PassWindow):
                 members[subject] = at
             # Every member of a key is in one cluster (each joined it through a union with an
             # earlier member), so only a newcomer can merge anything.
+            if seen is None and self._journal is not None:
+                # Noted even alone: a ``Regroup`` keeps the age band of a subject with a link.
+                self._journal.append((subject, key))
             if seen is None and len(members) > 1:
-                if self._journal is not None:
-                    self._journal.append((subject, key))
                 other = next(iter(members))
                 merged = self._union(subject, other)
                 if merged is not None:
                     merges.append(merged)
         return merges
+
+    def members(self, root: str) -> list[str]:
+        """The members of the cluster whose root is ``root`` (a copy), in an index built
+        with member lists (``Regroup(groups=True)``); ``[root]`` when alone."""
+        assert self._groups is not None
+        group = self._groups.get(root)
+        return list(group) if group is not None else [root]
+
+    def union(self, a: str, b: str) -> tuple[str, str] | None:
+        """Put ``a`` and ``b`` in one cluster; ``(absorbed root, surviving root)`` if that
+        merged two."""
+        return self._union(a, b)
 
     def _union(self, a: str, b: str) -> tuple[str, str] | None:
         ra, rb = self.find(a), self.find(b)
@@ -139,6 +165,15 @@ class ClusterIndex(PassWindow):
         into, absorbed = (ra, rb) if ra < rb else (rb, ra)
         self._parent[absorbed] = into
         self._size[into] = self._size.get(into, 1) + self._size.pop(absorbed, 1)
+        groups = self._groups
+        if groups is not None:
+            # The shorter list joins the longer: O(n log n) appends for n members in all.
+            mine = groups.get(into) or [into]
+            theirs = groups.pop(absorbed, None) or [absorbed]
+            if len(mine) < len(theirs):
+                mine, theirs = theirs, mine
+            mine.extend(theirs)
+            groups[into] = mine
         if self._edges:
             kept = self._by_age.pop(into, None) or self._own(into)
             taken = self._by_age.pop(absorbed, None) or self._own(absorbed)
@@ -176,8 +211,8 @@ class ClusterIndex(PassWindow):
         """``rebuild``'s first part, in slices: forget stale links, yielding after every
         ``chunk`` link keys (or members of one large key).
 
-        From its start until ``end_pass`` (called by whoever runs the pass, after
-        ``regrouping``), ``link`` treats a link the slices will forget as already forgotten
+        From its start until ``end_pass`` (called by whoever runs the pass, after the
+        ``Regroup``), ``link`` treats a link the slices will forget as already forgotten
         (a subject using it again joins the key afresh, its age band read again), so the
         links left are those a one-shot prune at its start, followed by the same calls,
         would leave.
@@ -229,66 +264,24 @@ class ClusterIndex(PassWindow):
             group.append(root)
         return groups
 
-    def regrouping(
-        self, chunk: int = 64, previous: bool = False
-    ) -> Generator[None, None, tuple[dict[str, list[str]], dict[str, str]]]:
-        """``regroup`` in slices: the new clusters are built aside, key by key, while
-        ``link`` keeps serving (and merging) the current ones and notes every membership it
-        adds; the last slice adds those and swaps the new clusters in. What is swapped in
-        is what ``regroup`` would build at that moment. With ``previous``, it returns the
-        new clusters (root -> members, two or more) and every then linked subject's root
-        just before the swap (both O(linked subjects), in that last slice); else two empty
-        dicts."""
-        fresh = ClusterIndex(self.window, self._edges)
-        fresh._band = self._band  # shared: ``link`` records a newcomer's band in it
-        alive: set[str] = set()
-        journal: list[tuple[str, str]] = []
-        self._journal = journal
+    def regrouping(self, chunk: int = 64) -> Iterator[None]:
+        """``regroup`` in slices: the new clusters are built aside (``Regroup``), key by key,
+        while ``link`` keeps serving (and merging) the current ones and notes every
+        membership it adds; those are added in slices too, and the slice that finds none
+        left swaps the new clusters in. What is swapped in is what ``regroup`` would build
+        at that moment."""
+        regroup = Regroup(self)
         try:
-            keys = list(self._members)
-            yield
-            for done, key in enumerate(keys, 1):
-                members = self._members.get(key)
-                if members:
-                    alive.update(members)
-                    if len(members) > 1:
-                        names = list(members)
-                        first = names[0]
-                        for start in range(1, len(names), chunk):
-                            for other in names[start : start + chunk]:
-                                fresh._union(first, other)
-                            if len(names) > chunk:
-                                yield
-                if done % chunk == 0:
-                    yield
-            if self._edges:
-                # Forget the bands of subjects left with no link (in place: ``fresh`` and
-                # ``link`` share the dict).
-                names = list(self._band)
-                for start in range(0, len(names), chunk):
-                    joined = {name for name, _ in journal}
-                    for subject in names[start : start + chunk]:
-                        if subject not in alive and subject not in joined:
-                            self._band.pop(subject, None)
-                            self._seen.pop(subject, None)
-                    yield
-            for subject, key in journal:
-                members = self._members.get(key)
-                if members:
-                    fresh._union(subject, next(iter(members)))
-            if not previous:
-                self._parent, self._size, self._by_age = fresh._parent, fresh._size, fresh._by_age
-                return {}, {}
-            before = {s: self.find(s) for s in self.linked_subjects()}
-            self._parent, self._size, self._by_age = fresh._parent, fresh._size, fresh._by_age
-            groups: dict[str, list[str]] = {}
-            for subject in list(self._parent):
-                groups.setdefault(self.find(subject), []).append(subject)
-            for root, group in groups.items():
-                group.append(root)
-            return groups, before
+            yield from regroup.build(chunk)
+            while True:
+                for subject, other in regroup.take(chunk):
+                    regroup.fresh.union(subject, other)
+                if not regroup.pending():
+                    break
+                yield
+            regroup.swap()
         finally:
-            self._journal = None
+            regroup.close()
 
     def linked_subjects(self) -> list[str]:
         """Every subject in a cluster of two or more."""
@@ -297,3 +290,97 @@ class ClusterIndex(PassWindow):
     def __len__(self) -> int:
         """Link keys currently remembered."""
         return len(self._members)
+
+
+class Regroup:
+    """New clusters of ``index`` built aside from the ones it serves: ``build`` unions every
+    link key's members in slices while ``link`` keeps serving (and merging) the current
+    clusters and notes each membership it adds; ``take`` hands those out to be added,
+    ``swap`` puts the new clusters in place (``ClusterIndex.regrouping``; the account
+    clusters' pass drives one itself to recount their usage, ``SignalState``).
+
+    With ``groups``, the new union-find keeps each cluster's member list as it merges
+    (``ClusterIndex.members``).
+    """
+
+    def __init__(self, index: ClusterIndex, groups: bool = False) -> None:
+        self.index = index
+        self.fresh = ClusterIndex(index.window, index._edges)
+        self.fresh._band = index._band  # shared: ``link`` records a newcomer's band in it
+        if groups:
+            self.fresh._groups = {}
+        self._journal: list[tuple[str, str]] = []
+        self._taken = 0
+        index._journal = self._journal
+
+    def build(self, chunk: int) -> Iterator[None]:
+        """Union every key's members, ``chunk`` keys (or unions) a step; then forget the
+        age bands of subjects left with no link."""
+        index, fresh = self.index, self.fresh
+        alive: set[str] = set()
+        keys = list(index._members)
+        yield
+        for done, key in enumerate(keys, 1):
+            members = index._members.get(key)
+            if members and len(members) <= chunk:
+                alive.update(members)
+                first, *rest = members
+                for other in rest:
+                    fresh._union(first, other)
+            elif members:
+                # A large key (a behavioural band of tens of thousands): noted alive and
+                # unioned ``chunk`` members a step, not all at once.
+                names = list(members)
+                first = names[0]
+                for start in range(0, len(names), chunk):
+                    part = names[start : start + chunk]
+                    alive.update(part)
+                    for other in part:
+                        fresh._union(first, other)
+                    yield
+            if done % chunk == 0:
+                yield
+        if index._edges:
+            # In place: ``fresh`` and ``link`` share the dict.
+            journal = self._journal
+            joined: set[str] = set()
+            noted = 0
+            names = list(index._band)
+            for start in range(0, len(names), chunk):
+                joined.update(name for name, _ in journal[noted:])
+                noted = len(journal)
+                for subject in names[start : start + chunk]:
+                    if subject not in alive and subject not in joined:
+                        index._band.pop(subject, None)
+                        index._seen.pop(subject, None)
+                yield
+
+    def take(self, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` of the memberships ``link`` added since the build started, oldest
+        first, as (subject, a member of its key) pairs for ``fresh`` to union."""
+        entries = self._journal[self._taken : self._taken + limit]
+        self._taken += len(entries)
+        members_of = self.index._members
+        pairs = []
+        for subject, key in entries:
+            members = members_of.get(key)
+            if members:
+                pairs.append((subject, next(iter(members))))
+        return pairs
+
+    def pending(self) -> bool:
+        """Whether ``link`` added memberships that ``take`` has not handed out yet."""
+        return self._taken < len(self._journal)
+
+    def swap(self) -> None:
+        """Serve the new clusters (every membership taken: what ``regroup`` would build)."""
+        assert not self.pending()
+        index, fresh = self.index, self.fresh
+        index._parent, index._size, index._by_age = fresh._parent, fresh._size, fresh._by_age
+        fresh._groups = None
+        self.close()
+
+    def close(self) -> None:
+        """Stop noting memberships (done, or the pass was abandoned)."""
+        if self.index._journal is self._journal:
+            self.index._journal = None

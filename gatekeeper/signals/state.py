@@ -14,7 +14,7 @@ its own. Memory is bounded by activity: a subject idle for the longest window is
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,7 @@ from gatekeeper.input_document import (
     cluster_document,
     usage_document,
 )
-from gatekeeper.signals.clusters import ClusterIndex, cluster_id
+from gatekeeper.signals.clusters import ClusterIndex, Regroup, cluster_id
 from gatekeeper.signals.families import FamilyIndex, age_band
 from gatekeeper.signals.fingerprint import Fingerprint, RequestFeatures, behaviour_keys
 from gatekeeper.signals.shift import ShiftIndex
@@ -175,6 +175,150 @@ class _Usage:
         return all(counter.idle(now) for counter in self.counts)
 
 
+class _Holder:
+    """The usage a changed account cluster is being recounted into (``_Recount``); ``into``:
+    the holder it was merged into since, when two such clusters joined."""
+
+    __slots__ = ("dead", "into", "usage")
+
+    def __init__(self, usage: _Usage) -> None:
+        self.usage = usage
+        self.into: _Holder | None = None
+        #: Its cluster turned out to keep its members after all: the count is dropped.
+        self.dead = False
+
+    def head(self) -> _Holder:
+        holder = self
+        while holder.into is not None:
+            holder = holder.into
+        return holder
+
+
+class _Recount:
+    """The usage of the account clusters a ``Regroup`` builds, counted in slices before the
+    swap, so that when it swaps the new clusters in their usage is ready (what
+    ``SignalState._maintenance``'s one-shot recount at that moment would give).
+
+    A new cluster whose members are exactly an old cluster's keeps the old counters, else it
+    is recounted from its members' own usage. The new clusters only split the old ones (every
+    member of a link key is in one old cluster), so a new cluster's old cluster is its
+    root's, and the members are the same when the sizes are. Both can change while the pass
+    runs, only through a membership ``link`` adds (it merges old clusters, and ``take`` hands
+    it to the new union-find): each new cluster is decided once, and again when a membership
+    taken touches it (``dirty``). A member's own usage is added to its cluster's count in
+    slices (``work``); what the member does after that is added too (``forward``, from
+    ``SignalState.apply``), so each count is its members' own usage at the swap.
+    """
+
+    def __init__(self, state: SignalState, regroup: Regroup, now: float) -> None:
+        self.state = state
+        self.regroup = regroup
+        self.fresh = regroup.fresh
+        self.now = now
+        #: New root -> the usage it will have (old counters, or a holder's count).
+        self.usage: dict[str, _Usage] = {}
+        #: New root -> the holder its members are counted into (changed clusters only).
+        self.holders: dict[str, _Holder] = {}
+        #: Subject -> the holder its own usage was added to.
+        self.counted: dict[str, _Holder] = {}
+        #: Members still to add: [holder, members, position].
+        self.work: deque[list[Any]] = deque()
+        #: New roots to decide again (a dict: in order).
+        self.dirty: dict[str, None] = {}
+
+    def busy(self) -> bool:
+        return bool(self.regroup.pending() or self.dirty or self.work)
+
+    def decide(self, root: str) -> None:
+        """Whether the new cluster of ``root`` keeps its old counters or is recounted."""
+        fresh, live = self.fresh, self.state.clusters
+        if not fresh.is_root(root):
+            return  # merged since: its new root is in ``dirty``
+        old = live.find(root)
+        current = self.state._cluster_usage.get(old)
+        holder = self.holders.get(root)
+        if current is not None and live.size(old) == fresh.size(root):
+            if holder is not None:
+                holder.dead = True
+                del self.holders[root]
+            current.templates.compact(self.now)
+            self.usage[root] = current
+            return
+        if holder is None:
+            holder = self.holders[root] = _Holder(self.state._new_usage())
+            self.work.append([holder, fresh.members(root), 0])
+        self.usage[root] = holder.usage
+
+    def take(self, limit: int) -> None:
+        """Add up to ``limit`` of the memberships ``link`` made to the new clusters."""
+        fresh = self.fresh
+        for subject, other in self.regroup.take(limit):
+            ra, rb = fresh.find(subject), fresh.find(other)
+            if ra == rb:
+                self.dirty[ra] = None  # its old cluster may have grown
+                continue
+            into, absorbed = (ra, rb) if ra < rb else (rb, ra)
+            kept = self.holders.get(into)
+            taken = self.holders.pop(absorbed, None)
+            self.usage.pop(absorbed, None)
+            if kept is not None and taken is not None:
+                kept.usage.merge(taken.usage)
+                taken.into = kept
+            elif kept is not None:
+                self.work.append([kept, fresh.members(absorbed), 0])
+            elif taken is not None:
+                self.holders[into] = taken
+                self.work.append([taken, fresh.members(into), 0])
+            fresh.union(ra, rb)
+            self.dirty[into] = None
+
+    def settle(self, limit: int) -> None:
+        """Decide again up to ``limit`` clusters that memberships touched."""
+        dirty = self.dirty
+        for _ in range(min(limit, len(dirty))):
+            root = next(iter(dirty))
+            del dirty[root]
+            self.decide(root)
+
+    def count(self, limit: int) -> None:
+        """Add up to ``limit`` members' own usage to their cluster's count."""
+        subjects, counted, work = self.state._subjects, self.counted, self.work
+        while limit > 0 and work:
+            item = work[0]
+            holder = item[0].head()
+            if holder.dead:
+                work.popleft()
+                continue
+            members, start = item[1], item[2]
+            end = min(len(members), start + limit)
+            usage = holder.usage
+            for member in members[start:end]:
+                own = subjects.get(member)
+                if own is not None:
+                    usage.merge(own)
+                counted[member] = holder
+            limit -= end - start
+            if end == len(members):
+                work.popleft()
+            else:
+                item[2] = end
+
+    def forward(
+        self,
+        subject: str,
+        at: float,
+        amounts: tuple[int, ...],
+        template: str | None,
+        family: str | None,
+    ) -> None:
+        """What ``subject`` did, added to the count its own usage went into, if any."""
+        holder = self.counted.get(subject)
+        if holder is not None:
+            holder = holder.head()
+            if not holder.dead:
+                holder.usage.add(at, amounts, template, family)
+
+
 class SignalState:
     """Usage, templates and clusters of every recently active subject."""
 
@@ -234,6 +378,8 @@ class SignalState:
         self._pass = 0
         self._pass_at: float | None = None
         self._running: Generator[None, None, None] | None = None
+        #: While the pass recounts the account clusters: their new usage (``_Recount``).
+        self._recounting: _Recount | None = None
 
     @property
     def maintenance_interval(self) -> float:
@@ -326,6 +472,8 @@ class SignalState:
         cluster = self._cluster_usage.get(self.clusters.find(obs.subject))
         if cluster is not None:
             cluster.add(obs.at, amounts, obs.template, family)
+        if self._recounting is not None:
+            self._recounting.forward(obs.subject, obs.at, amounts, obs.template, family)
         # After counting: an eviction may run ``maintain``, which forgets idle (empty) usage.
         if new and len(subjects) > self.max_subjects:
             self._evict(obs.at)
@@ -463,9 +611,9 @@ class SignalState:
         Requests applied between slices land as they would after a one-shot ``maintain``
         at ``now``: a subject, band, family sender or link the pass will forget but has not
         reached yet is forgotten when a request touches it (``_swept``, and the indexes'
-        own checks). The last slice regroups the account and behavioural clusters and
-        recounts the usage of clusters that changed, at once; see docs/performance.md for
-        what each slice costs.
+        own checks). The account and behavioural clusters are rebuilt aside, and the usage of
+        account clusters that changed recounted aside, each swapped in by one short step;
+        see docs/performance.md for what each slice costs.
         """
         if self._running is not None:
             raise RuntimeError("a maintenance pass is already running")
@@ -502,49 +650,47 @@ class SignalState:
             self._pass_at = None
             yield from self.behaviour.regrouping(chunk)
             yield from self.shift.maintenance(now, self.behaviour.find, forget, chunk)
-            groups, previous = yield from self.clusters.regrouping(chunk, previous=True)
-            self._recount(now, groups, previous)
+            yield from self._regroup_clusters(now, chunk)
         finally:
             for index in (self.families, self.behaviour, self.clusters):
                 index.end_pass()
             self._pass_at = None
             self._running = None
 
-    def _recount(self, now: float, groups: dict[str, list[str]], previous: dict[str, str]) -> None:
-        """The usage of the account clusters just regrouped (``groups``; ``previous``: each
-        linked subject's root before): a cluster that kept exactly its members keeps its
-        counters, one that changed is recounted from its members' own usage.
+    def _regroup_clusters(self, now: float, chunk: int) -> Generator[None, None, None]:
+        """Rebuild the account clusters aside and recount the usage of those that changed,
+        in steps of ``chunk`` (keys, unions, clusters or members); the last step swaps the
+        new clusters and their usage in together (``_Recount``).
 
-        A cluster that only lost members is recounted too: its counters hold what the
-        departed did while members (and, while a pass runs, what they do until it ends).
+        A cluster that kept exactly its members keeps its counters; one that changed is
+        recounted from its members' own usage, including one that only lost members: its
+        counters hold what the departed did while members (and, while a pass runs, what they
+        do until it ends).
         """
-        old_roots = self._cluster_usage
-        sizes: dict[str, int] = {}
-        for root in previous.values():
-            sizes[root] = sizes.get(root, 0) + 1
-        claimed: dict[str, int] = {}
-        for members in groups.values():
-            for old in {previous.get(m, m) for m in members}:
-                claimed[old] = claimed.get(old, 0) + 1
-        self._cluster_usage = {}
-        for root, members in groups.items():
-            olds = {previous.get(m, m) for m in members}
-            old = next(iter(olds))
-            if (
-                len(olds) == 1
-                and claimed[old] == 1
-                and old in old_roots
-                and len(members) == sizes[old]
-            ):
-                self._cluster_usage[root] = old_roots[old]
-                old_roots[old].templates.compact(now)
-                continue
-            usage = self._new_usage()
-            for member in members:
-                own = self._subjects.get(member)
-                if own is not None:
-                    usage.merge(own)
-            self._cluster_usage[root] = usage
+        regroup = Regroup(self.clusters, groups=True)
+        recount = _Recount(self, regroup, now)
+        try:
+            yield from regroup.build(chunk)
+            self._recounting = recount
+            roots = regroup.fresh.roots()
+            yield
+            for start in range(0, len(roots), chunk):
+                recount.take(chunk)
+                for root in roots[start : start + chunk]:
+                    recount.decide(root)
+                yield
+            while True:
+                recount.take(chunk)
+                recount.settle(chunk)
+                recount.count(chunk)
+                if not recount.busy():
+                    break
+                yield
+            regroup.swap()
+            self._cluster_usage = recount.usage
+        finally:
+            regroup.close()
+            self._recounting = None
 
     def stats(self) -> dict[str, int]:
         """Sizes, for /healthz and the docs' cost figures."""

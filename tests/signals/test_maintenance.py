@@ -312,3 +312,132 @@ def test_the_stage_task_runs_an_early_pass_when_evictions_ask(
         await signals.aclose()
 
     asyncio.run(run())
+
+
+def linked(rng: random.Random, at: float, late: bool) -> Observation:
+    """A request with link keys that make many small account clusters: each subject's org
+    (s0 to s59 in threes before 3,600 s, everyone in fours after, so that at 7,300 s the
+    first links are stale and the clusters they made split, and s60 to s89 keep theirs),
+    now and then a payment key shared at random that bridges two clusters (often from
+    7,300 s: during the pass)."""
+    i = rng.randrange(90) if late else rng.randrange(60)
+    keys = [f"org:{i // 4 + 100}" if late else f"org:{i // 3}"]
+    if rng.random() < (0.3 if at >= 7300.0 else 0.03):
+        keys.append(f"payment:{rng.randrange(40)}")
+    return Observation(
+        at,
+        f"s{i}",
+        requests=1,
+        tokens=rng.randint(1, 900),
+        template=f"t{rng.randrange(5)}",
+        links=tuple(keys),
+        age_days=float(rng.choice((1, 3, 20, 200))),
+    )
+
+
+def clustered(seed: int) -> SignalState:
+    rng = random.Random(seed)
+    s = SignalState(WINDOWS, "1h", buckets=12)
+    for i in range(600):
+        at = 7200.0 * i / 600
+        s.apply(linked(rng, at, at >= 3600.0))
+    return s
+
+
+def account_steps(s: SignalState, now: float) -> int:
+    """How many steps of a pass at ``now`` (chunk 3) come after the account clusters'
+    rebuild began."""
+    steps = 0
+    for _ in s.maintenance(now, chunk=3):
+        steps += s.clusters._journal is not None
+    return steps
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_requests_during_the_account_clusters_rebuild_land_as_after_a_one_shot(
+    seed: int,
+) -> None:
+    """Requests between every step of the account clusters' rebuild and recount (links
+    that join clusters the pass is splitting, new members, stale links used again) leave
+    what a one-shot ``maintain`` followed by the same requests leaves."""
+    now = 7300.0
+    rng = random.Random(500 + seed)
+    requests = [linked(rng, now + 0.1 * i, rng.random() < 0.5) for i in range(120)]
+    steps = account_steps(clustered(seed), now)
+    reference, state = clustered(seed), clustered(seed)
+    one_shot(reference, now)
+    for obs in requests:
+        reference.apply(obs)
+    pending = list(requests)
+    between = 0
+    for _ in state.maintenance(now, chunk=3):
+        if state.clusters._journal is not None:
+            for _ in range(1 + len(pending) // steps):
+                if pending:
+                    state.apply(pending.pop(0))
+                    between += 1
+    for obs in pending:
+        state.apply(obs)
+    assert between > len(requests) // 2  # most landed between the rebuild's steps
+    later = now + 100.0
+    assert snapshot(state, later) == snapshot(reference, later)
+
+
+def test_a_request_during_the_account_clusters_rebuild_sees_old_or_new_clusters() -> None:
+    """Between the steps of the account clusters' rebuild, every read sees the clusters
+    (ids, sizes, age bands and usage) from before the pass until one step swaps them all
+    for the new ones."""
+    now = 7300.0
+    state = clustered(4)
+
+    def reads() -> dict[str, Any]:
+        out = {}
+        for i in range(90):
+            _, cluster, _ = state.read_documents(f"s{i}", "t1", (), now)
+            out[f"s{i}"] = cluster
+        return out
+
+    work = state.maintenance(now, chunk=3)
+    for _ in work:
+        if state.clusters._journal is not None:
+            break
+    old = reads()
+    seen = [old]
+    for _ in work:
+        seen.append(reads())
+    new = reads()
+    seen.append(new)
+    assert old != new and len(seen) > 20
+    swapped = seen.index(new)
+    assert all(read == old for read in seen[:swapped])
+    assert all(read == new for read in seen[swapped:])
+
+
+def test_a_pass_abandoned_during_the_account_recount_leaves_the_old_clusters() -> None:
+    """Closing the pass in the middle of the account clusters' recount (a cancelled
+    background task) leaves the clusters it started from and no hooks; the next pass then
+    gives what a one-shot pass gives."""
+    now = 7300.0
+    state, reference = clustered(6), clustered(6)
+
+    def clusters() -> dict[str, Any]:
+        out = {}
+        for i in range(90):
+            cluster = state.read_documents(f"s{i}", None, (), now)[1]
+            out[f"s{i}"] = {k: cluster[k] for k in ("id", "size", "subjects_by_age")}
+        return out
+
+    before = clusters()
+    work = state.maintenance(now, chunk=3)
+    for _ in work:
+        if state._recounting is not None and state._recounting.work:
+            break
+    assert state._recounting is not None  # stopped with members still to count
+    work.close()
+    assert state._recounting is None and state.clusters._journal is None
+    assert state._running is None
+    assert clusters() == before
+    state.maintain(now)
+    assert clusters() != before  # the pass does change them
+    one_shot(reference, now)
+    assert snapshot(state, now) == snapshot(reference, now)
