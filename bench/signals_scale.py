@@ -8,7 +8,9 @@ account and behavioural clusters), then times requests of random subjects throug
 and one maintenance pass: in slices as the stage's background task runs it (the longest
 slice is the longest the event loop stalls), then at once (``maintain``). Prints the state's
 sizes, the process's RSS before and after warming and the bytes per subject that difference
-gives. No HTTP request is sent.
+gives, and the objects the cyclic garbage collector tracks for the state (``gc.get_objects()``
+after warming less before) with the time of one full ``gc.collect()`` then: the event loop's
+stall when the interpreter runs one. No HTTP request is sent.
 
 Warming is fast: the request bodies come from a pool of 512 drawn once, and each body's prompt
 work (scoring, skeleton, family sketch, features) is done once per body, then every warm-up
@@ -75,6 +77,16 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def full_collection_ms() -> float:
+    """One full ``gc.collect()``: the best of three (the first also frees what is garbage)."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        gc.collect()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
 def percentile(values: list[int], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] / 1000
@@ -116,6 +128,8 @@ async def main(
         prepared.append((ctx.template, ctx.bands, ctx.features))
     links = [stage._links(subject, network, UA) for subject, network in people]
     gc.collect()
+    tracked_before = len(gc.get_objects())
+    base_ms = full_collection_ms()
     rss_before = rss_bytes()
     started = time.perf_counter()
     start = clock.now
@@ -136,6 +150,11 @@ async def main(
     warm_seconds = time.perf_counter() - started
     gc.collect()
     rss_after = rss_bytes()
+    # What the collector's full collections cost with this state: the objects it tracks,
+    # and one full collection (against one before warming: the benchmark's own subjects
+    # and request bodies, the interpreter's modules).
+    tracked = len(gc.get_objects()) - tracked_before
+    state_ms = full_collection_ms()
 
     inspect_ns: list[int] = []
     after_ns: list[int] = []
@@ -198,6 +217,8 @@ async def main(
     print(f"RSS: {rss_before / 2**20:.0f} MB before warming, {rss_after / 2**20:.0f} MB after, "
           f"{rss_end / 2**20:.0f} MB at the end")  # fmt: skip
     print(f"memory: {grown / subjects:,.0f} bytes per subject ({grown / 2**20:.0f} MB in all)")
+    print(f"GC: {tracked:,} tracked objects ({tracked / subjects:.1f} per subject), full "
+          f"collection {state_ms:.0f} ms ({base_ms:.0f} ms before warming)")  # fmt: skip
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     if maintainer is not None:

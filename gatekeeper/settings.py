@@ -468,7 +468,7 @@ class SignalSettings(_Section):
     max_subjects: int = Field(
         default=200_000,
         ge=1,
-        description="Most subjects the signal state keeps (about 10 KB each with three "
+        description="Most subjects the signal state keeps (about 8 KB each with three "
         "windows); past it the least recently active is forgotten (docs/distillation.md, "
         "'Memory bounds').",
     )

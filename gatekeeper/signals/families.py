@@ -131,11 +131,16 @@ def skeleton_bands(skeleton: str) -> tuple[str, ...]:
 
 
 class _Family:
-    __slots__ = ("by_age", "members")
+    __slots__ = ("bands", "by_age", "members")
 
     def __init__(self, edges: int) -> None:
-        #: subject -> [last time it sent a prompt of the family, its age band index]
-        self.members: dict[str, list[Any]] = {}
+        # Two dicts of atomic values, not one of [time, band] lists: CPython's garbage
+        # collector does not track such dicts, and a list per sender was one more object for
+        # every full collection to visit (docs/performance.md).
+        #: subject -> the last time it sent a prompt of the family
+        self.members: dict[str, float] = {}
+        #: subject -> its age band index (while it is in ``members``)
+        self.bands: dict[str, int] = {}
         self.by_age = [0] * edges
 
 
@@ -159,9 +164,11 @@ class FamilyIndex(PassWindow):
         #: At most this many band keys are kept: the least recently used go first.
         self.max_bands = max_bands
         self.edges = list(age_edges)
-        #: band key -> [family id, last time a prompt had it], least recently used first (an
+        #: band key -> (family id, last time a prompt had it), least recently used first (an
         #: OrderedDict: evicting a plain dict's first key costs O(keys deleted before it)).
-        self._bands: OrderedDict[str, list[Any]] = OrderedDict()
+        #: Tuples, replaced when used again, not lists updated in place: the garbage collector
+        #: stops tracking a tuple of atomic values, and there can be millions of bands.
+        self._bands: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._families: dict[str, _Family] = {}
         self._names = [f"{edge:g}" for edge in self.edges]
         #: The last ``assign``'s keys (a tuple, immutable), time and family: the stage assigns
@@ -209,11 +216,11 @@ class FamilyIndex(PassWindow):
         for key in keys:
             entry = bands.get(key)
             if entry is None:
-                bands[key] = [family, at]
+                bands[key] = (family, at)
                 if len(bands) > self.max_bands:
                     bands.popitem(last=False)
             elif entry[1] < at:
-                entry[1] = at
+                bands[key] = (entry[0], at)
                 bands.move_to_end(key)  # most recently used last: the first goes first
         if type(keys) is tuple:
             self._last = (keys, at, family)
@@ -224,23 +231,24 @@ class FamilyIndex(PassWindow):
         entry = self._families.get(family)
         if entry is None:
             entry = self._families[family] = _Family(len(self.edges))
-        member = entry.members.get(subject)
-        if member is not None and (
-            member[0] < self._cutoff or (member[0] < self._pass_now and subject in self._forget)
+        last = entry.members.get(subject)
+        if last is not None and (
+            last < self._cutoff or (last < self._pass_now and subject in self._forget)
         ):
             # The running maintenance forgets this sender: it joins afresh, as after a
             # one-shot maintenance (its age band read again).
             del entry.members[subject]
-            for i in range(member[1], len(self.edges)):
+            for i in range(entry.bands.pop(subject), len(self.edges)):
                 entry.by_age[i] -= 1
-            member = None
-        if member is None:
+            last = None
+        if last is None:
             band = age_band(age_days, self.edges)
-            entry.members[subject] = [at, band]
+            entry.members[subject] = at
+            entry.bands[subject] = band
             for i in range(band, len(self.edges)):
                 entry.by_age[i] += 1
-        elif member[0] < at:
-            member[0] = at
+        elif last < at:
+            entry.members[subject] = at
 
     def read(self, family: str | None) -> dict[str, Any]:
         """``input.signals.family``: the id, its senders and its senders by age band."""
@@ -287,12 +295,12 @@ class FamilyIndex(PassWindow):
                 for start in range(0, len(names), chunk):
                     members = family.members
                     for subject in names[start : start + chunk]:
-                        member = members.get(subject)
-                        if member is not None and (
-                            member[0] < cutoff or (member[0] < now and subject in forget)
+                        last = members.get(subject)
+                        if last is not None and (
+                            last < cutoff or (last < now and subject in forget)
                         ):
                             del members[subject]
-                            for i in range(member[1], len(self.edges)):
+                            for i in range(family.bands.pop(subject), len(self.edges)):
                                 family.by_age[i] -= 1
                     if len(names) > chunk:
                         yield

@@ -164,7 +164,9 @@ class Fingerprint:
         self.reasoning = 0
         self.single = 0
         self.stream = 0
-        self.lengths = [0] * _LENGTH_BINS
+        #: Requests by prompt-length bin (a dict of ints: not tracked by the garbage collector,
+        #: as a list would be).
+        self.lengths: dict[int, int] = {}
         self.max_tokens: dict[int, int] = {}
         #: The latest sampling, system-prompt and tool-schema hashes and UA family.
         self.strings: tuple[str, str, str, str] = ("", "", "", "-")
@@ -179,7 +181,8 @@ class Fingerprint:
         self.reasoning += f.reasoning
         self.single += f.single_turn
         self.stream += f.stream
-        self.lengths[f.prompt_bin] += 1
+        lengths = self.lengths
+        lengths[f.prompt_bin] = lengths.get(f.prompt_bin, 0) + 1
         counts = self.max_tokens
         if f.max_tokens in counts or len(counts) < 8:
             counts[f.max_tokens] = counts.get(f.max_tokens, 0) + 1
@@ -208,7 +211,7 @@ class Fingerprint:
         return {
             "r": 0 if share < 0.5 else 1 if share < 0.9 else 2,
             "s": int(self.single * 10 // n >= 9),
-            "l": max(range(_LENGTH_BINS), key=lengths.__getitem__),
+            "l": max(range(_LENGTH_BINS), key=lambda b: lengths.get(b, 0)),
             "m": max(self.max_tokens, key=self.max_tokens.__getitem__),
             "t": int(self.stream * 2 >= n),
             "p": self.strings[0],

@@ -5,7 +5,7 @@ reports of distillation campaigns name one lab that moved half its traffic to a 
 within 24 hours of its release); an honest user tries the new model a little. The signal is
 the subject's share of requests on this request's model in a *recent* window against its
 share in the *prior* one (the longer window less the recent one), from two small per-subject
-tallies of requests by model (``RollingTally``, the windows' buckets): O(1) to add, O(buckets)
+tallies of requests by model (``SmallTally``, the windows' buckets): O(1) to add, O(buckets)
 to read.
 
 (With one window for both, there is no prior history: no subject ever moves.)
@@ -29,7 +29,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from gatekeeper.input_document import shift_document
-from gatekeeper.signals.windows import RollingTally
+from gatekeeper.signals.windows import SmallTally
 
 #: The tally key of every request (the subject's total), never a model name.
 _ALL = "\x00all"
@@ -48,8 +48,8 @@ class _Mix:
     __slots__ = ("only", "prior", "read", "recent")
 
     def __init__(self, recent: float, prior: float, buckets: int) -> None:
-        self.recent = RollingTally(recent, buckets)
-        self.prior = RollingTally(prior, buckets)
+        self.recent = SmallTally(recent, buckets)
+        self.prior = SmallTally(prior, buckets)
         #: The one model called so far (``_NO_MODEL_YET`` before the first; ``None`` once
         #: there were two).
         self.only: str | None = _NO_MODEL_YET

@@ -36,6 +36,7 @@ from gatekeeper.signals.scorer import ElicitationScore, PatternScorer, Scorer
 from gatekeeper.signals.skeleton import skeleton, skeleton_hash
 from gatekeeper.signals.state import Observation, SignalState
 from gatekeeper.signals.store import MemorySignalStore, RedisSignalStore, SignalStore
+from gatekeeper.signals.windows import MAX_AMOUNT
 
 if TYPE_CHECKING:
     from gatekeeper.reasoning.shaper import ReasoningStats
@@ -303,6 +304,10 @@ class SignalStage:
         if tokens is None:
             tokens = ctx.estimated_tokens if status is not None and status < 400 else 0
         exposed = stats.exposed_tokens if stats is not None else 0
+        # The upstream's usage figures are whatever it sent: bounded for the 64-bit counters
+        # (``MAX_AMOUNT``: a trillion tokens, far above any real request).
+        tokens = max(-MAX_AMOUNT, min(MAX_AMOUNT, tokens))
+        exposed = max(-MAX_AMOUNT, min(MAX_AMOUNT, exposed))
         if tokens or exposed:
             self.store.publish(
                 Observation(

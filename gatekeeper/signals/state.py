@@ -30,7 +30,7 @@ from gatekeeper.signals.clusters import ClusterIndex, Regroup, cluster_id
 from gatekeeper.signals.families import FamilyIndex, age_band
 from gatekeeper.signals.fingerprint import Fingerprint, RequestFeatures, behaviour_keys
 from gatekeeper.signals.shift import ShiftIndex
-from gatekeeper.signals.windows import RollingCounts, RollingTally
+from gatekeeper.signals.windows import MAX_AMOUNT, RollingTally, WindowCounts
 
 #: The counters kept per window, in the order of ``input.signals.subject``'s usage maps.
 USAGE_METRICS = USAGE_MAPS
@@ -111,7 +111,10 @@ class Observation:
         amounts = raw[2:9]
         if not isinstance(at, (int, float)) or not isinstance(subject, str):
             raise ValueError("bad observation time or subject")
-        if not all(isinstance(a, int) and not isinstance(a, bool) for a in amounts):
+        if not all(
+            isinstance(a, int) and not isinstance(a, bool) and -MAX_AMOUNT <= a <= MAX_AMOUNT
+            for a in amounts
+        ):
             raise ValueError("bad observation amounts")
         if template is not None and not isinstance(template, str):
             raise ValueError("bad observation template")
@@ -143,23 +146,28 @@ class Observation:
         )
 
 
-class _Usage:
-    """One subject's or one cluster's counters."""
+class _Usage(WindowCounts):
+    """One subject's or one cluster's counters: every window's in one array (``WindowCounts``),
+    and the main window's template and family tally.
 
-    __slots__ = ("counts", "swept", "templates")
+    Five objects the garbage collector tracks (this, its counters' array, the tally, the
+    tally's stamps array and bucket list), of which it visits the items of one, the tally's
+    bucket list; the three windows' counters in lists were 13 objects and ~270 items to
+    visit in every full collection (docs/performance.md, "The garbage collector's full
+    collections")."""
+
+    __slots__ = ("swept", "templates")
 
     def __init__(self, windows: Sequence[float], main: float, buckets: int) -> None:
-        width = len(USAGE_METRICS)
+        super().__init__(windows, buckets, len(USAGE_METRICS))
         #: The maintenance pass that last looked at it (``SignalState.maintenance``).
         self.swept = 0
-        self.counts = [RollingCounts(seconds, buckets, width) for seconds in windows]
         self.templates = RollingTally(main, buckets)
 
-    def add(
+    def count(
         self, at: float, amounts: tuple[int, ...], template: str | None, family: str | None
     ) -> None:
-        for counter in self.counts:
-            counter.add(at, amounts)
+        self.add(at, amounts)
         if template is not None:
             self.templates.add(at, template)
         if family is not None:
@@ -167,12 +175,8 @@ class _Usage:
             self.templates.add(at, family)
 
     def merge(self, other: _Usage) -> None:
-        for mine, theirs in zip(self.counts, other.counts, strict=True):
-            mine.merge(theirs)
+        self.merge_counts(other)
         self.templates.merge(other.templates)
-
-    def idle(self, now: float) -> bool:
-        return all(counter.idle(now) for counter in self.counts)
 
 
 class _Holder:
@@ -316,7 +320,7 @@ class _Recount:
         if holder is not None:
             holder = holder.head()
             if not holder.dead:
-                holder.usage.add(at, amounts, template, family)
+                holder.usage.count(at, amounts, template, family)
 
 
 class SignalState:
@@ -468,10 +472,10 @@ class SignalState:
         else:
             subjects.move_to_end(obs.subject)  # most recently active last
         amounts = obs.amounts
-        usage.add(obs.at, amounts, obs.template, family)
+        usage.count(obs.at, amounts, obs.template, family)
         cluster = self._cluster_usage.get(self.clusters.find(obs.subject))
         if cluster is not None:
-            cluster.add(obs.at, amounts, obs.template, family)
+            cluster.count(obs.at, amounts, obs.template, family)
         if self._recounting is not None:
             self._recounting.forward(obs.subject, obs.at, amounts, obs.template, family)
         # After counting: an eviction may run ``maintain``, which forgets idle (empty) usage.
@@ -587,7 +591,7 @@ class SignalState:
             return usage_document(self.names)
         return usage_document(
             self.names,
-            [counter.sums(now) for counter in usage.counts],
+            usage.window_sums(now),
             self._main,
             usage.templates.count(now, template) if template else 0,
             usage.templates.count(now, family) if family else 0,

@@ -3,8 +3,16 @@
 A window of one hour with 12 buckets counts what happened in the last 55 to 60 minutes (the
 current, partly filled bucket plus 11 full ones): the resolution is one bucket. A bucket is
 recycled in place when time moves past it, so an idle counter needs no clean-up to stay right.
-``RollingCounts`` keeps a running sum, so adding and reading cost O(metrics) (plus, on a read,
-one comparison per bucket that expired since the last read).
+``WindowCounts`` (``RollingCounts`` for one window) keeps a running sum, so adding and reading
+cost O(metrics) per window (plus, on a read, one comparison per bucket that expired since the
+last read).
+
+The state keeps these per subject, hundreds of thousands of them: they are laid out for the
+cyclic garbage collector, whose full collections visit every container it tracks and every
+item of a list. Counters are ``array('q')`` (one tracked object, items never visited), a
+``RollingTally``'s stamps too; its per-bucket tallies are dicts of str to int, which CPython
+does not track (their list is visited: 12 items). ``SmallTally``, for the few keys of a
+model mix, keeps all its counts in one array.
 
 Late additions (an observation replicated from another gateway a few seconds after it happened)
 land in their own bucket while it is still inside the window, and are ignored after.
@@ -12,92 +20,186 @@ land in their own bucket while it is still inside the window, and are ignored af
 
 from __future__ import annotations
 
+import functools
 import math
+from array import array
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
+#: The largest amount one observation may add to a counter (``Observation.from_wire`` refuses
+#: more, the stage's own are capped): counters are 64-bit, and at this bound it takes eight
+#: million such additions inside one window to overflow one.
+MAX_AMOUNT = 2**40
 
-class RollingCounts:
-    """Sums of a fixed number of metrics over one rolling window."""
 
-    __slots__ = ("_expired", "_n", "_size", "_stamps", "_sums", "_values", "_width")
+@functools.lru_cache(maxsize=16)
+def _template(windows: int, buckets: int, width: int) -> array[int]:
+    block = [-1] * (1 + buckets) + [0] * (buckets * width + width)
+    return array("q", block * windows)
 
-    def __init__(self, seconds: float, buckets: int, width: int) -> None:
-        self._size = seconds / buckets
+
+@functools.lru_cache(maxsize=16)
+def _zeros(n: int) -> array[int]:
+    return array("q", [0]) * n
+
+
+def _blank(windows: int, buckets: int, width: int) -> array[int]:
+    """A fresh counters array: every window expired up to -1, no bucket stamped, sums 0."""
+    return _template(windows, buckets, width)[:]
+
+
+class WindowCounts:
+    """Sums of a fixed number of metrics over one or more rolling windows, every window's
+    buckets and sums in one flat ``array('q')``.
+
+    One array, not lists: the cyclic garbage collector tracks it as one object and never
+    visits its items (a list of ints is visited item by item in every full collection), so
+    a subject's counters cost the collector almost nothing however many windows it has (see
+    docs/performance.md, "The garbage collector's full collections"). Each window's block
+    of the array is ``[expired, buckets stamps, buckets * width values, width sums]``:
+    ``expired`` is the last bucket index already out of the sums, a stamp the index a
+    bucket holds (-1: none). Counters are 64-bit: amounts are bounded where observations
+    enter (``MAX_AMOUNT``).
+    """
+
+    __slots__ = ("_block", "_data", "_n", "_sizes", "_width")
+
+    def __init__(self, windows: Sequence[float], buckets: int, width: int) -> None:
+        self._sizes = tuple(seconds / buckets for seconds in windows)
         self._n = buckets
         self._width = width
-        self._stamps = [-1] * buckets
-        self._values = [0] * (buckets * width)
-        self._sums = [0] * width
-        #: Every bucket index up to this one is out of ``_sums`` already.
-        self._expired = -1
+        self._block = 1 + buckets + buckets * width + width
+        self._data = _blank(len(self._sizes), buckets, width)
 
-    def _expire(self, oldest: int) -> None:
-        """Take buckets with an index <= ``oldest`` out of the running sums."""
-        if oldest <= self._expired:
+    def _expire(self, base: int, oldest: int) -> None:
+        """Take the buckets of the window at ``base`` with an index <= ``oldest`` out of its
+        sums."""
+        data, n = self._data, self._n
+        expired = data[base]
+        if oldest <= expired:
             return
-        if oldest - self._expired >= self._n:
+        if oldest - expired >= n:
             # A long idle spell: look at every bucket once rather than every index passed.
-            for pos, stamp in enumerate(self._stamps):
-                if 0 <= stamp <= oldest:
-                    self._drop(pos)
+            for pos in range(n):
+                if 0 <= data[base + 1 + pos] <= oldest:
+                    self._drop(base, pos)
         else:
-            for index in range(self._expired + 1, oldest + 1):
-                pos = index % self._n
-                if self._stamps[pos] == index:
-                    self._drop(pos)
-        self._expired = oldest
+            for index in range(expired + 1, oldest + 1):
+                pos = index % n
+                if data[base + 1 + pos] == index:
+                    self._drop(base, pos)
+        data[base] = oldest
 
-    def _drop(self, pos: int) -> None:
-        base = pos * self._width
-        values, sums = self._values, self._sums
-        for i in range(self._width):
-            sums[i] -= values[base + i]
-            values[base + i] = 0
-        self._stamps[pos] = -1
+    def _drop(self, base: int, pos: int) -> None:
+        data, n, width = self._data, self._n, self._width
+        values = base + 1 + n + pos * width
+        sums = base + 1 + n + n * width
+        for i in range(width):
+            data[sums + i] -= data[values + i]
+            data[values + i] = 0
+        data[base + 1 + pos] = -1
 
-    def add(self, at: float, amounts: tuple[int, ...]) -> None:
-        """Add ``amounts`` (one per metric) at time ``at``."""
-        index = math.floor(at / self._size)
-        if index <= self._expired:
+    def _add(self, base: int, index: int, amounts: Sequence[int]) -> None:
+        """Add ``amounts`` to bucket ``index`` of the window at ``base``."""
+        data, n = self._data, self._n
+        if index <= data[base]:
             return  # older than the window: that bucket has been recycled
-        if index - self._n > self._expired:
-            self._expire(index - self._n)
-        pos = index % self._n
-        stamp = self._stamps[pos]
-        if stamp > index:
+        if index - n > data[base]:
+            self._expire(base, index - n)
+        stamp = base + 1 + index % n
+        if data[stamp] > index:
             return  # a newer bucket holds the slot: this addition is out of the window
-        self._stamps[pos] = index
-        base = pos * self._width
-        values, sums = self._values, self._sums
+        data[stamp] = index
+        width = self._width
+        values = base + 1 + n + (index % n) * width
+        sums = base + 1 + n + n * width
         for i, amount in enumerate(amounts):
             # Most amounts of an observation are zero (a request is counted once with its
-            # flags, once with its tokens): skipping them takes a third off an add (0.9 ->
-            # 0.6 µs; six a request).
+            # flags, once with its tokens): skipping them takes a third off an add.
             if amount:
-                values[base + i] += amount
-                sums[i] += amount
+                data[values + i] += amount
+                data[sums + i] += amount
 
-    def totals(self, now: float) -> list[int]:
-        """Each metric's sum over the window ending at ``now`` (a copy)."""
-        return list(self.sums(now))
+    def add(self, at: float, amounts: Sequence[int]) -> None:
+        """Add ``amounts`` (one per metric) at time ``at`` to every window."""
+        # ``_add`` for each window, inlined: two to six additions a request.
+        data, n, width, block = self._data, self._n, self._width, self._block
+        base = 0
+        for size in self._sizes:
+            index = math.floor(at / size)
+            expired = data[base]
+            if index > expired:
+                if index - n > expired:
+                    self._expire(base, index - n)
+                pos = index % n
+                if data[base + 1 + pos] <= index:
+                    data[base + 1 + pos] = index
+                    values = base + 1 + n + pos * width
+                    sums = base + 1 + n + n * width
+                    for i, amount in enumerate(amounts):
+                        if amount:
+                            data[values + i] += amount
+                            data[sums + i] += amount
+            base += block
 
-    def sums(self, now: float) -> list[int]:
-        """``totals`` without the copy: the live sums, to read before anything is added."""
-        self._expire(math.floor(now / self._size) - self._n)
-        return self._sums
+    def window_sums(self, now: float) -> list[array[int]]:
+        """Each window's sums over the window ending at ``now`` (copies)."""
+        data, n, width, block = self._data, self._n, self._width, self._block
+        out = []
+        base = 0
+        for size in self._sizes:
+            oldest = math.floor(now / size) - n
+            if oldest > data[base]:
+                self._expire(base, oldest)
+            start = base + 1 + n + n * width
+            out.append(data[start : start + width])
+            base += block
+        return out
 
     def idle(self, now: float) -> bool:
-        """Whether nothing at all was counted inside the window ending at ``now``."""
-        self._expire(math.floor(now / self._size) - self._n)
-        return all(stamp < 0 for stamp in self._stamps)
+        """Whether nothing at all was counted inside any window ending at ``now``."""
+        data, n, block = self._data, self._n, self._block
+        base = 0
+        for size in self._sizes:
+            self._expire(base, math.floor(now / size) - n)
+            if any(data[base + 1 + pos] >= 0 for pos in range(n)):
+                return False
+            base += block
+        return True
+
+    def merge_counts(self, other: WindowCounts) -> None:
+        """Add every bucket of ``other`` (same shape) into this one, window by window."""
+        data, n, width, block = other._data, other._n, other._width, other._block
+        base = 0
+        for size in self._sizes:
+            for pos in range(n):
+                stamp = data[base + 1 + pos]
+                if stamp >= 0:
+                    start = base + 1 + n + pos * width
+                    amounts = tuple(data[start : start + width])
+                    self._add(base, math.floor((stamp + 0.5) * size / size), amounts)
+            base += block
+
+
+class RollingCounts(WindowCounts):
+    """Sums of a fixed number of metrics over one rolling window (``WindowCounts`` of one)."""
+
+    __slots__ = ()
+
+    def __init__(self, seconds: float, buckets: int, width: int) -> None:
+        super().__init__((seconds,), buckets, width)
+
+    def totals(self, now: float) -> list[int]:
+        """Each metric's sum over the window ending at ``now``."""
+        return self.window_sums(now)[0].tolist()
+
+    def sums(self, now: float) -> list[int]:
+        """``totals`` (kept for callers of the list-based counters; a copy too)."""
+        return self.totals(now)
 
     def merge(self, other: RollingCounts) -> None:
         """Add every bucket of ``other`` (same shape) into this one."""
-        width = other._width
-        for pos, stamp in enumerate(other._stamps):
-            if stamp >= 0:
-                amounts = tuple(other._values[pos * width : (pos + 1) * width])
-                self.add((stamp + 0.5) * self._size, amounts)
+        self.merge_counts(other)
 
 
 class RollingTally:
@@ -114,7 +216,7 @@ class RollingTally:
     def __init__(self, seconds: float, buckets: int) -> None:
         self._size = seconds / buckets
         self._n = buckets
-        self._stamps = [-1] * buckets
+        self._stamps = array("q", [-1]) * buckets
         self._tallies: list[dict[str, int] | None] = [None] * buckets
         #: Every key's count over the buckets with an index above ``_expired``.
         self._totals: dict[str, int] = {}
@@ -197,6 +299,173 @@ class RollingTally:
                 at = (stamp + 0.5) * self._size
                 for key, amount in tally.items():
                     self.add(at, key, amount)
+
+
+class SmallTally:
+    """``RollingTally`` for a handful of keys (a model mix: the request total and the models
+    called), as one table in one ``array('q')``: the buckets' stamps (-1: none), then a row
+    of ``buckets`` counts per key (``_rows``: key -> its row's offset, in row order).
+
+    Two tracked objects for the garbage collector (this and the array), whose full
+    collections never visit the counts, where ``RollingTally``'s list of bucket dicts is
+    visited bucket by bucket (docs/performance.md). The price is per key: a new key is a new
+    row, and a bucket leaving or recycled touches every row, so this suits a few keys read
+    and added often, not a template tally's many keys each seen once or twice (there, it
+    cost twice ``RollingTally``'s time per addition). Rows of keys no bucket counts any more
+    are dropped when the table grows past a power of two, and on ``compact``.
+    """
+
+    __slots__ = ("_expired", "_n", "_rows", "_size", "_table", "_totals")
+
+    def __init__(self, seconds: float, buckets: int) -> None:
+        self._size = seconds / buckets
+        self._n = buckets
+        #: The stamps, then one row of counts per key.
+        self._table = array("q", [-1]) * buckets
+        #: key -> the offset of its row in ``_table``.
+        self._rows: dict[str, int] = {}
+        #: Every key's count over the buckets with an index above ``_expired``.
+        self._totals: dict[str, int] = {}
+        self._expired = -1
+
+    def _subtract(self, pos: int) -> None:
+        """Take bucket ``pos``'s counts out of the totals."""
+        n = self._n
+        # The bucket's column, every key's count in it (rows are in ``_rows``' order), read
+        # by one strided slice: most keys of a window are not in a given bucket.
+        column = self._table[n + pos :: n]
+        if not any(column):
+            return
+        totals = self._totals
+        for key, amount in zip(self._rows, column):  # noqa: B905 (one count per row)
+            if amount:
+                left = totals.get(key, 0) - amount
+                if left:
+                    totals[key] = left
+                else:
+                    totals.pop(key, None)
+
+    def _clear(self, pos: int) -> None:
+        """Empty bucket ``pos`` (its counts, not its stamp)."""
+        if self._rows:
+            n = self._n
+            self._table[n + pos :: n] = array("q", bytes(8 * len(self._rows)))
+
+    def _expire(self, oldest: int) -> None:
+        """Take the buckets with an index <= ``oldest`` out of the totals."""
+        if oldest <= self._expired:
+            return
+        expired, table, n = self._expired, self._table, self._n
+        # Only the buckets that left since the last call: an index's bucket can only sit at
+        # its position (index % n). After a long idle spell, every position once.
+        indexes = range(expired + 1, oldest + 1) if oldest - expired < n else table[:n]
+        for index in indexes:
+            pos = index % n
+            if expired < table[pos] == index <= oldest:
+                self._subtract(pos)
+        self._expired = oldest
+
+    def _bucket(self, index: int) -> int:
+        """The position of bucket ``index``, recycling its slot if an older bucket holds it;
+        -1 when a newer one does (the addition is out of the window)."""
+        pos = index % self._n
+        table = self._table
+        stamp = table[pos]
+        if stamp > index:
+            return -1
+        if stamp < index:
+            if stamp > self._expired:
+                self._subtract(pos)  # the slot's older bucket leaves the window
+            if stamp >= 0:
+                self._clear(pos)
+            table[pos] = index
+        return pos
+
+    def _row(self, key: str) -> int:
+        """``key``'s row, a new one (every count 0) if it has none."""
+        row = self._rows.get(key)
+        if row is None:
+            table, n = self._table, self._n
+            if len(self._rows) >= 8 and len(self._rows) & (len(self._rows) - 1) == 0:
+                self._drop_empty_rows()
+                table = self._table
+            row = self._rows[key] = len(table)
+            table.extend(_zeros(n))
+        return row
+
+    def _drop_empty_rows(self) -> None:
+        """Rebuild the table without the rows of keys no bucket counts any more."""
+        table, n = self._table, self._n
+        fresh = table[:n]
+        rows: dict[str, int] = {}
+        for key, row in self._rows.items():
+            counts = table[row : row + n]
+            if any(counts):
+                rows[key] = len(fresh)
+                fresh.extend(counts)
+        self._table, self._rows = fresh, rows
+
+    def add(self, at: float, key: str, amount: int = 1) -> None:
+        index = math.floor(at / self._size)
+        pos = index % self._n
+        if self._table[pos] != index:  # not the current bucket: recycle, or out of the window
+            pos = self._bucket(index)
+            if pos < 0:
+                return
+        row = self._rows.get(key)
+        if row is None:
+            row = self._row(key)  # before reading ``_table``: a new row may rebuild it
+        self._table[row + pos] += amount
+        if index > self._expired:
+            totals = self._totals
+            totals[key] = totals.get(key, 0) + amount
+
+    def copy_key(self, source: str, target: str) -> None:
+        """Count ``target`` in every bucket as many times as ``source`` (``target`` unseen)."""
+        row = self._rows.get(source)
+        if row is not None:
+            into = self._row(target)
+            row = self._rows[source]  # a new row may have rebuilt the table
+            table = self._table
+            for pos in range(self._n):
+                if table[row + pos]:
+                    table[into + pos] = table[row + pos]
+        if source in self._totals:
+            self._totals[target] = self._totals[source]
+
+    def count(self, now: float, key: str) -> int:
+        """How many times ``key`` was added inside the window ending at ``now``."""
+        oldest = math.floor(now / self._size) - self._n
+        if oldest > self._expired:
+            self._expire(oldest)
+        return self._totals.get(key, 0)
+
+    def idle(self, now: float) -> bool:
+        oldest = math.floor(now / self._size) - self._n
+        return all(stamp <= oldest for stamp in self._table[: self._n])
+
+    def compact(self, now: float) -> None:
+        """Free the buckets outside the window ending at ``now``, and the rows of keys no
+        bucket inside counts."""
+        oldest = math.floor(now / self._size) - self._n
+        self._expire(oldest)
+        table = self._table
+        for pos in range(self._n):
+            if 0 <= table[pos] <= oldest:
+                table[pos] = -1
+                self._clear(pos)
+        self._drop_empty_rows()
+
+    def merge(self, other: SmallTally) -> None:
+        table, n = other._table, other._n
+        for pos in range(n):
+            stamp = table[pos]
+            if stamp >= 0:
+                at = (stamp + 0.5) * self._size
+                for key, row in other._rows.items():
+                    amount = table[row + pos]
+                    if amount:
+                        self.add(at, key, amount)
 
 
 class PassWindow:
