@@ -307,7 +307,6 @@ def test_the_banner_names_the_event_loop_each_proxy_serves_on(stack: Stack) -> N
     assert "  event loop:   uvloop" in stack.to_echo.log_text()
 
 
-
 def test_health_and_metrics_are_answered_by_the_proxy_itself(stack: Stack) -> None:
     with httpx.Client(base_url=stack.to_nothing.url, timeout=10) as http:
         assert http.get("/healthz").json()["status"] == "ok"
