@@ -422,14 +422,16 @@ class SmallTally:
 
     def copy_key(self, source: str, target: str) -> None:
         """Count ``target`` in every bucket as many times as ``source`` (``target`` unseen)."""
-        row = self._rows.get(source)
-        if row is not None:
+        if source in self._rows:
             into = self._row(target)
-            row = self._rows[source]  # a new row may have rebuilt the table
-            table = self._table
-            for pos in range(self._n):
-                if table[row + pos]:
-                    table[into + pos] = table[row + pos]
+            # A new row may have rebuilt the table, and dropped ``source``'s if it counted
+            # nothing any more: then there is nothing to copy.
+            row = self._rows.get(source)
+            if row is not None:
+                table = self._table
+                for pos in range(self._n):
+                    if table[row + pos]:
+                        table[into + pos] = table[row + pos]
         if source in self._totals:
             self._totals[target] = self._totals[source]
 

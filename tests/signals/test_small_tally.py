@@ -64,3 +64,16 @@ def test_small_tally_agrees_with_rolling_tally_on_merge_and_copy_key(
         assert into_small.count(now, k) == into_rolling.count(now, k), k
     assert small.idle(now) == rolling.idle(now)
     assert small.idle(now + SECONDS) and rolling.idle(now + SECONDS)
+
+
+def test_copy_key_of_a_key_that_counts_nothing_any_more_copies_nothing() -> None:
+    """Eight rows, the source's bucket recycled: the target's new row rebuilds the table
+    without the source's (empty) row. Found by the test above; it raised KeyError, on the
+    request path (the model shift copies a subject's first model when a second one comes)."""
+    tally = SmallTally(SECONDS, BUCKETS)
+    for i in range(8):
+        tally.add(0.0, f"k{i}")
+    tally.add(SECONDS, "k1")  # bucket 0 recycled: k0 counts nothing any more
+    tally.copy_key("k0", "copy")
+    assert tally.count(SECONDS, "copy") == 0
+    assert tally.count(SECONDS, "k1") == 1
