@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import functools
 import math
+from abc import ABC, abstractmethod
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 
 #: The largest amount one observation may add to a counter (``Observation.from_wire`` refuses
@@ -202,7 +203,46 @@ class RollingCounts(WindowCounts):
         self.merge_counts(other)
 
 
-class RollingTally:
+class _Tally(ABC):
+    """What ``RollingTally`` and ``SmallTally`` share: running totals per key over the buckets
+    still inside the window (those with an index above ``_expired``), read by ``count``."""
+
+    __slots__ = ("_expired", "_n", "_size", "_totals")
+
+    _expired: int
+    _n: int
+    _size: float
+    _totals: dict[str, int]
+
+    @abstractmethod
+    def _expire(self, oldest: int) -> None:
+        """Take the buckets with an index <= ``oldest`` out of the totals."""
+
+    def _take_out(self, counts: Iterable[tuple[str, int]]) -> None:
+        """Subtract a bucket's ``(key, count)`` pairs from the totals (a key whose total is
+        then 0 leaves them)."""
+        totals = self._totals
+        for key, amount in counts:
+            # ``get``: a key added with amount 0 may have left the totals already.
+            left = totals.get(key, 0) - amount
+            if left:
+                totals[key] = left
+            else:
+                totals.pop(key, None)
+
+    def _oldest(self, now: float) -> int:
+        """The index of the newest bucket outside the window ending at ``now``."""
+        return math.floor(now / self._size) - self._n
+
+    def count(self, now: float, key: str) -> int:
+        """How many times ``key`` was added inside the window ending at ``now``."""
+        oldest = math.floor(now / self._size) - self._n  # ``_oldest``, inlined: every request
+        if oldest > self._expired:
+            self._expire(oldest)
+        return self._totals.get(key, 0)
+
+
+class RollingTally(_Tally):
     """Counts per key (a template hash) over one rolling window.
 
     Like ``RollingCounts``, it keeps running totals (one dict over every bucket still inside
@@ -211,7 +251,7 @@ class RollingTally:
     backwards (the request path's clock), as for ``RollingCounts``.
     """
 
-    __slots__ = ("_expired", "_n", "_size", "_stamps", "_tallies", "_totals")
+    __slots__ = ("_stamps", "_tallies")
 
     def __init__(self, seconds: float, buckets: int) -> None:
         self._size = seconds / buckets
@@ -223,14 +263,7 @@ class RollingTally:
         self._expired = -1
 
     def _subtract(self, tally: dict[str, int]) -> None:
-        totals = self._totals
-        for key, amount in tally.items():
-            # ``get``: a key added with amount 0 may have left the totals already.
-            left = totals.get(key, 0) - amount
-            if left:
-                totals[key] = left
-            else:
-                totals.pop(key, None)
+        self._take_out(tally.items())
 
     def _expire(self, oldest: int) -> None:
         """Take the buckets with an index <= ``oldest`` out of the totals."""
@@ -273,20 +306,13 @@ class RollingTally:
         if source in self._totals:
             self._totals[target] = self._totals[source]
 
-    def count(self, now: float, key: str) -> int:
-        """How many times ``key`` was added inside the window ending at ``now``."""
-        oldest = math.floor(now / self._size) - self._n
-        if oldest > self._expired:
-            self._expire(oldest)
-        return self._totals.get(key, 0)
-
     def idle(self, now: float) -> bool:
-        oldest = math.floor(now / self._size) - self._n
+        oldest = self._oldest(now)
         return all(stamp <= oldest for stamp in self._stamps)
 
     def compact(self, now: float) -> None:
         """Free the tallies of buckets outside the window ending at ``now``."""
-        oldest = math.floor(now / self._size) - self._n
+        oldest = self._oldest(now)
         self._expire(oldest)
         for pos, stamp in enumerate(self._stamps):
             if 0 <= stamp <= oldest:
@@ -301,7 +327,7 @@ class RollingTally:
                     self.add(at, key, amount)
 
 
-class SmallTally:
+class SmallTally(_Tally):
     """``RollingTally`` for a handful of keys (a model mix: the request total and the models
     called), as one table in one ``array('q')``: the buckets' stamps (-1: none), then a row
     of ``buckets`` counts per key (``_rows``: key -> its row's offset, in row order).
@@ -315,7 +341,7 @@ class SmallTally:
     are dropped when the table grows past a power of two, and on ``compact``.
     """
 
-    __slots__ = ("_expired", "_n", "_rows", "_size", "_table", "_totals")
+    __slots__ = ("_rows", "_table")
 
     def __init__(self, seconds: float, buckets: int) -> None:
         self._size = seconds / buckets
@@ -336,14 +362,8 @@ class SmallTally:
         column = self._table[n + pos :: n]
         if not any(column):
             return
-        totals = self._totals
-        for key, amount in zip(self._rows, column):  # noqa: B905 (one count per row)
-            if amount:
-                left = totals.get(key, 0) - amount
-                if left:
-                    totals[key] = left
-                else:
-                    totals.pop(key, None)
+        rows = zip(self._rows, column)  # noqa: B905 (one count per row)
+        self._take_out((key, amount) for key, amount in rows if amount)
 
     def _clear(self, pos: int) -> None:
         """Empty bucket ``pos`` (its counts, not its stamp)."""
@@ -435,21 +455,14 @@ class SmallTally:
         if source in self._totals:
             self._totals[target] = self._totals[source]
 
-    def count(self, now: float, key: str) -> int:
-        """How many times ``key`` was added inside the window ending at ``now``."""
-        oldest = math.floor(now / self._size) - self._n
-        if oldest > self._expired:
-            self._expire(oldest)
-        return self._totals.get(key, 0)
-
     def idle(self, now: float) -> bool:
-        oldest = math.floor(now / self._size) - self._n
+        oldest = self._oldest(now)
         return all(stamp <= oldest for stamp in self._table[: self._n])
 
     def compact(self, now: float) -> None:
         """Free the buckets outside the window ending at ``now``, and the rows of keys no
         bucket inside counts."""
-        oldest = math.floor(now / self._size) - self._n
+        oldest = self._oldest(now)
         self._expire(oldest)
         table = self._table
         for pos in range(self._n):

@@ -1,4 +1,5 @@
-"""``SmallTally`` (the model mix's tally, one array) counts what ``RollingTally`` counts."""
+"""``SmallTally`` (the model mix's tally, one array) counts what ``RollingTally`` counts (and
+what a naive tally counts: ``tests/signals/test_windows.py``)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.signals.windows import RollingTally, SmallTally
-from tests.signals.test_windows import BUCKETS, SECONDS, SIZE, NaiveTally, operations
-
-
-@settings(max_examples=400)
-@given(operations)
-def test_small_tally_matches_the_naive_sum(ops: list[tuple[str, float, float, str, int]]) -> None:
-    tally, naive = SmallTally(SECONDS, BUCKETS), NaiveTally()
-    now = 2 * SECONDS
-    for op, advance, late, key, amount in ops:
-        now += advance
-        if op == "add":
-            tally.add(now - late, key, amount)
-            naive.add(now - late, key, amount)
-            continue
-        if op == "compact":
-            tally.compact(now)
-            naive.compact(now)
-        for k in "abcd":
-            assert tally.count(now, k) == naive.count(now, k), (op, k, now)
-
+from tests.signals.test_windows import BUCKETS, SECONDS, SIZE
 
 #: Many keys: rows are dropped from the table when it grows (at 8, 16, ... rows).
 keyed = st.lists(

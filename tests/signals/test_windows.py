@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.signals import RollingCounts, RollingTally
+from gatekeeper.signals.windows import SmallTally
 
 SECONDS, BUCKETS = 3600.0, 12
 SIZE = SECONDS / BUCKETS
@@ -120,13 +122,15 @@ operations = st.lists(
 )
 
 
+@pytest.mark.parametrize("kind", [RollingTally, SmallTally])
 @settings(max_examples=400)
 @given(operations)
 def test_tally_running_totals_match_the_naive_sum(
-    ops: list[tuple[str, float, float, str, int]],
+    kind: type[RollingTally | SmallTally], ops: list[tuple[str, float, float, str, int]]
 ) -> None:
     # The clock never goes back; additions may be late (replicated), reads are at the clock.
-    tally, naive = RollingTally(SECONDS, BUCKETS), NaiveTally()
+    # SmallTally (the model mix's, one array) must count what RollingTally counts.
+    tally, naive = kind(SECONDS, BUCKETS), NaiveTally()
     now = 2 * SECONDS
     for op, advance, late, key, amount in ops:
         now += advance
