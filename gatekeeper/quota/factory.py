@@ -23,7 +23,7 @@ from gatekeeper.quota.base import QuotaStore
 from gatekeeper.quota.failover import FailoverQuotaStore
 from gatekeeper.quota.memory import MemoryQuotaStore
 from gatekeeper.quota.redis_store import RedisQuotaStore
-from gatekeeper.redis_client import redact, redis_client
+from gatekeeper.redis_client import MAX_CONNECTIONS, POOL_TIMEOUT, redact, redis_client
 
 __all__ = ["SCHEMES", "open_quota_store", "redact", "redis_client"]
 
@@ -40,8 +40,8 @@ def open_quota_store(
     failure_threshold: int = 3,
     settle_interval: float = 0.0,
     settle_batch: int = 256,
-    max_connections: int = 100,
-    pool_timeout: float = 1.0,
+    max_connections: int = MAX_CONNECTIONS,
+    pool_timeout: float = POOL_TIMEOUT,
 ) -> QuotaStore:
     """The quota store named by ``uri``; raises ``ConfigurationError`` for a bad one.
 

@@ -42,6 +42,7 @@ from gatekeeper.errors import QuotaStoreError, QuotaStoreTimeout
 from gatekeeper.health import PartHealth
 from gatekeeper.quota.base import QuotaAdjustment, QuotaResult, QuotaStore
 from gatekeeper.quota.batching import SettlementQueue
+from gatekeeper.quota.deadline import hard_bound
 from gatekeeper.quota.memory import MemoryQuotaStore
 
 log = logging.getLogger("gatekeeper.quota")
@@ -68,7 +69,7 @@ class FailoverQuotaStore:
         self.store = store
         self.timeout = timeout
         #: Wall-time cap on any one call, in case a store forgets its own timeout.
-        self.cap = max(1.0, 20 * timeout)
+        self.cap = hard_bound(timeout)
         # A store that bounds every call within the cap itself (``RedisQuotaStore.call_bound``)
         # gets no second timer per call (an ``asyncio.timeout`` is a timer handle and two
         # coroutines: about 4 µs, per request).
