@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -62,8 +64,6 @@ async def test_a_new_gateway_replays_the_window(redis_url: str, key: str) -> Non
 
 
 async def test_background_tasks_keep_gateways_in_step(redis_url: str, key: str) -> None:
-    import asyncio
-
     a, b = gateway(redis_url, key), gateway(redis_url, key)
     await a.start()
     await b.start()
@@ -95,6 +95,59 @@ async def test_malformed_stream_entries_are_skipped(redis_url: str, key: str) ->
     finally:
         await good.aclose()
         await other.aclose()
+
+
+async def test_another_gateways_big_entry_is_applied_in_slices(redis_url: str, key: str) -> None:
+    """Half a second of a busy gateway is hundreds of observations in one stream entry: the
+    event loop keeps serving (here: a ticker task runs) while they are applied, all of them."""
+    busy, other = gateway(redis_url, key), gateway(redis_url, key)
+    ticks = 0
+    seen: list[int] = []  # the ticker's count at each observation applied
+    reading = True
+    apply = other.state.apply
+
+    def counted(obs: Observation) -> None:
+        seen.append(ticks)
+        apply(obs)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while reading:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other.state.apply = counted  # type: ignore[method-assign]
+    try:
+        for index in range(1000):
+            busy.publish(request(f"s{index % 10}"))
+        await busy.flush()
+        task = asyncio.create_task(ticker())
+        assert await other.read_available() == 1000
+        reading = False
+        await task
+        # The ticker ran between the slices: at least once per 64 observations applied.
+        assert seen[-1] - seen[0] >= 1000 // 64
+        assert other.state.read("s3", None, (), time.time())[0].requests["1h"] == 100
+    finally:
+        await busy.aclose()
+        await other.aclose()
+
+
+async def test_an_entry_malformed_past_its_first_slice_applies_nothing(
+    redis_url: str, key: str
+) -> None:
+    rows = [request("s1").to_wire() for _ in range(200)]
+    rows[150] = ["bad"]
+    client = Redis.from_url(redis_url)
+    await client.xadd(key, {"r": "someone", "o": orjson.dumps(rows)})
+    await client.aclose()
+    store = gateway(redis_url, key)
+    try:
+        await store.sync()
+        assert store.counters["errors"] == 1
+        assert store.state.read("s1", None, (), time.time())[0].requests["1h"] == 0
+    finally:
+        await store.aclose()
 
 
 async def test_an_unreachable_redis_only_costs_the_shared_view(
