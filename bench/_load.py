@@ -261,18 +261,26 @@ def server_description(server: str) -> str:
 
 def serve_options(redis_url: str, directory: Path, args: argparse.Namespace) -> list[str]:
     """The options each contender's ``serve`` process gets (see ``contender_cli``)."""
+    linger = getattr(args, "linger", None)
     return [
         "--redis", redis_url, "--dir", str(directory), "--server", args.server,
         "--quota-scale", str(args.quota_scale),
+        *(["--linger", str(linger)] if linger is not None else []),
     ]  # fmt: skip
 
 
 def contender_cli(
-    prog: str, description: str | None, contenders: list[str] | None, *, seconds: float
+    prog: str,
+    description: str | None,
+    contenders: list[str] | None,
+    *,
+    seconds: float,
+    linger: bool = False,
 ) -> argparse.ArgumentParser:
     """The command line the whole-stack scenarios share: the options of a run, and the
     internal ``serve CONTENDER --port --redis --dir`` each contender's process is started with.
-    A scenario adds its own options and applies its own ``--quick``."""
+    A scenario adds its own options and applies its own ``--quick``; ``linger``: it takes
+    ``--linger`` (gatekeeper's ``audit.linger_seconds``) too."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command")
     serve_cmd = sub.add_parser("serve", help="(internal) serve one contender")
@@ -296,6 +304,14 @@ def contender_cli(
             help="uvicorn's loop and HTTP parser: auto (uvloop + httptools, as gatekeeper "
             "installs it) or asyncio (the standard library's loop and h11)",
         )
+        if linger:
+            command.add_argument(
+                "--linger",
+                type=float,
+                default=None,
+                help="gatekeeper's audit.linger_seconds: how long its decision log's writer "
+                "waits to seal events together (default: the setting's default)",
+            )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument(
         "--seconds", type=float, default=seconds, help=f"seconds per wrk run ({seconds:g})"

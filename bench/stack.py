@@ -56,7 +56,13 @@ CONTENDERS = ["bare", "gk-memory", "gk-redis", "slowapi", "floor"]
 TARGETS = {"p50": 0.3, "p99": 1.5, "vs_bare": 0.6, "vs_slowapi": 1.5}
 
 
-def build_app(contender: str, redis_url: str, directory: Path, quota_scale: int) -> Any:
+def build_app(
+    contender: str,
+    redis_url: str,
+    directory: Path,
+    quota_scale: int,
+    linger: float | None = None,
+) -> Any:
     from bench._stack import bench_settings, floor_app, hello_app, protected_app, slowapi_app
 
     if contender == "bare":
@@ -66,15 +72,22 @@ def build_app(contender: str, redis_url: str, directory: Path, quota_scale: int)
     if contender == "floor":
         return floor_app(redis_url, directory / contender, quota_scale)
     storage = redis_url if contender == "gk-redis" else "memory://"
-    return protected_app(bench_settings(directory / contender, storage, quota_scale))
+    audit = {"linger_seconds": linger} if linger is not None else None
+    return protected_app(bench_settings(directory / contender, storage, quota_scale, audit))
 
 
 def serve(
-    contender: str, port: int, redis_url: str, directory: Path, server: str, quota_scale: int
+    contender: str,
+    port: int,
+    redis_url: str,
+    directory: Path,
+    server: str,
+    quota_scale: int,
+    linger: float | None = None,
 ) -> None:
     import uvicorn
 
-    app = build_app(contender, redis_url, directory, quota_scale)
+    app = build_app(contender, redis_url, directory, quota_scale, linger)
     # gatekeeper, not uvicorn, decides which X-Forwarded-For to believe (as documented).
     uvicorn.run(
         app,
@@ -85,6 +98,12 @@ def serve(
         proxy_headers=False,
         **SERVERS[server],  # type: ignore[arg-type]
     )
+
+
+def linger_description(args: argparse.Namespace) -> str:
+    """The run's header names a decision-log linger other than the setting's default."""
+    linger = getattr(args, "linger", None)
+    return "" if linger is None else f"audit.linger_seconds {linger:g}; "
 
 
 def _measure(
@@ -120,7 +139,7 @@ def run(
         print(f"{module}: {len(contenders)} contenders, {args.rounds} rounds of "
               f"{args.seconds:g} s saturated ({args.connections} connections) + {args.seconds:g} s "
               f"one connection; {server_description(args.server)}; redis {redis_url}; "
-              f"{load_average()}")  # fmt: skip
+              f"{linger_description(args)}{load_average()}")  # fmt: skip
         for child in children.values():  # warm: imports, first-call costs, connections
             if args.warmup > 0:
                 wrk.run(child.url + PATH, connections=args.connections, seconds=args.warmup)
@@ -248,11 +267,19 @@ def report(measured: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = contender_cli("python -m bench.stack", __doc__, CONTENDERS, seconds=4)
+    parser = contender_cli("python -m bench.stack", __doc__, CONTENDERS, seconds=4, linger=True)
     parser.add_argument("--monitor", type=float, default=1, help="MONITOR window, s (0: none)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.contender, args.port, args.redis, args.dir, args.server, args.quota_scale)
+        serve(
+            args.contender,
+            args.port,
+            args.redis,
+            args.dir,
+            args.server,
+            args.quota_scale,
+            args.linger,
+        )
         return
     if args.quick:
         args.rounds, args.seconds, args.warmup, args.monitor = 1, 1, 0, 1
