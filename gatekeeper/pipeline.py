@@ -89,6 +89,12 @@ class Refusal(Exception):
         self.decided_by_policy = decided_by_policy
 
 
+#: The facts of a request with no dialect (no body read): one instance, never changed, rather
+#: than a ``RequestFacts`` and its pydantic ``PromptFeatures`` built for every request (and,
+#: for a model request, thrown away by ``inspect``).
+NO_FACTS = RequestFacts()
+
+
 @dataclass(slots=True, eq=False)
 class RequestContext:
     """What the stages know about one request, filled in stage by stage.
@@ -109,7 +115,7 @@ class RequestContext:
     subject: Subject | None = None
     # inspect
     body: bytes = b""
-    facts: RequestFacts = field(default_factory=RequestFacts)
+    facts: RequestFacts = field(default_factory=lambda: NO_FACTS)
     document: Any = None
     # locate
     network: Network | None = None
