@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -47,28 +47,41 @@ class SubjectAttributes(BaseModel):
     account_created: date | None = None
     flags: list[str] = Field(default_factory=list)
     payment_fingerprint: str | None = None
+    #: ``to_subject``'s validated subject without its age (made at the first call).
+    _subject: Subject | None = PrivateAttr(default=None)
 
     def to_subject(self, now: datetime | None = None) -> Subject:
-        """The subject as the policy sees it (age computed now; the key never included)."""
-        age: float | None = None
+        """The subject as the policy sees it (age computed now; the key never included).
+
+        The subject is validated once per attributes object, its age left out; each call
+        copies it with the age of the moment (a store's record serves every request of its
+        subject: validating a ``Subject`` costs 3 µs in a loop, 20 µs on the request path)."""
+        template = self._subject
+        if template is None:
+            created = self.account_created
+            template = self._subject = Subject.model_validate(
+                {
+                    "id": self.id,
+                    "org": self.org,
+                    "tier": self.tier,
+                    "kyc_level": self.kyc_level,
+                    "account_created": _iso_date(created) if created is not None else None,
+                    "account_age_days": None,
+                    "flags": list(self.flags),
+                    "payment_fingerprint": self.payment_fingerprint,
+                }
+            )
+        # A shallow copy, its fields set in its __dict__ (values known valid: a float, and a
+        # list of the request's own), as ``contract._Frozen.with_valid`` does.
+        subject = template.__copy__()
+        fields = subject.__dict__
+        fields["flags"] = template.flags.copy()
         created = self.account_created
         if created is not None:
-            # Seconds since the epoch rather than datetime arithmetic, and the model validated
-            # from a dict: every request builds its subject; a third less (7.5 -> 5.2 µs).
+            # Seconds since the epoch rather than datetime arithmetic.
             at = now.timestamp() if now is not None else time.time()
-            age = max(0.0, (at - _midnight_utc(created)) / 86400)
-        return Subject.model_validate(
-            {
-                "id": self.id,
-                "org": self.org,
-                "tier": self.tier,
-                "kyc_level": self.kyc_level,
-                "account_created": _iso_date(created) if created is not None else None,
-                "account_age_days": age,
-                "flags": list(self.flags),
-                "payment_fingerprint": self.payment_fingerprint,
-            }
-        )
+            fields["account_age_days"] = max(0.0, (at - _midnight_utc(created)) / 86400)
+        return subject
 
 
 class SubjectRecord(SubjectAttributes):

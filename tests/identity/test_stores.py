@@ -164,3 +164,19 @@ async def test_redis_store_unreachable_is_an_identity_error() -> None:
     with pytest.raises(IdentityError):
         await store.lookup("anything")
     await store.aclose()
+
+
+def test_each_subject_of_a_record_is_its_own_and_aged_when_made() -> None:
+    """A record validates its subject once and copies it per call: what one request does to
+    its subject (identify sets auth_method) never reaches the next, and the age is each
+    call's."""
+    record = SubjectRecord(key="k", id="s1", account_created=date(2025, 1, 1), flags=["a"])
+    first = record.to_subject(datetime(2025, 1, 2, tzinfo=UTC))
+    first.auth_method = "api_key"
+    first.flags.append("changed")
+    second = record.to_subject(datetime(2025, 1, 11, tzinfo=UTC))
+    assert second is not first
+    assert second.auth_method is None and second.flags == ["a"]
+    assert (first.account_age_days, second.account_age_days) == (1.0, 10.0)
+    assert second.kyc_rank == second.kyc_level.rank
+    assert second == Subject.model_validate(second.model_dump())
