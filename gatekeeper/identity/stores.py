@@ -71,17 +71,14 @@ class SubjectAttributes(BaseModel):
                     "payment_fingerprint": self.payment_fingerprint,
                 }
             )
-        # A shallow copy, its fields set in its __dict__ (values known valid: a float, and a
-        # list of the request's own), as ``contract._Frozen.with_valid`` does.
-        subject = template.__copy__()
-        fields = subject.__dict__
-        fields["flags"] = template.flags.copy()
+        # A copy of the request's own, with values known valid (a list of strings, a float).
         created = self.account_created
-        if created is not None:
-            # Seconds since the epoch rather than datetime arithmetic.
-            at = now.timestamp() if now is not None else time.time()
-            fields["account_age_days"] = max(0.0, (at - _midnight_utc(created)) / 86400)
-        return subject
+        if created is None:
+            return template.with_valid(flags=template.flags.copy())
+        # Seconds since the epoch rather than datetime arithmetic.
+        at = now.timestamp() if now is not None else time.time()
+        age = max(0.0, (at - _midnight_utc(created)) / 86400)
+        return template.with_valid(flags=template.flags.copy(), account_age_days=age)
 
 
 class SubjectRecord(SubjectAttributes):
