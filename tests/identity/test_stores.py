@@ -180,3 +180,15 @@ def test_each_subject_of_a_record_is_its_own_and_aged_when_made() -> None:
     assert (first.account_age_days, second.account_age_days) == (1.0, 10.0)
     assert second.kyc_rank == second.kyc_level.rank
     assert second == Subject.model_validate(second.model_dump())
+
+
+@settings(max_examples=200)
+@given(key=st.text(max_size=200))
+def test_a_key_hashes_to_its_sha256_whichever_implementation_computes_it(key: str) -> None:
+    """hash_api_key uses CPython's own SHA-256 where there is one (cheaper on the request
+    path than OpenSSL's): stores written with either must index subjects alike."""
+    import hashlib
+
+    from gatekeeper.identity.stores import hash_api_key
+
+    assert hash_api_key(key) == hashlib.sha256(key.encode()).hexdigest()
