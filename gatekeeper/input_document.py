@@ -224,7 +224,7 @@ def _plain(
         and (subject.account_created is None or type(subject.account_created) is str)
         and (subject.account_age_days is None or type(subject.account_age_days) is float)
         and type(subject.flags) is list
-        and all(type(flag) is str for flag in subject.flags)
+        and _strings(subject.flags)
         and (subject.payment_fingerprint is None or type(subject.payment_fingerprint) is str)
         and (subject.auth_method is None or type(subject.auth_method) is str)
         # Network (NETWORK_FIELDS)
@@ -238,7 +238,7 @@ def _plain(
         and type(network.is_hosting) is bool
         and type(network.is_proxy) is bool
         and type(network.jurisdiction_tags) is list
-        and all(type(tag) is str for tag in network.jurisdiction_tags)
+        and _strings(network.jurisdiction_tags)
         and type(network.lookup_error) is bool
         # PromptFeatures (FEATURES_FIELDS)
         and type(features.messages) is int
@@ -246,6 +246,14 @@ def _plain(
         and type(features.has_tools) is bool
         and type(features.has_tool_results) is bool
     )
+
+
+def _strings(values: list[Any]) -> bool:
+    """Whether every item is exactly a ``str``."""
+    for value in values:  # noqa: SIM110 (all() over a generator costs three times as much)
+        if type(value) is not str:
+            return False
+    return True
 
 
 #: The fields ``_plain`` checks, by model: a field added to one of them must be checked there
