@@ -53,6 +53,15 @@ AuthMethod = Literal["api_key", "jwt", "resolver"]
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
+    def with_valid(self, **values: Any) -> Self:
+        """A shallow copy with ``values`` set, unvalidated: the caller knows them valid (of
+        the fields' exact types). ``model_copy(update=...)`` for less (1.1 to 1.5 µs instead of
+        1.5 to 2.4: the request path copies a few decisions, quotas and subjects per request)."""
+        copy = self.__copy__()
+        copy.__dict__.update(values)
+        copy.__pydantic_fields_set__.update(values)
+        return copy
+
 
 class _Frozen(_Model):
     """A part of ``Decision``: immutable, since one validated decision may serve many requests
@@ -60,15 +69,6 @@ class _Frozen(_Model):
     ``with_valid`` for values known valid."""
 
     model_config = ConfigDict(frozen=True)
-
-    def with_valid(self, **values: Any) -> Self:
-        """A shallow copy with ``values`` set, unvalidated: the caller knows them valid.
-        ``model_copy(update=...)`` for less (1.1 to 1.5 µs instead of 1.5 to 2.4: the request path
-        copies a few decisions and quotas per request)."""
-        copy = self.__copy__()
-        copy.__dict__.update(values)
-        copy.__pydantic_fields_set__.update(values)
-        return copy
 
 
 class Subject(_Model):

@@ -73,14 +73,22 @@ def build_input(
     if signals is None:
         signals = unavailable_signals()
     if _plain(method, path, dialect, facts, subject, network, user_agent):
+        # The parts' fields as ``model_dump(mode="json")`` gives them, without pydantic's
+        # serialiser (three calls: 1.2, 1.2 and 0.7 µs in a loop, 11.5, 4.7 and 2.3 µs on the
+        # request path, where its data is no longer in the CPU's caches).
+        subject_fields = subject.__dict__.copy()
+        subject_fields["kyc_level"] = subject.kyc_level.value
+        subject_fields["flags"] = subject.flags.copy()
+        network_fields = network.__dict__.copy()
+        network_fields["jurisdiction_tags"] = network.jurisdiction_tags.copy()
         return _document(
-            subject.model_dump(mode="json"),
-            network.model_dump(mode="json"),
+            subject_fields,
+            network_fields,
             method,
             path,
             dialect,
             facts,
-            facts.prompt_features.model_dump(mode="json"),
+            facts.prompt_features.__dict__.copy(),
             user_agent,
             signals,
             unix_ns,
@@ -186,15 +194,18 @@ def _plain(
     path: object,
     dialect: object,
     facts: RequestFacts,
-    subject: object,
-    network: object,
+    subject: Subject,
+    network: Network,
     user_agent: object,
 ) -> bool:
-    """Whether every value already has the exact type its field holds (nothing to coerce)."""
+    """Whether every value already has the exact type its field holds (nothing to coerce), and
+    so the subject's, network's and prompt features' fields are what their JSON dump holds
+    (``KycLevel`` apart, written as its value)."""
+    features = facts.prompt_features
     return (
         type(subject) is Subject
         and type(network) is Network
-        and type(facts.prompt_features) is PromptFeatures
+        and type(features) is PromptFeatures
         and type(method) is str
         and type(path) is str
         and (dialect is None or type(dialect) is str)
@@ -204,7 +215,75 @@ def _plain(
         and type(facts.reasoning_requested) is bool
         and (facts.max_tokens is None or type(facts.max_tokens) is int)
         and type(facts.estimated_tokens) is int
+        # Subject (its fields in order: SUBJECT_FIELDS)
+        and type(subject.id) is str
+        and (subject.org is None or type(subject.org) is str)
+        and type(subject.tier) is str
+        and type(subject.kyc_level) is KycLevel
+        and type(subject.kyc_rank) is int
+        and (subject.account_created is None or type(subject.account_created) is str)
+        and (subject.account_age_days is None or type(subject.account_age_days) is float)
+        and type(subject.flags) is list
+        and _strings(subject.flags)
+        and (subject.payment_fingerprint is None or type(subject.payment_fingerprint) is str)
+        and (subject.auth_method is None or type(subject.auth_method) is str)
+        # Network (NETWORK_FIELDS)
+        and (network.client_ip is None or type(network.client_ip) is str)
+        and (network.peer_ip is None or type(network.peer_ip) is str)
+        and type(network.forwarded) is bool
+        and (network.country is None or type(network.country) is str)
+        and (network.registered_country is None or type(network.registered_country) is str)
+        and (network.asn is None or type(network.asn) is int)
+        and (network.as_org is None or type(network.as_org) is str)
+        and type(network.is_hosting) is bool
+        and type(network.is_proxy) is bool
+        and type(network.jurisdiction_tags) is list
+        and _strings(network.jurisdiction_tags)
+        and type(network.lookup_error) is bool
+        # PromptFeatures (FEATURES_FIELDS)
+        and type(features.messages) is int
+        and type(features.chars) is int
+        and type(features.has_tools) is bool
+        and type(features.has_tool_results) is bool
     )
+
+
+def _strings(values: list[Any]) -> bool:
+    """Whether every item is exactly a ``str``."""
+    for value in values:  # noqa: SIM110 (all() over a generator costs three times as much)
+        if type(value) is not str:
+            return False
+    return True
+
+
+#: The fields ``_plain`` checks, by model: a field added to one of them must be checked there
+#: too (tests/test_input_document.py holds these to the models).
+SUBJECT_FIELDS = (
+    "id",
+    "org",
+    "tier",
+    "kyc_level",
+    "kyc_rank",
+    "account_created",
+    "account_age_days",
+    "flags",
+    "payment_fingerprint",
+    "auth_method",
+)
+NETWORK_FIELDS = (
+    "client_ip",
+    "peer_ip",
+    "forwarded",
+    "country",
+    "registered_country",
+    "asn",
+    "as_org",
+    "is_hosting",
+    "is_proxy",
+    "jurisdiction_tags",
+    "lookup_error",
+)
+FEATURES_FIELDS = ("messages", "chars", "has_tools", "has_tool_results")
 
 
 # -- input.signals ---------------------------------------------------------------------------

@@ -19,7 +19,6 @@ draws the whole path with the module of every stage.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gatekeeper._timers import timeout
 from gatekeeper.audit import DecisionRecord, DurableResponse
 from gatekeeper.contract import Decision, Network, Subject
 from gatekeeper.dialects import Dialect, RequestBodyError, dialect_for_path, send_error_response
@@ -89,6 +89,12 @@ class Refusal(Exception):
         self.decided_by_policy = decided_by_policy
 
 
+#: The facts of a request with no dialect (no body read): one instance, never changed, rather
+#: than a ``RequestFacts`` and its pydantic ``PromptFeatures`` built for every request (and,
+#: for a model request, thrown away by ``inspect``).
+NO_FACTS = RequestFacts()
+
+
 @dataclass(slots=True, eq=False)
 class RequestContext:
     """What the stages know about one request, filled in stage by stage.
@@ -109,7 +115,7 @@ class RequestContext:
     subject: Subject | None = None
     # inspect
     body: bytes = b""
-    facts: RequestFacts = field(default_factory=RequestFacts)
+    facts: RequestFacts = field(default_factory=lambda: NO_FACTS)
     document: Any = None
     # locate
     network: Network | None = None
@@ -238,7 +244,7 @@ class Pipeline:
             limits = self.settings.request
             try:
                 try:
-                    async with asyncio.timeout(limits.body_timeout):
+                    async with timeout(limits.body_timeout):  # a shared loop timer
                         ctx.body = await _read_body(ctx.receive, ctx.headers, limits.max_body_bytes)
                 except TimeoutError as exc:
                     raise BodyTimeoutError(

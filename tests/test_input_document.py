@@ -8,6 +8,7 @@ must carry the facts it was built from.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import orjson
@@ -311,3 +312,49 @@ def test_the_time_part_is_what_datetime_makes_of_the_arrival(first: int, offset:
     # calendar part is kept from one second to the next).
     for unix_ns in (first, first + offset, first + offset % 10**9):
         assert _time(unix_ns) == _time_of(unix_ns)
+
+
+def test_the_fast_path_checks_every_field_of_the_parts_it_copies() -> None:
+    """``build_input`` copies a plain subject's, network's and prompt features' fields as they
+    are, having checked each one's type (``_plain``): a field added to a model must be added
+    to that check (and to these lists) too."""
+    from gatekeeper.input_document import FEATURES_FIELDS, NETWORK_FIELDS, SUBJECT_FIELDS
+
+    assert tuple(Subject.model_fields) == SUBJECT_FIELDS
+    assert tuple(Network.model_fields) == NETWORK_FIELDS
+    assert tuple(PromptFeatures.model_fields) == FEATURES_FIELDS
+
+
+@pytest.mark.parametrize(
+    ("part", "change"),
+    [
+        ("subject", {"kyc_rank": True}),
+        ("subject", {"account_age_days": 3}),
+        ("subject", {"flags": ("a",)}),
+        ("network", {"asn": "3320"}),
+        ("network", {"jurisdiction_tags": ("eu",)}),
+    ],
+)
+def test_a_part_changed_after_validation_is_dumped_by_the_contract(
+    part: str, change: dict[str, Any]
+) -> None:
+    """A value assigned without validation (models do not validate assignments) takes the
+    model's path: the part is what its model dumps, as before the fast path existed."""
+    subject, network = Subject(id="a", flags=["x"]), Network(jurisdiction_tags=["eu"])
+    for name, value in change.items():
+        setattr(subject if part == "subject" else network, name, value)
+    values: dict[str, Any] = {
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "dialect": "openai_chat",
+        "facts": plain_facts(),
+        "subject": subject,
+        "network": network,
+        "unix_ns": 1,
+        "user_agent": None,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic's serializer warns of the unexpected type
+        doc = build_input(**values)
+        assert doc["subject"] == subject.model_dump(mode="json")
+        assert doc["network"] == network.model_dump(mode="json")

@@ -124,13 +124,20 @@ def request_facts(
         reasoning_requested=reasoning_requested,
         max_tokens=max_tokens,
         estimated_tokens=dialect.estimated_tokens(chars, max_tokens),
-        prompt_features=PromptFeatures(
+        # Not validated: every dialect passes len(), bool() and any() results (ints and bools,
+        # as mypy holds them). A copy costs less than a validation on the request path, where
+        # pydantic-core's validator is cold: request_facts 17.8-18.8 -> 12.3-13.4 µs.
+        prompt_features=_NO_FEATURES.with_valid(
             messages=messages,
             chars=chars,
             has_tools=has_tools,
             has_tool_results=has_tool_results,
         ),
     )
+
+
+#: What ``request_facts`` copies and fills in (every field).
+_NO_FEATURES = PromptFeatures()
 
 
 def _kind(value: Any) -> str:

@@ -34,10 +34,16 @@ def locate(
     tags: list[str] = []
     if jurisdiction_tags and facts.country is not None:
         tags = sorted(set(jurisdiction_tags.get(facts.country, ())))
-    return Network(
+    # Not validated: every value is of its field's type already (the address's strings and
+    # flag, the tags of settings, and GeoFacts, which from_record reads with type checks).
+    return _NETWORK.with_valid(
         client_ip=address.ip if address.ip is not None else UNKNOWN_CLIENT_IP,
         peer_ip=address.peer_ip,
         forwarded=address.forwarded,
         jurisdiction_tags=tags,
         **facts.as_dict(),
     )
+
+
+#: What ``locate`` copies and fills in (every field).
+_NETWORK = Network()

@@ -17,7 +17,13 @@ UNREACHABLE_RETRY_SECONDS = 86_400
 Source = Literal["store", "local"]
 
 
-@dataclass(frozen=True, slots=True)
+#: The states, results and adjustments below are made per quota of every request and never
+#: shared: plain slotted dataclasses, not frozen ones, whose ``__init__`` sets each field with
+#: ``object.__setattr__`` (a ``BucketState`` 1.22 µs frozen, 0.16 µs not; four per request).
+#: Treat them as values all the same: change one with ``dataclasses.replace``.
+
+
+@dataclass(slots=True)
 class BucketState:
     """One quota after a check: how much is left and when it is full again."""
 
@@ -40,7 +46,7 @@ class BucketState:
         return self.remaining / self.capacity if self.capacity else 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class QuotaResult:
     """The outcome of checking every quota of one request (all debited, or none)."""
 
@@ -67,7 +73,7 @@ class QuotaResult:
         return max(1, math.ceil(seconds))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class QuotaAdjustment:
     """A correction to an earlier debit: ``delta`` > 0 charges more, < 0 refunds.
 

@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Any
+
+from gatekeeper._timers import Deadline, LoopTimers, loop_timers
 
 #: Loop turns granted after the deadline: one to read a reply waiting in the socket, one for the
 #: task (or a pipeline's flush) to take it, one for a pipeline caller to be woken, one spare.
@@ -42,21 +45,43 @@ def hard_bound(seconds: float) -> float:
 
 class wire_timeout:  # lower case: used like asyncio.timeout
     """``async with wire_timeout(seconds):`` raises ``TimeoutError`` when the body's store call
-    got no answer in ``seconds`` during which the event loop was free (see the module)."""
+    got no answer in ``seconds`` during which the event loop was free (see the module).
 
-    __slots__ = ("_busy_turn", "_handle", "_hard", "_loop", "_seconds", "_timeout")
+    Its deadline is one of the loop's shared deadlines (``gatekeeper._timers``), not a timer
+    handle of its own: a call answered in time (nearly all of them) costs a dict insertion and
+    deletion instead of a push onto, and a pull off, the event loop's timer heap."""
+
+    __slots__ = (
+        "_busy_turn",
+        "_cancelling",
+        "_expired",
+        "_handle",
+        "_hard",
+        "_loop",
+        "_seconds",
+        "_task",
+        "_timers",
+    )
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
         self._busy_turn = max(0.001, seconds / 10)
         self._hard = 0.0
-        self._timeout = asyncio.timeout(None)
-        self._handle: asyncio.Handle | None = None
+        self._handle: Deadline | asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: LoopTimers | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelling = 0
+        self._expired = False
 
     async def __aenter__(self) -> wire_timeout:
-        await self._timeout.__aenter__()
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("wire_timeout() should be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
         self._loop = asyncio.get_running_loop()
+        self._timers = loop_timers()
         now = self._loop.time()
         self._hard = now + hard_bound(self._seconds)
         self._arm(now)
@@ -71,19 +96,31 @@ class wire_timeout:  # lower case: used like asyncio.timeout
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        await self._timeout.__aexit__(exc_type, exc, tb)  # raises TimeoutError when it fired
+        if self._expired:
+            # As asyncio.timeout: the cancellation it caused leaves as TimeoutError, unless the
+            # task was also cancelled by someone else meanwhile.
+            assert self._task is not None
+            self._expired = False
+            if (
+                self._task.uncancel() <= self._cancelling
+                and exc_type is not None
+                and issubclass(exc_type, asyncio.CancelledError)
+            ):
+                raise TimeoutError from exc
         return None
 
     def _arm(self, now: float) -> None:
-        assert self._loop is not None
+        assert self._timers is not None
         due = min(now + self._seconds, self._hard)
-        self._handle = self._loop.call_at(due, self._expired, due)
+        self._handle = self._timers.call_at(due, self._expired_at, due)
 
     def _fire(self, now: float) -> None:
+        assert self._task is not None
         self._handle = None
-        self._timeout.reschedule(now)  # cancels the task on the next turn
+        self._expired = True
+        self._task.cancel()  # the task is cancelled at its next turn
 
-    def _expired(self, due: float) -> None:
+    def _expired_at(self, due: float) -> None:
         assert self._loop is not None
         now = self._loop.time()
         if now >= self._hard:

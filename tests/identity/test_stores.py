@@ -164,3 +164,31 @@ async def test_redis_store_unreachable_is_an_identity_error() -> None:
     with pytest.raises(IdentityError):
         await store.lookup("anything")
     await store.aclose()
+
+
+def test_each_subject_of_a_record_is_its_own_and_aged_when_made() -> None:
+    """A record validates its subject once and copies it per call: what one request does to
+    its subject (identify sets auth_method) never reaches the next, and the age is each
+    call's."""
+    record = SubjectRecord(key="k", id="s1", account_created=date(2025, 1, 1), flags=["a"])
+    first = record.to_subject(datetime(2025, 1, 2, tzinfo=UTC))
+    first.auth_method = "api_key"
+    first.flags.append("changed")
+    second = record.to_subject(datetime(2025, 1, 11, tzinfo=UTC))
+    assert second is not first
+    assert second.auth_method is None and second.flags == ["a"]
+    assert (first.account_age_days, second.account_age_days) == (1.0, 10.0)
+    assert second.kyc_rank == second.kyc_level.rank
+    assert second == Subject.model_validate(second.model_dump())
+
+
+@settings(max_examples=200)
+@given(key=st.text(max_size=200))
+def test_a_key_hashes_to_its_sha256_whichever_implementation_computes_it(key: str) -> None:
+    """hash_api_key uses CPython's own SHA-256 where there is one (cheaper on the request
+    path than OpenSSL's): stores written with either must index subjects alike."""
+    import hashlib
+
+    from gatekeeper.identity.stores import hash_api_key
+
+    assert hash_api_key(key) == hashlib.sha256(key.encode()).hexdigest()

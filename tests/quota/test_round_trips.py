@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatekeeper.quota import FailoverQuotaStore, QuotaAdjustment, RedisQuotaStore, open_quota_store
 from tests.quota.conftest import bucket, unique_prefix, window
@@ -165,3 +167,22 @@ async def test_an_error_reply_fails_its_own_call_not_the_pipeline_it_shares(
         assert after.allowed and after.states[0].remaining == 1000 - 181
     finally:
         await store.aclose()
+
+
+@settings(max_examples=200)
+@given(
+    keys=st.lists(st.binary(max_size=40), max_size=8),
+    args=st.lists(st.binary(max_size=40), max_size=8),
+    adjust=st.booleans(),
+)
+def test_an_evalsha_is_packed_as_resp_says(
+    keys: list[bytes], args: list[bytes], adjust: bool
+) -> None:
+    """The command with its head made once per shape is the generic RESP packing, byte for
+    byte (the round-trip tests above run it against Redis)."""
+    from gatekeeper.quota.batching import _evalsha, _pack
+    from gatekeeper.quota.redis_store import ACQUIRE, ADJUST
+
+    script = ADJUST if adjust else ACQUIRE
+    expected = _pack(b"EVALSHA", script.sha_bytes, b"%d" % len(keys), *keys, *args)
+    assert _evalsha(script, keys, args) == expected
