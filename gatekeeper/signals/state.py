@@ -172,11 +172,9 @@ class _Usage(WindowCounts):
         self, at: float, amounts: tuple[int, ...], template: str | None, family: str | None
     ) -> None:
         self.add(at, amounts)
-        if template is not None:
-            self.templates.add(at, template)
-        if family is not None:
+        if template is not None or family is not None:
             # Family ids ("f-...") and template hashes (hex) never collide: one tally.
-            self.templates.add(at, family)
+            self.templates.add_keys(at, template, family)
 
     def merge(self, other: _Usage) -> None:
         self.merge_counts(other)
