@@ -298,6 +298,29 @@ class RollingTally(_Tally):
             totals = self._totals
             totals[key] = totals.get(key, 0) + amount
 
+    def add_keys(self, at: float, first: str | None, second: str | None) -> None:
+        """``add(at, first)`` then ``add(at, second)``, each unless ``None``, with the bucket
+        found once (a request's template and family, on every observation)."""
+        if first is None and second is None:
+            return
+        index = math.floor(at / self._size)
+        pos = index % self._n
+        stamp = self._stamps[pos]
+        if stamp > index:
+            return
+        tally = self._tallies[pos]
+        if stamp < index or tally is None:
+            if tally and stamp > self._expired:
+                self._subtract(tally)  # the slot's older bucket leaves the window
+            self._stamps[pos] = index
+            tally = self._tallies[pos] = {}
+        totals = self._totals if index > self._expired else None
+        for key in (first, second):
+            if key is not None:
+                tally[key] = tally.get(key, 0) + 1
+                if totals is not None:
+                    totals[key] = totals.get(key, 0) + 1
+
     def copy_key(self, source: str, target: str) -> None:
         """Count ``target`` in every bucket as many times as ``source`` (``target`` unseen)."""
         for tally in self._tallies:
@@ -374,6 +397,11 @@ class SmallTally(_Tally):
     def _expire(self, oldest: int) -> None:
         """Take the buckets with an index <= ``oldest`` out of the totals."""
         if oldest <= self._expired:
+            return
+        if not self._rows:
+            # No key: every bucket's column is empty and ``_subtract`` would find nothing. A
+            # new subject's model mix is read at once (the model shift of its first request).
+            self._expired = oldest
             return
         expired, table, n = self._expired, self._table, self._n
         # Only the buckets that left since the last call: an index's bucket can only sit at

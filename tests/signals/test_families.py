@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gatekeeper.signals.families import FamilyIndex, normalise, shingles
 from gatekeeper.signals.fingerprint import (
+    _BAND_FEATURES,
     Fingerprint,
     RequestFeatures,
+    _band_keys,
+    band_values,
     behaviour_keys,
     request_features,
     ua_family,
@@ -143,6 +149,36 @@ def test_near_fingerprints_share_band_keys_and_different_ones_do_not() -> None:
     c = behaviour_keys(fp(256, False, 60))
     assert set(a) & set(b)
     assert not set(a) & set(c)
+
+
+_FEATURES = st.builds(
+    RequestFeatures,
+    st.booleans(),
+    st.booleans(),
+    # Bins past the range (a peer's wire form is not range-checked) and ties between bins.
+    st.integers(-2, 14),
+    st.sampled_from([0, 256, 512, 1024, 2048, 4096, 1, 2, 3, 7]),
+    st.booleans(),
+    st.sampled_from(["", "a1b2"]),
+    st.sampled_from(["", "c3"]),
+    st.sampled_from(["", "d4"]),
+    st.sampled_from(["-", "openai/python", "x"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 7200), _FEATURES), min_size=1, max_size=40))
+def test_band_values_are_the_quantised_fingerprint(
+    requests: list[tuple[float, RequestFeatures]],
+) -> None:
+    """``behaviour_keys`` hashes ``band_values``, the fast form of ``quantised``'s values."""
+    fp = Fingerprint()
+    for at, features in requests:
+        fp.add(at, features)
+        q = fp.quantised()
+        expected = tuple(str(q[name]) for name in _BAND_FEATURES)
+        assert band_values(fp) == expected
+        assert behaviour_keys(fp) == _band_keys(expected)
 
 
 def test_accounts_behaving_alike_form_a_behavioural_cluster() -> None:

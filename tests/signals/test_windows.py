@@ -143,3 +143,35 @@ def test_tally_running_totals_match_the_naive_sum(
             naive.compact(now)
         for k in "abcd":
             assert tally.count(now, k) == naive.count(now, k), (op, k, now)
+
+
+@settings(max_examples=300)
+@given(operations, st.lists(st.sampled_from(["t", "f", None]), min_size=2, max_size=2))
+def test_add_keys_is_two_additions(
+    ops: list[tuple[str, float, float, str, int]], pair: list[str | None]
+) -> None:
+    """``RollingTally.add_keys`` (a request's template and family at once) leaves the tally
+    as ``add`` of each key in turn would, late and recycled buckets included."""
+    fast, slow = RollingTally(SECONDS, BUCKETS), RollingTally(SECONDS, BUCKETS)
+    now = 2 * SECONDS
+    first, second = pair
+    for op, advance, late, key, amount in ops:
+        now += advance
+        if op == "add":
+            at = now - late
+            if amount % 2:
+                fast.add_keys(at, first, second)
+                for k in (first, second):
+                    if k is not None:
+                        slow.add(at, k)
+            else:
+                fast.add(at, key, amount)
+                slow.add(at, key, amount)
+        elif op == "compact":
+            fast.compact(now)
+            slow.compact(now)
+        for k in ("t", "f", *"abc"):
+            assert fast.count(now, k) == slow.count(now, k)
+        assert fast._stamps == slow._stamps
+        assert fast._tallies == slow._tallies
+        assert fast._totals == slow._totals
