@@ -153,10 +153,22 @@ class timeout:  # lower case: used like asyncio.timeout
         if self._expired:
             assert self._task is not None
             self._expired = False
-            if (
-                self._task.uncancel() <= self._cancelling
-                and exc_type is not None
-                and issubclass(exc_type, asyncio.CancelledError)
-            ):
-                raise TimeoutError from exc
+            leave_expired(self._task, self._cancelling, exc_type, exc)
         return None
+
+
+def leave_expired(
+    task: asyncio.Task[Any],
+    cancelling: int,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+) -> None:
+    """Leaving a timeout block whose deadline cancelled ``task`` (which had ``cancelling``
+    cancellations pending when the block began): as ``asyncio.timeout``, the cancellation it
+    caused leaves as ``TimeoutError``, unless the task was also cancelled by someone else."""
+    if (
+        task.uncancel() <= cancelling
+        and exc_type is not None
+        and issubclass(exc_type, asyncio.CancelledError)
+    ):
+        raise TimeoutError from exc

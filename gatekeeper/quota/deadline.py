@@ -31,7 +31,7 @@ import asyncio
 from types import TracebackType
 from typing import Any
 
-from gatekeeper._timers import Deadline, LoopTimers, loop_timers
+from gatekeeper._timers import Deadline, LoopTimers, leave_expired, loop_timers
 
 #: Loop turns granted after the deadline: one to read a reply waiting in the socket, one for the
 #: task (or a pipeline's flush) to take it, one for a pipeline caller to be woken, one spare.
@@ -97,16 +97,9 @@ class wire_timeout:  # lower case: used like asyncio.timeout
             self._handle.cancel()
             self._handle = None
         if self._expired:
-            # As asyncio.timeout: the cancellation it caused leaves as TimeoutError, unless the
-            # task was also cancelled by someone else meanwhile.
             assert self._task is not None
             self._expired = False
-            if (
-                self._task.uncancel() <= self._cancelling
-                and exc_type is not None
-                and issubclass(exc_type, asyncio.CancelledError)
-            ):
-                raise TimeoutError from exc
+            leave_expired(self._task, self._cancelling, exc_type, exc)
         return None
 
     def _arm(self, now: float) -> None:

@@ -281,18 +281,28 @@ class RollingTally(_Tally):
                     self._subtract(tally)
         self._expired = oldest
 
-    def add(self, at: float, key: str, amount: int = 1) -> None:
+    def _bucket(self, at: float) -> tuple[dict[str, int], int] | None:
+        """The tally of the bucket holding ``at`` (a fresh one if its slot held an older
+        bucket, which then leaves the window) and its index; ``None`` for a time older than
+        the slot's bucket."""
         index = math.floor(at / self._size)
         pos = index % self._n
         stamp = self._stamps[pos]
         if stamp > index:
-            return
+            return None
         tally = self._tallies[pos]
         if stamp < index or tally is None:
             if tally and stamp > self._expired:
                 self._subtract(tally)  # the slot's older bucket leaves the window
             self._stamps[pos] = index
             tally = self._tallies[pos] = {}
+        return tally, index
+
+    def add(self, at: float, key: str, amount: int = 1) -> None:
+        found = self._bucket(at)
+        if found is None:
+            return
+        tally, index = found
         tally[key] = tally.get(key, 0) + amount
         if index > self._expired:
             totals = self._totals
@@ -303,17 +313,10 @@ class RollingTally(_Tally):
         found once (a request's template and family, on every observation)."""
         if first is None and second is None:
             return
-        index = math.floor(at / self._size)
-        pos = index % self._n
-        stamp = self._stamps[pos]
-        if stamp > index:
+        found = self._bucket(at)
+        if found is None:
             return
-        tally = self._tallies[pos]
-        if stamp < index or tally is None:
-            if tally and stamp > self._expired:
-                self._subtract(tally)  # the slot's older bucket leaves the window
-            self._stamps[pos] = index
-            tally = self._tallies[pos] = {}
+        tally, index = found
         totals = self._totals if index > self._expired else None
         for key in (first, second):
             if key is not None:
