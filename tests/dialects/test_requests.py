@@ -251,6 +251,15 @@ def test_read_request(case: Read) -> None:
     assert facts.estimated_tokens >= (case.max_tokens or case.dialect.default_output_tokens)
 
 
+@pytest.mark.parametrize("case", READS.values(), ids=READS.keys())
+def test_prompt_features_set_every_field(case: Read) -> None:
+    """The features are a copy of one template with every field set: a field added to
+    PromptFeatures must be set there too, or every request would share the template's value."""
+    features = case.dialect.read_request(case.body).prompt_features
+    assert features.model_fields_set == set(PromptFeatures.model_fields)
+    assert features == PromptFeatures.model_validate(features.model_dump())
+
+
 BAD = {
     "chat-array-body": (CHAT, [], "JSON object"),
     "chat-string-body": (CHAT, "hi", "JSON object"),

@@ -53,3 +53,13 @@ def test_no_address_at_all(demo_geo: GeoLocator) -> None:
     network = locate(ClientAddress(ip=None, peer_ip="testclient"), demo_geo)
 
     assert network == Network(client_ip=UNKNOWN_CLIENT_IP, peer_ip="testclient")
+
+
+def test_every_field_is_set_and_no_list_is_shared(demo_geo: GeoLocator) -> None:
+    """The network is a copy of one template with every field set: a field added to Network
+    must be set there too, or every request would share the template's value."""
+    first = locate(ClientAddress(ip="198.51.100.9", peer_ip="198.51.100.9"), demo_geo, TAGS)
+    second = locate(ClientAddress(ip="198.51.100.9", peer_ip="198.51.100.9"), demo_geo, TAGS)
+    assert first.model_fields_set == set(Network.model_fields)
+    assert first == Network.model_validate(first.model_dump())
+    assert first.jurisdiction_tags is not second.jurisdiction_tags
