@@ -21,7 +21,7 @@ import asyncio
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 
 class Deadline:
@@ -114,30 +114,37 @@ def loop_timers() -> LoopTimers:
 
 
 class timeout:  # lower case: used like asyncio.timeout
-    """``async with timeout(seconds):`` as ``asyncio.timeout(seconds)``, on a shared timer."""
+    """``async with timeout(seconds):`` as ``asyncio.timeout(seconds)``, on a shared timer.
 
-    __slots__ = ("_cancelling", "_deadline", "_expired", "_seconds", "_task")
+    A subclass decides when the deadline fires (``_start``, then ``_expire``); entering,
+    cancelling the task and leaving as ``asyncio.timeout`` does are the same for every kind."""
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_seconds", "_task")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
-        self._deadline: Deadline | None = None
+        self._handle: Deadline | asyncio.Handle | None = None
         self._expired = False
         self._task: asyncio.Task[Any] | None = None
         self._cancelling = 0
 
-    async def __aenter__(self) -> timeout:
+    async def __aenter__(self) -> Self:
         task = asyncio.current_task()
         if task is None:
-            raise RuntimeError("timeout() should be used inside a task")
+            raise RuntimeError(f"{type(self).__name__}() should be used inside a task")
         self._task = task
         self._cancelling = task.cancelling()
-        loop = asyncio.get_running_loop()
-        self._deadline = loop_timers().call_at(loop.time() + self._seconds, self._expire)
+        self._start(asyncio.get_running_loop())
         return self
 
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Arm the deadline (``seconds`` from now)."""
+        self._handle = loop_timers().call_at(loop.time() + self._seconds, self._expire)
+
     def _expire(self) -> None:
+        """The deadline: cancel the task (at its next turn)."""
         assert self._task is not None
-        self._deadline = None
+        self._handle = None
         self._expired = True
         self._task.cancel()
 
@@ -147,28 +154,18 @@ class timeout:  # lower case: used like asyncio.timeout
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
         if self._expired:
             assert self._task is not None
             self._expired = False
-            leave_expired(self._task, self._cancelling, exc_type, exc)
+            # As asyncio.timeout: the cancellation it caused leaves as TimeoutError, unless
+            # the task was also cancelled by someone else meanwhile.
+            if (
+                self._task.uncancel() <= self._cancelling
+                and exc_type is not None
+                and issubclass(exc_type, asyncio.CancelledError)
+            ):
+                raise TimeoutError from exc
         return None
-
-
-def leave_expired(
-    task: asyncio.Task[Any],
-    cancelling: int,
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-) -> None:
-    """Leaving a timeout block whose deadline cancelled ``task`` (which had ``cancelling``
-    cancellations pending when the block began): as ``asyncio.timeout``, the cancellation it
-    caused leaves as ``TimeoutError``, unless the task was also cancelled by someone else."""
-    if (
-        task.uncancel() <= cancelling
-        and exc_type is not None
-        and issubclass(exc_type, asyncio.CancelledError)
-    ):
-        raise TimeoutError from exc

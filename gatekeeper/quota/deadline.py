@@ -28,10 +28,8 @@ work (``request.max_admitting``: shed at the door).
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
-from typing import Any
 
-from gatekeeper._timers import Deadline, LoopTimers, leave_expired, loop_timers
+from gatekeeper._timers import LoopTimers, loop_timers, timeout
 
 #: Loop turns granted after the deadline: one to read a reply waiting in the socket, one for the
 #: task (or a pipeline's flush) to take it, one for a pipeline caller to be woken, one spare.
@@ -43,81 +41,41 @@ def hard_bound(seconds: float) -> float:
     return max(1.0, 20 * seconds)
 
 
-class wire_timeout:  # lower case: used like asyncio.timeout
+class wire_timeout(timeout):  # lower case: used like asyncio.timeout
     """``async with wire_timeout(seconds):`` raises ``TimeoutError`` when the body's store call
     got no answer in ``seconds`` during which the event loop was free (see the module).
 
     Its deadline is one of the loop's shared deadlines (``gatekeeper._timers``), not a timer
     handle of its own: a call answered in time (nearly all of them) costs a dict insertion and
-    deletion instead of a push onto, and a pull off, the event loop's timer heap."""
+    deletion instead of a push onto, and a pull off, the event loop's timer heap. Entering and
+    leaving are ``timeout``'s; only when it fires differs."""
 
-    __slots__ = (
-        "_busy_turn",
-        "_cancelling",
-        "_expired",
-        "_handle",
-        "_hard",
-        "_loop",
-        "_seconds",
-        "_task",
-        "_timers",
-    )
+    __slots__ = ("_busy_turn", "_hard", "_loop", "_timers")
 
     def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
+        super().__init__(seconds)
         self._busy_turn = max(0.001, seconds / 10)
         self._hard = 0.0
-        self._handle: Deadline | asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: LoopTimers | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._cancelling = 0
-        self._expired = False
 
-    async def __aenter__(self) -> wire_timeout:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("wire_timeout() should be used inside a task")
-        self._task = task
-        self._cancelling = task.cancelling()
-        self._loop = asyncio.get_running_loop()
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._timers = loop_timers()
-        now = self._loop.time()
+        now = loop.time()
         self._hard = now + hard_bound(self._seconds)
         self._arm(now)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if self._expired:
-            assert self._task is not None
-            self._expired = False
-            leave_expired(self._task, self._cancelling, exc_type, exc)
-        return None
 
     def _arm(self, now: float) -> None:
         assert self._timers is not None
         due = min(now + self._seconds, self._hard)
         self._handle = self._timers.call_at(due, self._expired_at, due)
 
-    def _fire(self, now: float) -> None:
-        assert self._task is not None
-        self._handle = None
-        self._expired = True
-        self._task.cancel()  # the task is cancelled at its next turn
-
     def _expired_at(self, due: float) -> None:
         assert self._loop is not None
         now = self._loop.time()
         if now >= self._hard:
-            self._fire(now)  # waited the hard bound: give up, however busy the loop is
+            self._expire()  # waited the hard bound: give up, however busy the loop is
         elif now - due > self._busy_turn:
             self._arm(now)  # the timer itself ran late: the loop is busy, not the store
         else:
@@ -127,10 +85,10 @@ class wire_timeout:  # lower case: used like asyncio.timeout
         assert self._loop is not None
         now = self._loop.time()
         if now >= self._hard:
-            self._fire(now)
+            self._expire()
         elif now - previous > self._busy_turn:
             self._arm(now)  # a long turn: replies may be queued behind other work
         elif left == 0:
-            self._fire(now)
+            self._expire()
         else:
             self._handle = self._loop.call_soon(self._turn, left - 1, now)
