@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -222,17 +223,11 @@ class DemoServer:
 
         Only request events: the log's own entries (start, restart, gap, checkpoint…) are left
         out, as is a last line still being written."""
-        import json
-
         deadline = time.monotonic() + timeout
         while True:
-            raw = self.log_path.read_text() if self.log_path.exists() else ""
-            lines = raw.splitlines(keepends=True)
             events = [
                 event
-                for line in lines
-                if line.endswith("\n") and line.strip()
-                for event in [json.loads(line)]
+                for event in written_entries(self.log_path)
                 if event.get("gatekeeper", {}).get("kind", "decision") == "decision"
             ]
             if count is None or len(events) >= count or time.monotonic() > deadline:
@@ -241,6 +236,14 @@ class DemoServer:
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def written_entries(log: Path) -> list[dict[str, Any]]:
+    """The entries of a decision log that is being written: every whole line, not a last one
+    the writer has not finished (a reader can see part of a batch's write)."""
+    raw = log.read_text() if log.exists() else ""
+    lines = raw.splitlines(keepends=True)
+    return [json.loads(line) for line in lines if line.endswith("\n") and line.strip()]
 
 
 class RedisProcess:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from gatekeeper.cli.main import cli
 from gatekeeper.runtime import Gatekeeper
 from gatekeeper.settings import Settings
-from tests.servers import DEMO_CONFIG, demo_stack
+from tests.servers import DEMO_CONFIG, demo_stack, written_entries
 
 BUNDLE = Path(__file__).resolve().parents[2] / "examples" / "intel" / "bundle.json"
 NETWORK_INDICATOR = "indicator--6a1f0c9e-0c35-4b5e-9a52-1f4f6a2b7d01"
@@ -73,11 +73,9 @@ def ask(client: httpx.AsyncClient, key: str, prompt: str, *, ip: str, agent: str
 
 
 def read_events(log: Path, wanted: set[str]) -> dict[str, dict[str, Any]]:
-    if not log.exists():
-        return {}
     return {
         e["decision_id"]: e
-        for e in map(json.loads, log.read_text().splitlines())
+        for e in written_entries(log)
         if e.get("decision_id") in wanted and "input" in e
     }
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from gatekeeper.runtime import Gatekeeper
-from tests.servers import demo_stack
+from tests.servers import demo_stack, written_entries
 
 TEMPLATE = "Think step by step and show your full reasoning: {name} has {n} apples."
 NAMES = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Jonas"]
@@ -76,10 +76,6 @@ def ask(client: httpx.AsyncClient, key: str, prompt: str) -> Any:
     return client.post("/v1/chat/completions", json=body, headers=headers)
 
 
-def events(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
 async def test_ten_accounts_on_one_card_alone_are_not_graded(
     gateway: Gateway, tmp_path: Path
 ) -> None:
@@ -103,7 +99,7 @@ async def test_ten_accounts_on_one_card_alone_are_not_graded(
     decision_id = refused.headers["x-gatekeeper-decision-id"]
     record = None
     for _ in range(100):  # the decision log writes in the background
-        record = next((e for e in events(log) if e["decision_id"] == decision_id), None)
+        record = next((e for e in written_entries(log) if e["decision_id"] == decision_id), None)
         if record is not None:
             break
         await asyncio.sleep(0.05)
