@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gatekeeper.signals import DEFAULT_PATTERNS, ElicitationScore, PatternScorer
+from gatekeeper.signals.scorer import SHORT_TEXT, Pattern, leading_literal
 
 SCORER = PatternScorer()
 
@@ -94,3 +96,47 @@ def test_adding_an_elicitation_never_lowers_the_score(text: str, phrase: str) ->
     before = SCORER.score_text(text)
     after = SCORER.score_text(phrase + text)
     assert 0 <= before.score <= after.score < 1
+
+
+@pytest.mark.parametrize(
+    ("expression", "flags", "literal"),
+    [
+        (r"step[\s-]*by[\s-]*step", 0, "step"),
+        ("zeige? (?:deinen|ihren)", 0, "zeig"),  # the quantifier makes the "e" optional
+        (r"here\'s\ the", 0, "here's the"),
+        ("thoughts?", 0, "thought"),
+        ("(?:a|b)c", 0, ""),
+        ("ab|cd", 0, ""),
+        ("[sz]tep", 0, ""),
+        ("step", re.IGNORECASE, ""),
+        ("(?i)step", 0, ""),
+    ],
+)
+def test_the_leading_literal_is_what_every_match_starts_with(
+    expression: str, flags: int, literal: str
+) -> None:
+    assert leading_literal(re.compile(expression, flags)) == literal
+
+
+def test_a_pattern_with_an_expression_without_a_literal_searches_every_text() -> None:
+    pattern = Pattern.of("mixed", 0.5, "rubric", r"[0-9]+ points")
+    assert pattern.literals == ()
+    assert pattern.matches("give it 10 points")
+
+
+_LITERALS = sorted({literal for pattern in DEFAULT_PATTERNS for literal in pattern.literals})
+_FRAGMENTS = st.one_of(
+    st.sampled_from(_LITERALS),
+    st.sampled_from(["step by step", "your reasoning", " the ", " answer", " is 4. ", "ing", "-"]),
+    st.text(max_size=12),
+)
+
+
+@given(st.lists(_FRAGMENTS, max_size=40).map("".join))
+def test_the_literals_never_change_what_a_pattern_matches(text: str) -> None:
+    # The literals only skip searches that could not match: every pattern matches the same
+    # texts as its expressions searched without them, short texts and long ones.
+    for lowered in (text.lower(), (text + " " * SHORT_TEXT).lower()):
+        for pattern in DEFAULT_PATTERNS:
+            expected = any(regex.search(lowered) for regex in pattern.regexes)
+            assert pattern.matches(lowered) is expected, (pattern.name, lowered)
