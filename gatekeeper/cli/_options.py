@@ -26,6 +26,14 @@ def json_option(help: str) -> Decorator:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+def output_option(help: str, *, dest: str = "output", **extra: Any) -> Decorator:
+    """``-o/--output FILE``: a file the command writes (a ``Path``; a directory is refused).
+    ``extra`` goes to ``click.option`` (``required``, ``default``, ``multiple``, …)."""
+    return click.option(
+        "-o", "--output", dest, type=click.Path(dir_okay=False, path_type=Path), help=help, **extra
+    )
+
+
 def loop_option() -> Decorator:
     """``--loop auto|asyncio|uvloop``: the event loop uvicorn serves on (``server.loop``)."""
     return click.option(
