@@ -232,6 +232,12 @@ class IdentitySettings(_Section):
         return self
 
 
+def _country_code(text: str) -> str | None:
+    """``text`` as an ISO 3166-1 alpha-2 code (``" de"`` -> ``"DE"``), or None if it is not one."""
+    code = text.strip().upper()
+    return code if len(code) == 2 and code.isascii() and code.isalpha() else None
+
+
 class NetworkSettings(_Section):
     """How the client's real address and location are found."""
 
@@ -276,8 +282,8 @@ class NetworkSettings(_Section):
                 raise ValueError("a jurisdiction tag is empty")
             codes = []
             for country in countries:
-                code = country.strip().upper()
-                if len(code) != 2 or not code.isascii() or not code.isalpha():
+                code = _country_code(country)
+                if code is None:
                     raise ValueError(f"tag {tag}: {country!r} is not an ISO 3166-1 alpha-2 code")
                 codes.append(code)
             checked[tag.strip()] = sorted(set(codes))
@@ -302,8 +308,8 @@ class NetworkSettings(_Section):
                 address = str(ipaddress.ip_address(ip.strip()))
             except ValueError:
                 raise ValueError(f"canary {ip!r} is not an IP address") from None
-            code = country.strip().upper()
-            if len(code) != 2 or not code.isascii() or not code.isalpha():
+            code = _country_code(country)
+            if code is None:
                 raise ValueError(f"canary {ip}: {country!r} is not an ISO 3166-1 alpha-2 code")
             checked[address] = code
         return checked

@@ -13,7 +13,7 @@ import click
 import orjson
 
 from gatekeeper.audit.keys import Keyring
-from gatekeeper.cli._options import config_option, json_option
+from gatekeeper.cli._options import config_option, json_option, output_option
 from gatekeeper.cli.progress import ProgressLine, megabytes
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.offline.audit.chains import ChainsReport, default_keys, verify_chains
@@ -282,13 +282,7 @@ def stats(paths: tuple[Path, ...], filters: Filters, as_json: bool, progress: bo
 
 @audit.command()
 @_PATHS
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Where to write the HTML report.",
-)
+@output_option("Where to write the HTML report.", required=True)
 @click.option("--title", default="gatekeeper decision log report", show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip checking the chain for the report.")
 @_KEYS

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gatekeeper.cli._options import json_option
+from gatekeeper.cli._options import json_option, output_option
 from gatekeeper.network.geoip import GeoDatabaseError, GeoLocator
 
 
@@ -19,12 +19,7 @@ def geoip_cli() -> None:
 
 @geoip_cli.command("build")
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the database [default: SOURCE with the suffix .mmdb].",
-)
+@output_option("Where to write the database [default: SOURCE with the suffix .mmdb].")
 def build_command(source: Path, output: Path | None) -> None:
     """Write a .mmdb database from the YAML file SOURCE."""
     from gatekeeper.network.builder import build_database

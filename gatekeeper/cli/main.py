@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from gatekeeper._version import __version__
-from gatekeeper.cli._options import event_loop, loop_option
+from gatekeeper.cli._options import listen_on, server_options
 from gatekeeper.errors import ConfigurationError
 
 # Subcommand groups, imported only when invoked (or listed by --help): each pulls in its own
@@ -69,9 +69,7 @@ def cli() -> None:
     show_default=True,
     help="The demo's TOML configuration.",
 )
-@click.option("--host", default=None, help="Listen address (default: server.host, 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Listen port (default: server.port, 8000).")
-@loop_option()
+@server_options
 def demo(config: Path, host: str | None, port: int | None, loop: str | None) -> None:
     """Serve demo-reasoner (three API dialects) behind gatekeeper's default policies."""
     import uvicorn
@@ -80,9 +78,7 @@ def demo(config: Path, host: str | None, port: int | None, loop: str | None) -> 
     from gatekeeper.settings import Settings
 
     settings = Settings.load(config, **({"server": {"loop": loop}} if loop else {}))
-    host = host or settings.server.host
-    port = port if port is not None else settings.server.port
-    loop_name = event_loop(settings.server.loop)
+    host, port, loop_name = listen_on(settings.server, host, port)
     app = create_demo_app(config)
     click.echo(demo_banner(host, port, settings, loop_name))
     # gatekeeper resolves the client address itself (trusted proxies); uvicorn must not rewrite

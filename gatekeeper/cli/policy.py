@@ -13,7 +13,7 @@ from typing import IO
 
 import click
 
-from gatekeeper.cli._options import json_option
+from gatekeeper.cli._options import json_option, output_option
 from gatekeeper.errors import PolicyError
 from gatekeeper.policy.compile import compile_source, first_lines
 from gatekeeper.policy.coverage import coverage_json, coverage_report, format_coverage
@@ -274,14 +274,7 @@ def _decision_rules(source: PolicySource) -> set[str]:
 
 @policy.command("build")
 @_POLICY_DIR
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("bundle.tar.gz"),
-    show_default=True,
-    help="Bundle file to write.",
-)
+@output_option("Bundle file to write.", default=Path("bundle.tar.gz"), show_default=True)
 @click.option(
     "--revision", default=None, help="Revision for the manifest (default: the policy's own)."
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from gatekeeper.cli._options import config_option, event_loop, loop_option
+from gatekeeper.cli._options import config_option, listen_on, server_options
 
 
 @click.command("proxy")
@@ -21,9 +21,7 @@ from gatekeeper.cli._options import config_option, event_loop, loop_option
 @config_option(
     "TOML configuration (default: $GATEKEEPER_CONFIG). GATEKEEPER_* variables override it."
 )
-@click.option("--host", default=None, help="Listen address (default: server.host, 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Listen port (default: server.port, 8000).")
-@loop_option()
+@server_options
 @click.option(
     "--json-logs/--text-logs",
     default=None,
@@ -79,9 +77,7 @@ def proxy_command(
         level=obs.log_level,
         secrets=[secret.get_secret_value()] if secret else [],
     )
-    host = host or settings.server.host
-    port = port if port is not None else settings.server.port
-    loop_name = event_loop(settings.server.loop)
+    host, port, loop_name = listen_on(settings.server, host, port)
     click.echo(
         f"gatekeeper proxy on http://{host}:{port} -> {redact(settings.proxy.upstream or '')}\n"
         f"  policy:       {settings.policy.path} ({settings.policy.engine} engine)\n"

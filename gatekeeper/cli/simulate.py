@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import orjson
 
+from gatekeeper.cli._options import output_option
 from gatekeeper.errors import ConfigurationError
 
 
@@ -28,13 +29,8 @@ from gatekeeper.errors import ConfigurationError
     metavar="URL",
     help="With --target: a second gateway running the per-key-limits baseline.",
 )
-@click.option(
-    "-o",
-    "--output",
-    "outputs",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the report: .json or .html by suffix (repeatable).",
+@output_option(
+    "Write the report: .json or .html by suffix (repeatable).", dest="outputs", multiple=True
 )
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--hours", type=float, default=None, help="Override the simulated duration.")

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -82,8 +82,16 @@ def _run(admin: SubjectAdmin, work: Callable[[SubjectAdmin], Awaitable[T]]) -> T
     try:
         return asyncio.run(go())
     except ConfigurationError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        _fail(exc)
+
+
+def _fail(exc: ConfigurationError) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+def _missing(admin: SubjectAdmin, subject_id: str) -> ConfigurationError:
+    return ConfigurationError(f"no subject {subject_id!r} in {admin.where}")
 
 
 def _public(record: SubjectRecord) -> dict[str, Any]:
@@ -155,7 +163,7 @@ async def _record(admin: SubjectAdmin, subject_id: str) -> SubjectRecord:
     for record in await admin.records():
         if record.id == subject_id:
             return record
-    raise ConfigurationError(f"no subject {subject_id!r} in {admin.where}")
+    raise _missing(admin, subject_id)
 
 
 @subjects.command("list")
@@ -187,8 +195,7 @@ def show_cmd(subject_id: str, **store: Any) -> None:
     admin, _ = _admin(**store)
     found = [r for r in _run(admin, lambda a: a.records()) if r.id == subject_id]
     if not found:
-        click.echo(f"error: no subject {subject_id!r} in {admin.where}", err=True)
-        sys.exit(1)
+        _fail(_missing(admin, subject_id))
     for record in found:
         click.echo(json.dumps(_public(record), indent=2))
 
@@ -229,8 +236,7 @@ def revoke_cmd(subject_id: str, **store: Any) -> None:
     admin, delay = _admin(**store)
     removed = _run(admin, lambda a: a.remove(subject_id))
     if not removed:
-        click.echo(f"error: no subject {subject_id!r} in {admin.where}", err=True)
-        sys.exit(1)
+        _fail(_missing(admin, subject_id))
     click.echo(
         f"revoked {subject_id} ({removed} key{'s' if removed > 1 else ''}) in {admin.where}; "
         f"running processes refuse it within identity.cache_seconds ({delay:g} s)",

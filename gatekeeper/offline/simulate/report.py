@@ -177,14 +177,7 @@ def render_text(report: dict[str, Any]) -> str:
     extra = [
         (name, label, field, share)
         for name, entry in report["campaigns"].items()
-        for label, field, share in (
-            ("tool-call completions", "tool_call_completions", "pack_share_of_baseline_tool_calls"),
-            (
-                f"reasoning on {entry.get('new_model')}",
-                "new_model_reasoning_tokens",
-                "pack_share_of_baseline_new_model",
-            ),
-        )
+        for label, field, share in _other_harvests(entry)
         if field in entry.get("pack", entry.get("baseline", {}))
     ]
     if extra:
@@ -219,17 +212,23 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _other_harvest(entry: dict[str, Any]) -> str:
-    """Tool-call completions and reasoning on a new model, baseline → pack (share)."""
-    parts = []
-    for label, field, share in (
+def _other_harvests(entry: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    """What a campaign harvested besides reasoning: (label, the runs' field, the field of the
+    pack's share of the baseline)."""
+    return (
         ("tool-call completions", "tool_call_completions", "pack_share_of_baseline_tool_calls"),
         (
             f"reasoning on {entry.get('new_model')}",
             "new_model_reasoning_tokens",
             "pack_share_of_baseline_new_model",
         ),
-    ):
+    )
+
+
+def _other_harvest(entry: dict[str, Any]) -> str:
+    """Tool-call completions and reasoning on a new model, baseline → pack (share)."""
+    parts = []
+    for label, field, share in _other_harvests(entry):
         base = entry.get("baseline", {}).get(field)
         pack = entry.get("pack", {}).get(field)
         if base is not None or pack is not None:
