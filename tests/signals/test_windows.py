@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.signals import RollingCounts, RollingTally
-from gatekeeper.signals.windows import SmallTally
+from gatekeeper.signals.windows import SmallTally, WindowCounts
 
 SECONDS, BUCKETS = 3600.0, 12
 SIZE = SECONDS / BUCKETS
@@ -64,6 +64,45 @@ def test_totals_match_brute_force(raw: list[tuple[float, int]], later: float) ->
     expected = sum(amount for at, amount in ordered if in_window(at, now))
     assert counts.totals(now) == [expected]
     assert tally.count(now, "k") == expected
+
+
+counts_operations = st.lists(
+    st.tuples(
+        st.booleans(),  # add (True) or read
+        # How far the clock moves first: often not at all, sometimes past every window.
+        st.one_of(st.just(0.0), st.floats(0, 2 * SIZE), st.floats(0, 3 * SECONDS)),
+        st.one_of(st.just(0.0), st.floats(0, 1.5 * SECONDS)),  # how late an addition is
+        st.integers(0, 50),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300)
+@given(counts_operations)
+def test_every_window_matches_brute_force_between_reads(
+    ops: list[tuple[bool, float, float, int]],
+) -> None:
+    # Reads between additions expire buckets as time passes, some after an idle spell longer
+    # than a window (every bucket left at once), some after a few buckets.
+    windows = (SECONDS / 6, SECONDS)
+    counts = WindowCounts(windows, BUCKETS, 2)
+    added: list[tuple[float, int]] = []
+    now = 2 * SECONDS
+    for add, advance, late, amount in ops:
+        now += advance
+        if add:
+            counts.add(now - late, (amount, 1))
+            added.append((now - late, amount))
+            continue
+        for seconds, sums in zip(windows, counts.window_sums(now), strict=True):
+            size = seconds / BUCKETS
+            inside = [
+                amount
+                for at, amount in added
+                if math.floor(at / size) > math.floor(now / size) - BUCKETS
+            ]
+            assert sums.tolist() == [sum(inside), len(inside)], (seconds, now)
 
 
 def test_tally_counts_keys_apart_and_compacts() -> None:
