@@ -136,7 +136,7 @@ class SignalStage:
                     uri,
                     key=f"{settings.key_prefix}:events",
                     flush_seconds=settings.flush_seconds,
-                    retention_seconds=max(settings.windows.values()),
+                    retention_seconds=settings.replay_seconds or settings.windows[settings.window],
                 )
             except (ValueError, TypeError) as exc:
                 raise ConfigurationError(f"signals storage: {exc}") from exc

@@ -7,8 +7,9 @@ observations of other gateways reach it:
 - ``MemorySignalStore``: one process; observations are applied where they happen.
 - ``RedisSignalStore``: each gateway applies its own observations at once and publishes them,
   batched, to one Redis stream (``XADD`` every ``flush_seconds``, fire-and-forget, trimmed by
-  ``MINID`` to the longest window); a background reader (``XREAD BLOCK``) applies the other
-  gateways' batches. A gateway that starts replays the stream's history, so it starts warm.
+  ``MINID`` to ``retention_seconds``: ``signals.replay_seconds``, by default the main window);
+  a background reader (``XREAD BLOCK``) applies the other gateways' batches. A gateway that
+  starts replays the stream's history, so it starts warm.
   Other gateways' requests are seen ``flush_seconds`` + one round trip late (about half a
   second by default): signals are eventually consistent, which is enough for patterns that
   take minutes to form.

@@ -10,7 +10,8 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from gatekeeper.signals import Observation, RedisSignalStore, SignalState
+from gatekeeper.settings import SignalSettings
+from gatekeeper.signals import Observation, RedisSignalStore, SignalStage, SignalState
 
 
 def gateway(redis_url: str, key: str) -> RedisSignalStore:
@@ -61,6 +62,39 @@ async def test_a_new_gateway_replays_the_window(redis_url: str, key: str) -> Non
         assert late.state.read("s1", "t", (), time.time())[0].requests["1h"] == 5
     finally:
         await late.aclose()
+
+
+@pytest.mark.parametrize(
+    ("replay_seconds", "replayed"), [(None, {"recent"}), (86400.0, {"early", "recent"})]
+)
+async def test_a_new_gateway_replays_signals_replay_seconds_of_history(
+    redis_url: str, key: str, replay_seconds: float | None, replayed: set[str]
+) -> None:
+    # Two entries another gateway published 3 hours and 10 minutes ago (the stream's ids are
+    # the times they were added); a starting gateway replays the main window (an hour), or
+    # signals.replay_seconds (flushes trim the stream to the same, with MINID's approximate
+    # trimming: whole macro nodes, not to the entry).
+    now = time.time()
+    stream = f"{key}:events"
+    client = Redis.from_url(redis_url)
+    for subject, ago in (("early", 3 * 3600), ("recent", 600)):
+        batch = orjson.dumps([Observation(now - ago, subject, requests=1).to_wire()])
+        await client.xadd(stream, {"r": "other", "o": batch}, id=int((now - ago) * 1000))
+    settings = SignalSettings(storage=redis_url, key_prefix=key, replay_seconds=replay_seconds)
+    stage = SignalStage.from_settings(settings, "memory://")
+    store = stage.store
+    assert isinstance(store, RedisSignalStore) and store.key == stream
+    try:
+        await store.sync()
+        seen = {
+            subject
+            for subject in ("early", "recent")
+            if stage.state.read(subject, None, (), now)[0].requests["24h"] == 1
+        }
+        assert seen == replayed
+    finally:
+        await store.aclose()
+        await client.aclose()
 
 
 async def test_background_tasks_keep_gateways_in_step(redis_url: str, key: str) -> None:
