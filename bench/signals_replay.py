@@ -23,8 +23,7 @@ import uuid
 from redis.asyncio import Redis
 
 from bench._common import redis_server
-from bench.signals_scale import POOL, UA, Clock, body
-from gatekeeper.contract import Network, Subject
+from bench.signals_scale import POOL, UA, Clock, body, population, prompt_work
 from gatekeeper.signals import RedisSignalStore, SignalStage, SignalState
 from gatekeeper.signals.state import Observation
 
@@ -40,36 +39,21 @@ async def main(requests: int, subjects: int, url: str) -> None:
     store = RedisSignalStore(SignalState(WINDOWS, "1h"), url, key=key, clock=clock)
     stage = SignalStage(store, link_by=["payment", "org", "network+user_agent"], clock=clock)
     stage._next_maintenance = float("inf")
-    prepared = []
-    for doc in [body(rng) for _ in range(POOL)]:
-        ctx = await stage.inspect(
-            Subject(id="probe"), Network(), doc, reasoning_requested=True, user_agent=UA, model="m"
-        )
-        prepared.append((ctx.template, ctx.bands, ctx.features))
-    people = [
-        Subject(
-            id=f"s{i:06d}",
-            org=f"o{i // 3}",
-            payment_fingerprint=f"p{rng.randrange(subjects)}",
-            account_age_days=rng.uniform(0, 900),
-        )
-        for i in range(subjects)
-    ]
-    links = [
-        stage._links(subject, Network(client_ip=f"10.{i % 250}.{rng.randrange(250)}.7"), UA)
-        for i, subject in enumerate(people)
-    ]
+    people = population(rng, subjects)
+    prepared = await prompt_work(stage, [body(rng) for _ in range(POOL)])
+    links = [stage._links(subject, network, UA) for subject, network in people]
     start = clock.now
     for k in range(requests):
         at = clock.now = start + 3600 * k / requests
         i = rng.randrange(subjects)
+        subject = people[i][0]
         template, bands, features = prepared[rng.randrange(POOL)]
         store.publish(
-            Observation(at, people[i].id, requests=1, reasoning_requests=1, template=template,
+            Observation(at, subject.id, requests=1, reasoning_requests=1, template=template,
                         links=links[i], bands=bands, features=features,
-                        age_days=people[i].account_age_days, model="m")
+                        age_days=subject.account_age_days, model="m")
         )  # fmt: skip
-        store.publish(Observation(at, people[i].id, tokens=120, reasoning_exposed=1))
+        store.publish(Observation(at, subject.id, tokens=120, reasoning_exposed=1))
         if (k + 1) % PER_FLUSH == 0:
             await store.flush()
     await store.flush()

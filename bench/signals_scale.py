@@ -71,6 +71,38 @@ def body(rng: random.Random) -> dict[str, object]:
     }
 
 
+def population(rng: random.Random, subjects: int) -> list[tuple[Subject, Network]]:
+    """The benchmark's subjects: orgs of three, payment cards drawn among as many as there are
+    subjects (some shared), addresses in 250 /24s; each with the network it sends from."""
+    return [
+        (
+            Subject(
+                id=f"s{i:06d}",
+                org=f"o{i // 3}",
+                payment_fingerprint=f"p{rng.randrange(subjects)}",
+                account_age_days=rng.uniform(0, 900),
+            ),
+            Network(client_ip=f"10.{i % 250}.{rng.randrange(250)}.7"),
+        )
+        for i in range(subjects)
+    ]
+
+
+async def prompt_work(
+    stage: SignalStage, pool: list[dict[str, object]]
+) -> list[tuple[str | None, tuple[str, ...], Any]]:
+    """Each body's template, band keys and features, from one ``inspect`` each: what a
+    request's context carries to ``observe``."""
+    probe = Subject(id="probe")
+    prepared = []
+    for doc in pool:
+        ctx = await stage.inspect(
+            probe, Network(), doc, reasoning_requested=True, user_agent=UA, model="m"
+        )  # fmt: skip
+        prepared.append((ctx.template, ctx.bands, ctx.features))
+    return prepared
+
+
 def rss_bytes() -> int:
     """The process's resident set now (not the peak)."""
     with open("/proc/self/statm") as statm:
@@ -102,30 +134,11 @@ async def main(
         MemorySignalStore(state), link_by=["payment", "org", "network+user_agent"], clock=clock
     )
     stage._next_maintenance = float("inf")  # maintenance timed separately
-    people = [
-        (
-            Subject(
-                id=f"s{i:06d}",
-                org=f"o{i // 3}",
-                payment_fingerprint=f"p{rng.randrange(subjects)}",
-                account_age_days=rng.uniform(0, 900),
-            ),
-            Network(client_ip=f"10.{i % 250}.{rng.randrange(250)}.7"),
-        )
-        for i in range(subjects)
-    ]
+    people = population(rng, subjects)
     pool = [body(rng) for _ in range(POOL)]
     allow = Decision(allow=True)
     stats = ReasoningStats(exposed_tokens=120)
-
-    # Each pool body's prompt work once: what inspect's context carries to observe.
-    probe = Subject(id="probe")
-    prepared = []
-    for doc in pool:
-        ctx = await stage.inspect(
-            probe, Network(), doc, reasoning_requested=True, user_agent=UA, model="m"
-        )  # fmt: skip
-        prepared.append((ctx.template, ctx.bands, ctx.features))
+    prepared = await prompt_work(stage, pool)
     links = [stage._links(subject, network, UA) for subject, network in people]
     gc.collect()
     tracked_before = len(gc.get_objects())
