@@ -478,7 +478,8 @@ class SignalSettings(_Section):
         "and a gateway that starts replays; unset: the main window. Longer windows fill up "
         "from the replay on. A replay costs about 45 µs of CPU per observation (two a "
         "request), the stream about 230 bytes per observation: 24 hours of a fleet's 100 "
-        "requests/s are 3.9 GB and 13 minutes of CPU (docs/distillation.md, 'Storage').",
+        "requests/s are 3.9 GB and 13 minutes of CPU (docs/distillation.md, "
+        '"The stream\'s history").',
     )
     max_subjects: int = Field(
         default=200_000,
